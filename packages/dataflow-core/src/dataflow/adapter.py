@@ -1,0 +1,334 @@
+"""The adapter protocol every backend implements, and a driver-free SQL base.
+
+:class:`Adapter` is statement-level (select, count, insert, update, delete, upsert on
+AST statements), so a document store can implement it as well as a SQL database.
+:class:`SQLAdapter` implements it for SQL on top of four driver primitives
+(``fetch``, ``execute``, ``executemany``, connection handling) and a dialect
+compiler; SQL adapters subclass it and override fast paths.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from .capabilities import Capabilities
+from .errors import ConfigurationError
+from .model import LogicalType, ModelSpec
+from .query.ast import FALSE, Count, Delete, InList, Insert, Select, Update, Upsert
+from .sql.compiler import SQLCompiler
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DatabaseURL:
+    """A parsed ``scheme://user:pass@host:port/database?opt=v`` URL."""
+
+    raw: str
+    scheme: str
+    username: str | None
+    password: str | None
+    host: str | None
+    port: int | None
+    database: str
+    query: dict[str, str]
+
+    @classmethod
+    def parse(cls, url: str) -> DatabaseURL:
+        if "://" not in url:
+            raise ConfigurationError(
+                f"{url!r:.120} is not a database URL.",
+                fix="write scheme://..., e.g. sqlite:///app.db or postgresql://host/db.",
+            )
+        scheme, rest = url.split("://", 1)
+        scheme = scheme.lower()
+        if scheme.startswith("sqlite") or scheme.endswith("sqlite"):
+            path, _, q = rest.partition("?")
+            database = path[1:] if path.startswith("/") else path
+            return cls(url, scheme, None, None, None, None, database, dict(parse_qsl(q)))
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise ConfigurationError(f"bad port in URL: {exc}") from None
+        return cls(
+            url,
+            scheme,
+            unquote(parts.username) if parts.username else None,
+            unquote(parts.password) if parts.password else None,
+            parts.hostname,
+            port,
+            unquote(parts.path.lstrip("/")),
+            dict(parse_qsl(parts.query)),
+        )
+
+    def redacted(self) -> str:
+        if self.password:
+            return self.raw.replace(self.password, "***", 1)
+        return self.raw
+
+
+@dataclass
+class ColumnInfo:
+    """A column read from a live database."""
+
+    name: str
+    sql_type: str
+    nullable: bool
+    primary_key: bool = False
+    default: str | None = None
+    ltype: LogicalType | None = None
+
+
+@dataclass
+class TableInfo:
+    name: str
+    columns: dict[str, ColumnInfo] = field(default_factory=dict)
+    indexes: list[dict[str, Any]] = field(default_factory=list)
+    foreign_keys: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class UpsertOutcome:
+    rows: list[dict[str, Any]]
+    inserted: int
+    updated: int
+
+
+class Adapter(ABC):
+    """One backend. Instances are created per :class:`~dataflow.DataFlow` by URL scheme."""
+
+    #: the capability declaration shipped with the adapter
+    capabilities: ClassVar[type[Capabilities]] = Capabilities
+
+    def __init__(self, url: DatabaseURL, *, pool_size: int | None = None, **options: Any) -> None:
+        self.url = url
+        self.pool_size = pool_size
+        self.options = options
+
+    # connections -----------------------------------------------------------------------
+    @abstractmethod
+    async def acquire(self) -> Any:
+        """An exclusive connection for the current event loop (pair with ``release``)."""
+
+    @abstractmethod
+    async def release(self, conn: Any) -> None: ...
+
+    async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Call ``fn(conn, *args)`` with a connection acquired for just that call."""
+        conn = await self.acquire()
+        try:
+            return await fn(conn, *args)
+        finally:
+            await self.release(conn)
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    def pool_stats(self) -> dict[str, Any]:
+        return {"active": 0, "idle": 0, "max": 0, "utilization": 0.0}
+
+    # transactions ----------------------------------------------------------------------
+    @abstractmethod
+    async def begin(self, conn: Any) -> None: ...
+
+    @abstractmethod
+    async def commit(self, conn: Any) -> None: ...
+
+    @abstractmethod
+    async def rollback(self, conn: Any) -> None: ...
+
+    async def savepoint(self, conn: Any, name: str) -> None:
+        raise NotImplementedError
+
+    async def release_savepoint(self, conn: Any, name: str) -> None:
+        raise NotImplementedError
+
+    async def rollback_to_savepoint(self, conn: Any, name: str) -> None:
+        raise NotImplementedError
+
+    # statements ------------------------------------------------------------------------
+    @abstractmethod
+    async def select(self, conn: Any, stmt: Select) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    async def count(self, conn: Any, stmt: Count) -> int: ...
+
+    @abstractmethod
+    async def insert(self, conn: Any, stmt: Insert) -> list[dict[str, Any]]:
+        """Insert ``stmt.rows``; return the persisted rows when ``stmt.returning``."""
+
+    @abstractmethod
+    async def update(self, conn: Any, stmt: Update) -> tuple[int, list[dict[str, Any]]]:
+        """Return (rows matched, persisted rows when ``stmt.returning``)."""
+
+    @abstractmethod
+    async def delete(self, conn: Any, stmt: Delete) -> int: ...
+
+    @abstractmethod
+    async def upsert(self, conn: Any, stmt: Upsert) -> UpsertOutcome:
+        """Insert or update; counts must be exact. Called inside a transaction."""
+
+    async def read_by_id(self, conn: Any, model: ModelSpec, key: Any) -> dict[str, Any] | None:
+        from .query.ast import Comparison
+
+        rows = await self.select(conn, Select(model, Comparison("id", "eq", key), limit=1))
+        return rows[0] if rows else None
+
+    # schema ----------------------------------------------------------------------------
+    @abstractmethod
+    async def introspect(self, conn: Any, tables: list[str] | None = None) -> dict[str, TableInfo]:
+        """Existing tables (all, or only ``tables``) with their columns."""
+
+    @abstractmethod
+    async def apply_ddl(self, conn: Any, statements: list[str]) -> None: ...
+
+    @abstractmethod
+    async def drop_table(self, conn: Any, table: str) -> None: ...
+
+
+class SQLAdapter(Adapter):
+    """Statement-level operations for SQL backends, on a dialect compiler."""
+
+    compiler: SQLCompiler
+
+    # driver primitives -------------------------------------------------------------------
+    @abstractmethod
+    async def fetch(self, conn: Any, sql: str, params: tuple[Any, ...]) -> list[Any]: ...
+
+    @abstractmethod
+    async def execute(self, conn: Any, sql: str, params: tuple[Any, ...]) -> int:
+        """Run a statement; return the affected-row count."""
+
+    @abstractmethod
+    async def executemany(self, conn: Any, sql: str, rows: list[tuple[Any, ...]]) -> int: ...
+
+    # transactions (SQL) ------------------------------------------------------------------
+    async def savepoint(self, conn: Any, name: str) -> None:
+        await self.execute(conn, f"SAVEPOINT {self.compiler.quote(name)}", ())
+
+    async def release_savepoint(self, conn: Any, name: str) -> None:
+        await self.execute(conn, f"RELEASE SAVEPOINT {self.compiler.quote(name)}", ())
+
+    async def rollback_to_savepoint(self, conn: Any, name: str) -> None:
+        await self.execute(conn, f"ROLLBACK TO SAVEPOINT {self.compiler.quote(name)}", ())
+
+    # statements --------------------------------------------------------------------------
+    async def select(self, conn: Any, stmt: Select) -> list[dict[str, Any]]:
+        if stmt.where is FALSE:
+            return []
+        c = self.compiler.compile(stmt)
+        decode = self.compiler.row_decoder(stmt.model, tuple(stmt.model.fields))
+        return [decode(r) for r in await self.fetch(conn, c.sql, c.params)]
+
+    async def count(self, conn: Any, stmt: Count) -> int:
+        if stmt.where is FALSE:
+            return 0
+        c = self.compiler.compile(stmt)
+        rows = await self.fetch(conn, c.sql, c.params)
+        return int(rows[0][0])
+
+    async def insert(self, conn: Any, stmt: Insert) -> list[dict[str, Any]]:
+        c = self.compiler.compile(stmt)
+        if stmt.returning:
+            decode = self.compiler.row_decoder(stmt.model, tuple(stmt.model.fields))
+            return [decode(r) for r in await self.fetch(conn, c.sql, c.params)]
+        await self.execute(conn, c.sql, c.params)
+        return []
+
+    async def update(self, conn: Any, stmt: Update) -> tuple[int, list[dict[str, Any]]]:
+        if stmt.where is FALSE:
+            return 0, []
+        c = self.compiler.compile(stmt)
+        if stmt.returning:
+            decode = self.compiler.row_decoder(stmt.model, tuple(stmt.model.fields))
+            rows = [decode(r) for r in await self.fetch(conn, c.sql, c.params)]
+            return len(rows), rows
+        return await self.execute(conn, c.sql, c.params), []
+
+    async def delete(self, conn: Any, stmt: Delete) -> int:
+        if stmt.where is FALSE:
+            return 0
+        c = self.compiler.compile(stmt)
+        return await self.execute(conn, c.sql, c.params)
+
+    async def existing_keys(self, conn: Any, stmt: Upsert) -> set[tuple[Any, ...]]:
+        """Conflict-key tuples of ``stmt.rows`` that already exist (exact upsert counts)."""
+        model = stmt.model
+        found: set[tuple[Any, ...]] = set()
+        cols = stmt.conflict
+        enc = self.compiler.row_encoder(model, cols)
+        keys = [enc(r) for r in stmt.rows]
+        q = self.compiler.quote
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            p = self.compiler.params()
+            if len(cols) == 1:
+                marks = ", ".join(p.add(k[0]) for k in chunk)
+                where = f"{q(cols[0])} IN ({marks})"
+            else:
+                where = " OR ".join(
+                    "(" + " AND ".join(f"{q(c)} = {p.add(v)}" for c, v in zip(cols, k, strict=True))
+                    + ")"
+                    for k in chunk
+                )
+            sql = f"SELECT {', '.join(q(c) for c in cols)} FROM {q(model.table)} WHERE {where}"
+            found.update(tuple(r) for r in await self.fetch(conn, sql, tuple(p.values)))
+        return found
+
+    async def upsert(self, conn: Any, stmt: Upsert) -> UpsertOutcome:
+        existing = await self.existing_keys(conn, stmt)
+        updated = len(existing)
+        inserted = len(stmt.rows) - updated
+        rows: list[dict[str, Any]] = []
+        chunk = self.max_rows_per_statement(len(stmt.columns))
+        decode = self.compiler.row_decoder(stmt.model, tuple(stmt.model.fields))
+        enc = self.compiler.row_encoder(stmt.model, stmt.columns)
+        for start in range(0, len(stmt.rows), chunk):
+            part = stmt.rows[start : start + chunk]
+            sql = self.compiler.upsert_sql(stmt.model, stmt.columns, stmt.conflict, stmt.update,
+                                           len(part), stmt.returning)
+            params: list[Any] = []
+            for r in part:
+                params.extend(enc(r))
+            if stmt.returning:
+                rows.extend(decode(r) for r in await self.fetch(conn, sql, tuple(params)))
+            else:
+                await self.execute(conn, sql, tuple(params))
+        return UpsertOutcome(rows, inserted, updated)
+
+    def max_rows_per_statement(self, ncolumns: int) -> int:
+        """Rows per multi-row statement, bounded by the driver's parameter limit."""
+        return max(1, min(1000, 32000 // max(1, ncolumns)))
+
+    async def keys_of(self, conn: Any, model: ModelSpec, where: Any) -> list[Any]:
+        rows = await self.select(conn, Select(model, where))
+        return [r["id"] for r in rows]
+
+    async def rows_by_ids(self, conn: Any, model: ModelSpec, ids: list[Any]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for start in range(0, len(ids), 500):
+            out += await self.select(conn, Select(model, InList("id", tuple(ids[start:start + 500]))))
+        return out
+
+    # schema ------------------------------------------------------------------------------
+    async def apply_ddl(self, conn: Any, statements: list[str]) -> None:
+        for sql in statements:
+            await self.execute(conn, sql, ())
+
+    async def drop_table(self, conn: Any, table: str) -> None:
+        await self.execute(conn, self.compiler.drop_table(table), ())
+
+
+@contextlib.asynccontextmanager
+async def acquired(adapter: Adapter) -> AsyncIterator[Any]:
+    conn = await adapter.acquire()
+    try:
+        yield conn
+    finally:
+        await adapter.release(conn)

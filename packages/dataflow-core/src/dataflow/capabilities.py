@@ -1,0 +1,55 @@
+"""What a backend can do, declared once per adapter.
+
+The contract kit reads these flags: a test that names a capability the adapter
+declares runs normally; one it does not declare must raise
+:class:`~dataflow.errors.UnsupportedError` (the adapter refuses honestly). Known
+bugs go in ``known_failures`` and become strict xfails with ``raises=``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class Capabilities:
+    """Base declaration: everything off. Adapters subclass and switch on what they do."""
+
+    #: adapter name, as in ``pool_stats`` and error messages
+    name: ClassVar[str] = "base"
+    #: BEGIN/COMMIT/ROLLBACK spanning several statements
+    transactions: ClassVar[bool] = False
+    #: nested transactions as savepoints
+    savepoints: ClassVar[bool] = False
+    #: INSERT/UPDATE ... RETURNING
+    returning: ClassVar[bool] = False
+    #: ``$regex`` evaluated exactly (case-sensitive unless ``$options: "i"``)
+    regex: ClassVar[bool] = False
+    #: ``$ilike`` case-insensitive for all of Unicode, not only ASCII
+    unicode_ilike: ClassVar[bool] = False
+    #: ``$gt``/``$lt``/order_by on Decimal fields compare numerically
+    decimal_ordering: ClassVar[bool] = False
+    #: several connections writing at once (row-level locking)
+    concurrent_writers: ClassVar[bool] = False
+    #: ALTER TABLE ... DROP COLUMN (destructive migration, on opt-in)
+    drop_column: ClassVar[bool] = False
+    #: change a column's type in place (destructive migration, on opt-in)
+    alter_column_type: ClassVar[bool] = False
+    #: read an existing database's tables, columns and keys
+    schema_discovery: ClassVar[bool] = False
+    #: strings with NUL characters stored intact
+    nul_in_text: ClassVar[bool] = False
+    #: known bugs: test name -> (exception raised, reason). Becomes a strict xfail.
+    known_failures: ClassVar[dict[str, tuple[type[BaseException], str]]] = {}
+
+    @classmethod
+    def supports(cls, capability: str) -> bool:
+        if not hasattr(Capabilities, capability) or capability in ("name", "known_failures"):
+            raise AttributeError(f"unknown capability {capability!r}")
+        return bool(getattr(cls, capability))
+
+    @classmethod
+    def all_names(cls) -> list[str]:
+        return [
+            n for n, v in vars(Capabilities).items()
+            if isinstance(v, bool) and not n.startswith("_")
+        ]

@@ -1,0 +1,180 @@
+"""One exception hierarchy with stable ``DF-XXX`` codes.
+
+Every error names what went wrong (model, field), and how to fix it. Messages are
+plain text: no terminal colour codes, so they read the same in logs and tests.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import Any
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """Return `` Did you mean 'x'?`` for the closest choice, or an empty string."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+class DataFlowError(Exception):
+    """Base class of every DataFlow error; ``code`` is stable across releases."""
+
+    code = "DF-000"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: str | None = None,
+        field: str | None = None,
+        fix: str | None = None,
+        **details: Any,
+    ) -> None:
+        self.message = message
+        self.model = model
+        self.field = field
+        self.fix = fix
+        self.details = details
+        self.node_id: str | None = None
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = ""
+        if self.model and self.field:
+            where = f"{self.model}.{self.field}: "
+        elif self.model:
+            where = f"{self.model}: "
+        text = f"[{self.code}] {where}{self.message}"
+        if self.fix:
+            text += f" Fix: {self.fix}"
+        return text
+
+
+# --- configuration and plugins (DF-1xx) -------------------------------------------------
+class ConfigurationError(DataFlowError):
+    code = "DF-101"
+
+
+class AdapterNotFoundError(ConfigurationError):
+    code = "DF-102"
+
+
+class PluginError(ConfigurationError):
+    code = "DF-103"
+
+
+class ClosedError(ConfigurationError):
+    code = "DF-104"
+
+
+# --- models (DF-2xx) --------------------------------------------------------------------
+class ModelDefinitionError(DataFlowError):
+    code = "DF-201"
+
+
+class UnknownModelError(DataFlowError):
+    code = "DF-202"
+
+
+# --- input validation (DF-3xx) ----------------------------------------------------------
+class ValidationError(DataFlowError):
+    """A value does not fit its field's declared type or constraints."""
+
+    code = "DF-301"
+
+
+class UnknownFieldError(ValidationError):
+    code = "DF-302"
+
+
+class MissingFieldError(ValidationError):
+    code = "DF-303"
+
+
+class ManagedFieldError(ValidationError):
+    code = "DF-304"
+
+
+class BulkValidationError(ValidationError):
+    """One or more rows of a bulk operation are invalid; ``failures`` lists them."""
+
+    code = "DF-305"
+
+    def __init__(self, message: str, *, failures: list[dict[str, Any]], **kw: Any) -> None:
+        self.failures = failures
+        super().__init__(message, **kw)
+
+
+class ConfirmationRequiredError(ValidationError):
+    code = "DF-306"
+
+
+# --- filters and queries (DF-4xx) -------------------------------------------------------
+class FilterError(DataFlowError):
+    code = "DF-401"
+
+
+class UnknownOperatorError(FilterError):
+    code = "DF-402"
+
+
+class RecordNotFoundError(DataFlowError):
+    code = "DF-404"
+
+
+# --- backend capabilities (DF-5xx) ------------------------------------------------------
+class UnsupportedError(DataFlowError):
+    """The backend cannot do this exactly; it refuses rather than answer differently."""
+
+    code = "DF-501"
+
+
+# --- schema and migrations (DF-6xx) -----------------------------------------------------
+class MigrationRefusedError(DataFlowError):
+    code = "DF-601"
+
+    def __init__(self, message: str, *, plan: Any = None, **kw: Any) -> None:
+        self.plan = plan
+        super().__init__(message, **kw)
+
+
+class MigrationFailedError(DataFlowError):
+    code = "DF-602"
+
+
+# --- workflows and nodes (DF-7xx) -------------------------------------------------------
+class NodeNotFoundError(DataFlowError):
+    code = "DF-701"
+
+
+class AmbiguousNodeError(DataFlowError):
+    code = "DF-702"
+
+
+class WorkflowError(DataFlowError):
+    code = "DF-703"
+
+
+# --- transactions and the database (DF-8xx, DF-9xx) -------------------------------------
+class TransactionError(DataFlowError):
+    code = "DF-801"
+
+
+class DatabaseError(DataFlowError):
+    """The database refused a statement; the driver's exception is ``__cause__``."""
+
+    code = "DF-901"
+
+
+class IntegrityError(DatabaseError):
+    """A constraint (unique, not null, foreign key) was violated."""
+
+    code = "DF-902"
+
+
+class ConnectionLostError(DatabaseError):
+    code = "DF-903"
+
+
+__all__ = [name for name in dir() if name.endswith("Error")] + ["did_you_mean"]

@@ -1,0 +1,408 @@
+"""``db.express``: typed CRUD, bulk and query operations on any backend.
+
+Every write validates its input completely before any SQL is sent; bulk writes are
+all-or-nothing unless the caller passes ``partial=True``, in which case valid rows
+are written and ``failed`` lists each rejected row with its index and reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    BulkValidationError,
+    ConfirmationRequiredError,
+    DataFlowError,
+    IntegrityError,
+    ValidationError,
+)
+from .model import ModelSpec
+from .query.ast import (
+    Comparison,
+    Count,
+    Delete,
+    Expr,
+    InList,
+    Insert,
+    Select,
+    Update,
+    Upsert,
+)
+from .query.filters import parse_filter, parse_order_by
+from .values import RowValidator, utcnow
+
+if TYPE_CHECKING:
+    from .core import DataFlow
+
+ModelRef = str | type | ModelSpec
+Progress = Callable[[int, int], None]
+DEFAULT_BATCH = 10_000
+
+
+def _failure(index: int, exc: BaseException) -> dict[str, Any]:
+    out: dict[str, Any] = {"index": index, "error": str(exc)}
+    if isinstance(exc, DataFlowError):
+        out["code"] = exc.code
+        out["field"] = exc.field
+    return out
+
+
+def _check_limit(model: ModelSpec, name: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValidationError(f"{name} must be a non-negative int, got {value!r:.40}.",
+                              model=model.name)
+    return value
+
+
+class Express:
+    """Async operations on one DataFlow instance's models."""
+
+    def __init__(self, db: DataFlow) -> None:
+        self._db = db
+        self._validators: dict[int, tuple[ModelSpec, RowValidator]] = {}
+
+    # --- helpers -------------------------------------------------------------------------
+    def _model(self, model: ModelRef) -> tuple[ModelSpec, RowValidator]:
+        spec = self._db.get_model(model)
+        cached = self._validators.get(id(spec))
+        if cached is None or cached[0] is not spec:
+            cached = (spec, RowValidator(spec))
+            self._validators[id(spec)] = cached
+        return cached
+
+    async def _prepare(self, model: ModelRef) -> tuple[ModelSpec, RowValidator]:
+        spec, validator = self._model(model)
+        db = self._db
+        if spec.name not in db._ready_models:
+            await db._ensure_ready()
+        return spec, validator
+
+    def _where(self, spec: ModelSpec, validator: RowValidator, flt: Any) -> Expr:
+        return parse_filter(spec, flt, validator)
+
+    # --- single records ------------------------------------------------------------------
+    async def create(self, model: ModelRef, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Insert one record; returns it as persisted (id, defaults, timestamps)."""
+        spec, v = await self._prepare(model)
+        row = v.for_create(data, utcnow())
+        stmt = Insert(spec, tuple(row), [row], returning=True)
+        adapter = self._db.adapter
+        rows = await self._db._run(adapter.insert, stmt)
+        return rows[0]
+
+    async def read(self, model: ModelRef, id: Any) -> dict[str, Any] | None:
+        """The record with primary key ``id``, or None."""
+        spec, v = await self._prepare(model)
+        key = v.key(id)
+        return await self._db._run(self._db.adapter.read_by_id, spec, key)
+
+    async def find_one(self, model: ModelRef, filter: Mapping[str, Any] | None = None,
+                       *, order_by: Any = None) -> dict[str, Any] | None:
+        rows = await self.list(model, filter, order_by=order_by, limit=1)
+        return rows[0] if rows else None
+
+    async def list(
+        self,
+        model: ModelRef,
+        filter: Mapping[str, Any] | None = None,
+        *,
+        order_by: str | Iterable[str] | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> list[dict[str, Any]]:
+        spec, v = await self._prepare(model)
+        stmt = Select(
+            spec,
+            self._where(spec, v, filter),
+            parse_order_by(spec, order_by),
+            _check_limit(spec, "limit", limit),
+            _check_limit(spec, "offset", offset),
+        )
+        return await self._db._run(self._db.adapter.select, stmt)
+
+    async def count(self, model: ModelRef, filter: Mapping[str, Any] | None = None) -> int:
+        spec, v = await self._prepare(model)
+        return await self._db._run(self._db.adapter.count, Count(spec, self._where(spec, v, filter)))
+
+    async def update(self, model: ModelRef, id: Any, fields: Mapping[str, Any]
+                     ) -> dict[str, Any] | None:
+        """Update the record ``id``; returns it as persisted, or None if there is none."""
+        spec, v = await self._prepare(model)
+        key = v.key(id)
+        values = v.for_update(fields, utcnow())
+        stmt = Update(spec, Comparison("id", "eq", key), values, returning=True)
+        adapter = self._db.adapter
+        _, rows = await self._db._run_atomic(adapter.update, stmt)
+        return rows[0] if rows else None
+
+    async def delete(self, model: ModelRef, id: Any) -> bool:
+        """Delete the record ``id``; True if it existed."""
+        spec, v = await self._prepare(model)
+        key = v.key(id)
+        n = await self._db._run(self._db.adapter.delete, Delete(spec, Comparison("id", "eq", key)))
+        return n > 0
+
+    def _conflict(self, spec: ModelSpec, conflict_on: Any, sample: Mapping[str, Any]) -> tuple[str, ...]:
+        if conflict_on is None:
+            conflict: tuple[str, ...] = ("id",)
+        elif isinstance(conflict_on, str):
+            conflict = (conflict_on,)
+        else:
+            conflict = tuple(conflict_on)
+        keys = {tuple(sorted(k)) for k in spec.unique_keys()}
+        if tuple(sorted(conflict)) not in keys:
+            raise ValidationError(
+                f"conflict_on {list(conflict)} is not a primary key or unique constraint.",
+                model=spec.name,
+                fix=f"use one of: {[list(k) for k in spec.unique_keys()]}.",
+            )
+        return conflict
+
+    async def upsert(self, model: ModelRef, data: Mapping[str, Any], *,
+                     conflict_on: str | Iterable[str] | None = None,
+                     update_fields: Iterable[str] | None = None) -> dict[str, Any]:
+        """Insert ``data``, or update the record it conflicts with; returns the record."""
+        result = await self.bulk_upsert(model, [data], conflict_on=conflict_on,
+                                        update_fields=update_fields, _return_rows=True)
+        rows: list[dict[str, Any]] = result.pop("records")
+        return rows[0]
+
+    # --- bulk ----------------------------------------------------------------------------
+    def _validate_rows(self, spec: ModelSpec, rows: Iterable[Mapping[str, Any]],
+                       make: Callable[[Mapping[str, Any]], dict[str, Any]], partial: bool,
+                       op: str) -> tuple[list[tuple[int, dict[str, Any]]], list[dict[str, Any]]]:
+        if isinstance(rows, (Mapping, str, bytes)):
+            raise ValidationError(f"{op} takes a list of dicts, got {type(rows).__name__}.",
+                                  model=spec.name)
+        good: list[tuple[int, dict[str, Any]]] = []
+        failed: list[dict[str, Any]] = []
+        for i, data in enumerate(rows):
+            try:
+                good.append((i, make(data)))
+            except DataFlowError as exc:
+                failed.append(_failure(i, exc))
+        if failed and not partial:
+            first = failed[0]
+            raise BulkValidationError(
+                f"{len(failed)} of {len(good) + len(failed)} rows are invalid; nothing was "
+                f"written. First: row {first['index']}: {first['error']}",
+                failures=failed,
+                model=spec.name,
+                field=first.get("field"),
+                fix="correct the rows listed in .failures, or pass partial=True to write the "
+                "valid rows only.",
+            )
+        return good, failed
+
+    async def bulk_create(self, model: ModelRef, rows: Iterable[Mapping[str, Any]], *,
+                          partial: bool = False, batch_size: int = DEFAULT_BATCH,
+                          on_progress: Progress | None = None) -> dict[str, Any]:
+        """Insert many rows: ``{"inserted": n, "failed": [...]}``."""
+        spec, v = await self._prepare(model)
+        now = utcnow()
+        good, failed = self._validate_rows(spec, rows, lambda d: v.for_create(d, now), partial,
+                                           "bulk_create")
+        adapter = self._db.adapter
+        total = len(good)
+
+        async def write(conn: Any) -> int:
+            done = 0
+            groups: dict[tuple[str, ...], list[tuple[int, dict[str, Any]]]] = {}
+            for item in good:
+                groups.setdefault(tuple(item[1]), []).append(item)
+            for columns, items in groups.items():
+                for start in range(0, len(items), batch_size):
+                    batch = items[start:start + batch_size]
+                    done += await self._insert_batch(conn, spec, columns, batch, partial, failed)
+                    if on_progress is not None:
+                        on_progress(min(start + len(batch), total), total)
+            return done
+
+        inserted = await self._db._run_atomic(write) if good else 0
+        failed.sort(key=lambda f: f["index"])
+        return {"inserted": inserted, "failed": failed, "ok": not failed}
+
+    async def _insert_batch(self, conn: Any, spec: ModelSpec, columns: tuple[str, ...],
+                            batch: list[tuple[int, dict[str, Any]]], partial: bool,
+                            failed: list[dict[str, Any]]) -> int:
+        adapter = self._db.adapter
+        stmt = Insert(spec, columns, [r for _, r in batch], returning=False)
+        if not partial:
+            await adapter.insert(conn, stmt)
+            return len(batch)
+        # partial: try the batch under a savepoint; on a constraint error, go row by row
+        try:
+            await adapter.savepoint(conn, "df_batch")
+            await adapter.insert(conn, stmt)
+            await adapter.release_savepoint(conn, "df_batch")
+            return len(batch)
+        except IntegrityError:
+            await adapter.rollback_to_savepoint(conn, "df_batch")
+            await adapter.release_savepoint(conn, "df_batch")
+        written = 0
+        for index, row in batch:
+            await adapter.savepoint(conn, "df_row")
+            try:
+                await adapter.insert(conn, Insert(spec, columns, [row], returning=False))
+            except IntegrityError as exc:
+                await adapter.rollback_to_savepoint(conn, "df_row")
+                failed.append(_failure(index, exc))
+            else:
+                written += 1
+            await adapter.release_savepoint(conn, "df_row")
+        return written
+
+    async def bulk_update(self, model: ModelRef, filter_or_rows: Any,
+                          fields: Mapping[str, Any] | None = None, *, confirmed: bool = False,
+                          partial: bool = False) -> dict[str, Any]:
+        """Update by filter (``bulk_update(M, {"active": False}, {"score": 0})``) or by rows
+        with ids (``bulk_update(M, [{"id": 1, "score": 2}, ...])``): ``{"updated": n}``."""
+        spec, v = await self._prepare(model)
+        adapter = self._db.adapter
+        now = utcnow()
+        if isinstance(filter_or_rows, Mapping):
+            if fields is None:
+                raise ValidationError("bulk_update by filter needs fields.", model=spec.name,
+                                      fix="call bulk_update(model, filter, fields).")
+            if not filter_or_rows and not confirmed:
+                raise ConfirmationRequiredError(
+                    "bulk_update with an empty filter would change every row.",
+                    model=spec.name, fix="pass confirmed=True to update all rows.")
+            where = self._where(spec, v, filter_or_rows)
+            values = v.for_update(fields, now)
+            n, _ = await self._db._run_atomic(adapter.update, Update(spec, where, values))
+            return {"updated": n, "failed": [], "ok": True}
+
+        def make(data: Mapping[str, Any]) -> dict[str, Any]:
+            if not isinstance(data, Mapping) or "id" not in data:
+                raise ValidationError("each row of bulk_update needs an 'id'.", model=spec.name,
+                                      field="id", fix="include the primary key in every row.")
+            rest = {k: val for k, val in data.items() if k != "id"}
+            return {"id": v.key(data["id"]), **v.for_update(rest, now)}
+
+        good, failed = self._validate_rows(spec, filter_or_rows, make, partial, "bulk_update")
+
+        async def write(conn: Any) -> int:
+            total = 0
+            for _, row in good:
+                key = row.pop("id")
+                n, _ = await adapter.update(conn, Update(spec, Comparison("id", "eq", key), row))
+                total += n
+            return total
+
+        updated = await self._db._run_atomic(write) if good else 0
+        return {"updated": updated, "failed": failed, "ok": not failed}
+
+    async def bulk_delete(self, model: ModelRef, filter: Mapping[str, Any] | None = None, *,
+                          confirmed: bool = False) -> dict[str, Any]:
+        """Delete every row matching ``filter``; an empty filter needs ``confirmed=True``."""
+        spec, v = await self._prepare(model)
+        if not filter and not confirmed:
+            raise ConfirmationRequiredError(
+                "bulk_delete with an empty filter would delete every row.",
+                model=spec.name, fix="pass confirmed=True to delete all rows.")
+        where = self._where(spec, v, filter or {})
+        n = await self._db._run_atomic(self._db.adapter.delete, Delete(spec, where))
+        return {"deleted": n, "failed": [], "ok": True}
+
+    async def bulk_upsert(self, model: ModelRef, rows: Iterable[Mapping[str, Any]], *,
+                          conflict_on: str | Iterable[str] | None = None,
+                          update_fields: Iterable[str] | None = None, partial: bool = False,
+                          batch_size: int = DEFAULT_BATCH, _return_rows: bool = False
+                          ) -> dict[str, Any]:
+        """Insert rows or update those that conflict: ``{"inserted", "updated", "failed"}``."""
+        spec, v = await self._prepare(model)
+        if isinstance(rows, (Mapping, str, bytes)):
+            raise ValidationError(f"bulk_upsert takes a list of dicts, got {type(rows).__name__}.",
+                                  model=spec.name)
+        rows = list(rows)
+        conflict = self._conflict(spec, conflict_on, rows[0] if rows else {})
+        now = utcnow()
+        seen: dict[tuple[Any, ...], int] = {}
+
+        def make(data: Mapping[str, Any]) -> dict[str, Any]:
+            if isinstance(data, Mapping):
+                for c in conflict:
+                    if c not in data:
+                        raise ValidationError(
+                            f"upsert row lacks conflict field '{c}'.", model=spec.name, field=c,
+                            fix=f"include {list(conflict)} in every row, or set conflict_on.")
+            row = v.for_create(data, now)
+            key = tuple(row[c] for c in conflict)
+            if key in seen:
+                raise ValidationError(
+                    f"conflict key {list(key)!r:.80} repeats row {seen[key]} of this batch.",
+                    model=spec.name, field=conflict[0],
+                    fix="send each key once per batch.")
+            seen[key] = len(seen)
+            return row
+
+        good, failed = self._validate_rows(spec, rows, make, partial, "bulk_upsert")
+        if update_fields is None:
+            update_cols = None
+        else:
+            update_cols = tuple(update_fields)
+            for c in update_cols:
+                if c not in spec.writable or c in conflict:
+                    raise ValidationError(f"update_fields names '{c}', which upsert cannot set.",
+                                          model=spec.name, field=c)
+        adapter = self._db.adapter
+
+        async def write(conn: Any) -> tuple[int, int, list[dict[str, Any]]]:
+            inserted = updated = 0
+            records: list[dict[str, Any]] = []
+            # an update sets only the fields the caller gave (defaults fill inserts only)
+            groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[dict[str, Any]]] = {}
+            for index, row in good:
+                given = tuple(k for k in rows[index] if k not in conflict and k != "id")
+                groups.setdefault((tuple(row), given), []).append(row)
+            for (columns, given), items in groups.items():
+                cols = update_cols if update_cols is not None else given
+                cols = tuple(dict.fromkeys((*cols, "updated_at")))
+                for start in range(0, len(items), batch_size):
+                    out = await adapter.upsert(conn, Upsert(spec, columns, items[start:start + batch_size],
+                                                            conflict, cols, returning=_return_rows))
+                    inserted += out.inserted
+                    updated += out.updated
+                    records.extend(out.rows)
+            return inserted, updated, records
+
+        if not good:
+            return {"inserted": 0, "updated": 0, "failed": failed, "ok": not failed,
+                    **({"records": []} if _return_rows else {})}
+        inserted, updated, records = await self._db._run_atomic(write)
+        result: dict[str, Any] = {"inserted": inserted, "updated": updated, "failed": failed,
+                                  "ok": not failed}
+        if _return_rows:
+            result["records"] = records
+        return result
+
+    # --- by key helpers --------------------------------------------------------------------
+    async def read_many(self, model: ModelRef, ids: Iterable[Any]) -> list[dict[str, Any]]:
+        """Records whose id is in ``ids`` (missing ids are skipped)."""
+        spec, v = await self._prepare(model)
+        keys = tuple(v.key(i) for i in ids)
+        return await self._db._run(self._db.adapter.select, Select(spec, InList("id", keys)))
+
+
+class ExpressSync:
+    """The same operations, blocking; usable with or without a running event loop."""
+
+    def __init__(self, db: DataFlow) -> None:
+        self._express = db.express
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self._express, name)
+        if name.startswith("_") or not callable(method):
+            raise AttributeError(name)
+        from . import portal
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return portal.call(method(*args, **kwargs))
+
+        call.__name__ = name
+        call.__doc__ = method.__doc__
+        return call

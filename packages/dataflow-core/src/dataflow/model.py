@@ -1,0 +1,312 @@
+"""Models: turning an annotated class into a :class:`ModelSpec`.
+
+A model is declared once with type hints; this module reads the hints into field
+specs (logical type, nullability, default, key and index flags) and validates the
+names that will later be used as SQL identifiers.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+import re
+import types
+import typing
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from decimal import Decimal
+from typing import Any
+
+from .errors import ModelDefinitionError
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+MANAGED_TIMESTAMPS = ("created_at", "updated_at")
+
+
+class LogicalType(enum.Enum):
+    """Backend-neutral column types; each dialect maps them to its own DDL types."""
+
+    STR = "str"
+    INT = "int"
+    FLOAT = "float"
+    BOOL = "bool"
+    DATETIME = "datetime"
+    DATE = "date"
+    DECIMAL = "decimal"
+    UUID = "uuid"
+    JSON = "json"
+    ENUM = "enum"
+
+
+_SIMPLE_TYPES: dict[Any, LogicalType] = {
+    str: LogicalType.STR,
+    int: LogicalType.INT,
+    float: LogicalType.FLOAT,
+    bool: LogicalType.BOOL,
+    _dt.datetime: LogicalType.DATETIME,
+    _dt.date: LogicalType.DATE,
+    Decimal: LogicalType.DECIMAL,
+    uuid.UUID: LogicalType.UUID,
+    dict: LogicalType.JSON,
+    list: LogicalType.JSON,
+}
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
+@dataclass
+class FieldOptions:
+    """Extra column options, given as ``name: str = field(unique=True)``."""
+
+    default: Any = MISSING
+    default_factory: Callable[[], Any] | None = None
+    unique: bool = False
+    index: bool = False
+    max_length: int | None = None
+    primary_key: bool = False
+
+
+def field(
+    *,
+    default: Any = MISSING,
+    default_factory: Callable[[], Any] | None = None,
+    unique: bool = False,
+    index: bool = False,
+    max_length: int | None = None,
+) -> Any:
+    """Declare column options for a model field (unique, index, max_length, default)."""
+    return FieldOptions(default, default_factory, unique, index, max_length)
+
+
+@dataclass
+class FieldSpec:
+    """One column of a model."""
+
+    name: str
+    ltype: LogicalType
+    python_type: Any
+    nullable: bool = False
+    default: Any = MISSING
+    default_factory: Callable[[], Any] | None = None
+    primary_key: bool = False
+    auto_increment: bool = False
+    generated_uuid: bool = False
+    managed: bool = False
+    unique: bool = False
+    index: bool = False
+    max_length: int | None = None
+    enum_cls: type[enum.Enum] | None = None
+    pydantic_cls: Any = None
+    json_kind: type | None = None
+
+    @property
+    def required(self) -> bool:
+        """Must the caller supply this field on create?"""
+        return (
+            not self.nullable
+            and self.default is MISSING
+            and self.default_factory is None
+            and not self.auto_increment
+            and not self.generated_uuid
+            and not self.managed
+        )
+
+    def make_default(self) -> Any:
+        if self.default_factory is not None:
+            return self.default_factory()
+        if self.default is MISSING:
+            return None
+        return self.default
+
+    @property
+    def has_default(self) -> bool:
+        return self.default is not MISSING or self.default_factory is not None
+
+
+@dataclass(eq=False)
+class ModelSpec:
+    """Everything DataFlow knows about a model: its table, fields and constraints."""
+
+    name: str
+    table: str
+    fields: dict[str, FieldSpec]
+    cls: type
+    unique_together: list[tuple[str, ...]] = dc_field(default_factory=list)
+    indexes: list[tuple[str, ...]] = dc_field(default_factory=list)
+    options: dict[str, Any] = dc_field(default_factory=dict)
+
+    @property
+    def pk(self) -> FieldSpec:
+        return self.fields["id"]
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.fields)
+
+    @property
+    def writable(self) -> list[str]:
+        """Fields a caller may set (everything but the managed timestamps)."""
+        return [n for n, f in self.fields.items() if not f.managed]
+
+    def unique_keys(self) -> list[tuple[str, ...]]:
+        """Every column set that identifies at most one row (for upsert conflict targets)."""
+        keys: list[tuple[str, ...]] = [("id",)]
+        keys += [(n,) for n, f in self.fields.items() if f.unique and n != "id"]
+        keys += list(self.unique_together)
+        return keys
+
+
+def table_name_for(class_name: str) -> str:
+    """The documented rule: CamelCase class name -> snake_case table name, no plural.
+
+    ``User`` -> ``user``, ``FlowRun`` -> ``flow_run``, ``HTTPLog`` -> ``http_log``.
+    """
+    s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", class_name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s).lower()
+
+
+def _unwrap_optional(hint: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(hint)
+    if origin is typing.Union or origin is types.UnionType:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        nullable = len(args) < len(typing.get_args(hint))
+        if len(args) != 1:
+            raise TypeError(f"union of several types {hint!r} is not a column type")
+        return args[0], nullable
+    return hint, False
+
+
+def _is_pydantic_model(tp: Any) -> bool:
+    # pydantic is imported only when the user's own class came from it
+    import sys
+
+    pyd = sys.modules.get("pydantic")
+    return bool(pyd is not None and isinstance(tp, type) and issubclass(tp, pyd.BaseModel))
+
+
+def _field_from_hint(model: str, name: str, hint: Any) -> FieldSpec:
+    if typing.get_origin(hint) is typing.Annotated:
+        hint = typing.get_args(hint)[0]
+    base, nullable = _unwrap_optional(hint)
+    origin = typing.get_origin(base) or base
+    if isinstance(origin, type) and issubclass(origin, enum.Enum):
+        return FieldSpec(name, LogicalType.ENUM, base, nullable, enum_cls=origin)
+    if _is_pydantic_model(origin):
+        return FieldSpec(name, LogicalType.JSON, base, nullable, pydantic_cls=origin)
+    ltype = _SIMPLE_TYPES.get(origin)
+    if ltype is None:
+        raise ModelDefinitionError(
+            f"field type {hint!r} is not supported.",
+            model=model,
+            field=name,
+            fix="use str, int, float, bool, datetime, date, Decimal, UUID, dict, list, "
+            "an Enum, a pydantic model, or Optional[...] of these.",
+        )
+    json_kind = origin if ltype is LogicalType.JSON else None
+    return FieldSpec(name, ltype, base, nullable, json_kind=json_kind)
+
+
+def _check_identifier(model: str, kind: str, name: str) -> None:
+    if not IDENTIFIER.match(name):
+        raise ModelDefinitionError(
+            f"{kind} name {name!r} is not a valid identifier.",
+            model=model,
+            fix="use letters, digits and underscores, starting with a letter or underscore, "
+            "at most 63 characters.",
+        )
+
+
+def build_model_spec(cls: type, *, extra_fields: dict[str, FieldSpec] | None = None) -> ModelSpec:
+    """Read a class's type hints into a :class:`ModelSpec`."""
+    name = cls.__name__
+    _check_identifier(name, "model", name)
+    try:
+        hints = typing.get_type_hints(cls, include_extras=True)
+    except NameError as exc:
+        raise ModelDefinitionError(
+            f"cannot resolve a type hint ({exc}).",
+            model=name,
+            fix="define the types the hints name at module level before the model.",
+        ) from exc
+    options: dict[str, Any] = dict(getattr(cls, "__dataflow__", {}) or {})
+    table = getattr(cls, "__tablename__", None) or table_name_for(name)
+    _check_identifier(name, "table", table)
+
+    fields: dict[str, FieldSpec] = {}
+    for fname, hint in hints.items():
+        if fname.startswith("__") or typing.get_origin(hint) is typing.ClassVar:
+            continue
+        if fname.startswith("_"):
+            continue
+        _check_identifier(name, "field", fname)
+        if fname in MANAGED_TIMESTAMPS:
+            raise ModelDefinitionError(
+                f"'{fname}' is managed by DataFlow and cannot be declared.",
+                model=name,
+                field=fname,
+                fix=f"remove '{fname}' from the class; every model has it already.",
+            )
+        try:
+            spec = _field_from_hint(name, fname, hint)
+        except TypeError as exc:
+            raise ModelDefinitionError(str(exc), model=name, field=fname) from exc
+        raw_default = cls.__dict__.get(fname, MISSING)
+        if isinstance(raw_default, FieldOptions):
+            spec.default = raw_default.default
+            spec.default_factory = raw_default.default_factory
+            spec.unique = raw_default.unique
+            spec.index = raw_default.index
+            spec.max_length = raw_default.max_length
+        else:
+            spec.default = raw_default
+        if isinstance(spec.default, (dict, list)):
+            value = spec.default
+            spec.default_factory = lambda v=value: __import__("copy").deepcopy(v)
+            spec.default = MISSING
+        if spec.max_length is not None and spec.ltype is not LogicalType.STR:
+            raise ModelDefinitionError(
+                "max_length applies to str fields only.", model=name, field=fname
+            )
+        fields[fname] = spec
+
+    if "id" in fields:
+        pk = fields["id"]
+        if pk.ltype not in (LogicalType.INT, LogicalType.STR, LogicalType.UUID):
+            raise ModelDefinitionError(
+                f"primary key 'id' must be int, str or UUID, not {pk.python_type!r}.",
+                model=name,
+                field="id",
+            )
+        if pk.nullable:
+            raise ModelDefinitionError("primary key 'id' cannot be Optional.", model=name, field="id")
+        pk.primary_key = True
+        pk.auto_increment = pk.ltype is LogicalType.INT and not pk.has_default
+        pk.generated_uuid = pk.ltype is LogicalType.UUID and not pk.has_default
+    else:
+        fields = {
+            "id": FieldSpec("id", LogicalType.INT, int, primary_key=True, auto_increment=True),
+            **fields,
+        }
+    fields = {"id": fields.pop("id"), **fields}
+    for extra_name, extra in (extra_fields or {}).items():
+        fields.setdefault(extra_name, extra)
+    fields["created_at"] = FieldSpec("created_at", LogicalType.DATETIME, _dt.datetime, managed=True)
+    fields["updated_at"] = FieldSpec("updated_at", LogicalType.DATETIME, _dt.datetime, managed=True)
+
+    unique_together = [tuple(u) for u in options.get("unique", options.get("unique_together", []))]
+    indexes = [tuple([i] if isinstance(i, str) else i) for i in options.get("indexes", [])]
+    for group in unique_together + indexes:
+        for col in group:
+            if col not in fields:
+                raise ModelDefinitionError(
+                    f"constraint names unknown field '{col}'.", model=name, field=col
+                )
+    return ModelSpec(name, table, fields, cls, unique_together, indexes, options)

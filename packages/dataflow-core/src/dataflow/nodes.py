@@ -1,0 +1,235 @@
+"""Workflow nodes: eleven per model, plus what adapters contribute through the hook.
+
+``UserCreateNode`` (alias ``User_Create``) is resolved by name among the live
+DataFlow instances; when two live instances define ``User``, a lookup without
+``db_instance`` is ambiguous and raises a DF error naming both.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .errors import (
+    AmbiguousNodeError,
+    NodeNotFoundError,
+    RecordNotFoundError,
+    ValidationError,
+    did_you_mean,
+)
+
+if TYPE_CHECKING:
+    from .core import DataFlow
+
+OPERATIONS = (
+    "Create", "Read", "Update", "Delete", "List", "Upsert", "Count",
+    "BulkCreate", "BulkUpdate", "BulkDelete", "BulkUpsert",
+)
+RESERVED = frozenset(["db_instance", "model_name"])
+
+
+class Node(Protocol):
+    """What the runtime executes: ``await node.run(params)`` returns the output dict."""
+
+    type_name: str
+
+    async def run(self, params: dict[str, Any]) -> dict[str, Any]: ...
+
+
+def _only(params: Mapping[str, Any], allowed: set[str], node: str) -> None:
+    for key in params:
+        if key not in allowed and key not in RESERVED:
+            raise ValidationError(
+                f"{node} does not take parameter '{key}'.{did_you_mean(key, allowed)}",
+                field=key, fix=f"use: {', '.join(sorted(allowed))}.")
+
+
+class ModelNode:
+    """One operation on one model of one DataFlow instance."""
+
+    def __init__(self, db: DataFlow, model: str, op: str) -> None:
+        self.db = db
+        self.model = model
+        self.op = op
+        self.type_name = f"{model}{op}Node"
+        self._run: Callable[[dict[str, Any]], Any] = getattr(self, f"_{op.lower()}")
+
+    def __repr__(self) -> str:
+        return f"<{self.type_name} of {self.db.name}>"
+
+    async def run(self, params: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = await self._run(params)
+        return result
+
+    def _data(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in params.items() if k not in RESERVED}
+
+    async def _single_id(self, params: Mapping[str, Any]) -> tuple[bool, Any]:
+        """Resolve ``id`` or a ``filter`` matching at most one row."""
+        if "id" in params:
+            return True, params["id"]
+        if "filter" not in params:
+            raise ValidationError(f"{self.type_name} needs 'id' or 'filter'.", model=self.model)
+        rows = await self.db.express.list(self.model, params["filter"], limit=2)
+        if len(rows) > 1:
+            op = "BulkUpdate" if self.op == "Update" else "BulkDelete"
+            raise ValidationError(
+                f"{self.type_name}: the filter matches more than one row.",
+                model=self.model, fix=f"narrow the filter, or use {self.model}{op}Node.")
+        return bool(rows), rows[0]["id"] if rows else None
+
+    async def _create(self, params: dict[str, Any]) -> dict[str, Any]:
+        return await self.db.express.create(self.model, self._data(params))
+
+    async def _read(self, params: dict[str, Any]) -> dict[str, Any]:
+        _only(params, {"id", "raise_on_not_found"}, self.type_name)
+        if "id" not in params:
+            raise ValidationError(f"{self.type_name} needs 'id'.", model=self.model, field="id")
+        record = await self.db.express.read(self.model, params["id"])
+        if record is None:
+            if params.get("raise_on_not_found", True):
+                raise RecordNotFoundError(
+                    f"no record with id {params['id']!r:.80}.", model=self.model,
+                    fix="pass raise_on_not_found=False to get {} instead.")
+            return {}
+        return record
+
+    async def _update(self, params: dict[str, Any]) -> dict[str, Any]:
+        _only(params, {"id", "filter", "fields"}, self.type_name)
+        if "fields" not in params:
+            raise ValidationError(f"{self.type_name} needs 'fields'.", model=self.model,
+                                  fix='pass {"id": ..., "fields": {...}}.')
+        found, key = await self._single_id(params)
+        record = await self.db.express.update(self.model, key, params["fields"]) if found else None
+        return {"updated": 0 if record is None else 1, "record": record}
+
+    async def _delete(self, params: dict[str, Any]) -> dict[str, Any]:
+        _only(params, {"id", "filter"}, self.type_name)
+        found, key = await self._single_id(params)
+        deleted = await self.db.express.delete(self.model, key) if found else False
+        return {"deleted": int(deleted)}
+
+    async def _list(self, params: dict[str, Any]) -> dict[str, Any]:
+        _only(params, {"filter", "order_by", "limit", "offset"}, self.type_name)
+        records = await self.db.express.list(
+            self.model, params.get("filter"), order_by=params.get("order_by"),
+            limit=params.get("limit"), offset=params.get("offset"))
+        return {"records": records, "count": len(records)}
+
+    async def _count(self, params: dict[str, Any]) -> dict[str, Any]:
+        _only(params, {"filter"}, self.type_name)
+        return {"count": await self.db.express.count(self.model, params.get("filter"))}
+
+    async def _upsert(self, params: dict[str, Any]) -> dict[str, Any]:
+        spec = self.db.get_model(self.model)
+        opts = {k: params[k] for k in ("conflict_on", "update_fields") if k in params
+                and k not in spec.fields}
+        if "data" in params and "data" not in spec.fields:
+            _only(params, {"data", "conflict_on", "update_fields"}, self.type_name)
+            data = params["data"]
+        else:
+            data = {k: v for k, v in self._data(params).items() if k not in opts}
+        return await self.db.express.upsert(self.model, data, **opts)
+
+    async def _bulkcreate(self, params: dict[str, Any]) -> dict[str, Any]:
+        _only(params, {"data", "partial", "batch_size"}, self.type_name)
+        return await self.db.express.bulk_create(
+            self.model, params.get("data", []), partial=params.get("partial", False),
+            batch_size=params.get("batch_size", 10_000))
+
+    async def _bulkupdate(self, params: dict[str, Any]) -> dict[str, Any]:
+        _only(params, {"filter", "fields", "data", "confirmed", "partial"}, self.type_name)
+        if "data" in params:
+            return await self.db.express.bulk_update(self.model, params["data"],
+                                                     partial=params.get("partial", False))
+        return await self.db.express.bulk_update(
+            self.model, params.get("filter", {}), params.get("fields"),
+            confirmed=params.get("confirmed", False))
+
+    async def _bulkdelete(self, params: dict[str, Any]) -> dict[str, Any]:
+        _only(params, {"filter", "confirmed"}, self.type_name)
+        return await self.db.express.bulk_delete(self.model, params.get("filter", {}),
+                                                 confirmed=params.get("confirmed", False))
+
+    async def _bulkupsert(self, params: dict[str, Any]) -> dict[str, Any]:
+        _only(params, {"data", "conflict_on", "update_fields", "partial", "batch_size"},
+              self.type_name)
+        return await self.db.express.bulk_upsert(
+            self.model, params.get("data", []), conflict_on=params.get("conflict_on"),
+            update_fields=params.get("update_fields"), partial=params.get("partial", False),
+            batch_size=params.get("batch_size", 10_000))
+
+
+# --- lookup -----------------------------------------------------------------------------
+_lock = threading.Lock()
+_extra_cache: dict[str, dict[str, Callable[..., Any]]] = {}
+
+
+def invalidate_node_cache() -> None:
+    with _lock:
+        _extra_cache.clear()
+
+
+def _extra_nodes(db: DataFlow) -> dict[str, Callable[..., Any]]:
+    with _lock:
+        cached = _extra_cache.get(db.name)
+    if cached is None:
+        from . import plugins
+
+        cached = plugins.node_types(db)
+        with _lock:
+            _extra_cache[db.name] = cached
+    return cached
+
+
+def _parse_name(type_name: str) -> tuple[str, str] | None:
+    if "_" in type_name and not type_name.endswith("Node"):
+        model, _, op = type_name.rpartition("_")
+        return (model, op) if op in OPERATIONS else None
+    if type_name.endswith("Node"):
+        stem = type_name[:-4]
+        for op in sorted(OPERATIONS, key=len, reverse=True):
+            if stem.endswith(op) and len(stem) > len(op):
+                return stem[: -len(op)], op
+    return None
+
+
+def node_names(db: DataFlow) -> list[str]:
+    names = [f"{m}{op}Node" for m in db.models for op in OPERATIONS]
+    return names + list(_extra_nodes(db))
+
+
+def resolve_node(type_name: str, db_instance: str | None = None) -> Node:
+    """The node ``type_name`` names, among live instances (or the one named)."""
+    from .core import live_instances
+
+    instances = live_instances()
+    if db_instance is not None:
+        instances = [d for d in instances if d.name == db_instance]
+        if not instances:
+            raise NodeNotFoundError(
+                f"no live DataFlow instance named {db_instance!r:.80}."
+                f"{did_you_mean(str(db_instance), [d.name for d in live_instances()])}",
+                fix="pass the name given as DataFlow(..., name=...).")
+    parsed = _parse_name(type_name)
+    matches: list[Node] = []
+    for db in instances:
+        if parsed is not None and parsed[0] in db.models:
+            matches.append(ModelNode(db, parsed[0], parsed[1]))
+            continue
+        factory = _extra_nodes(db).get(type_name)
+        if factory is not None:
+            matches.append(factory(db))
+    if not matches:
+        known = [n for d in instances for n in node_names(d)]
+        raise NodeNotFoundError(
+            f"unknown node type {type_name!r:.80}.{did_you_mean(type_name, known)}",
+            fix="declare the model with @db.model on a live DataFlow instance; node names are "
+            "{Model}{Op}Node or {Model}_{Op}.")
+    if len(matches) > 1:
+        owners = ", ".join(repr(getattr(m, "db", None) and m.db.name) for m in matches)  # type: ignore[attr-defined]
+        raise AmbiguousNodeError(
+            f"node type {type_name!r} exists in several live DataFlow instances: {owners}.",
+            fix='add "db_instance": <name> to the node parameters.')
+    return matches[0]

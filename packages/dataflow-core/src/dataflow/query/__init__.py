@@ -1,0 +1,46 @@
+"""The query AST and the MongoDB-style filter language that compiles to it."""
+
+from .ast import (
+    And,
+    Comparison,
+    Const,
+    Count,
+    Delete,
+    Expr,
+    Insert,
+    InList,
+    IsNull,
+    Like,
+    Not,
+    Or,
+    OrderBy,
+    Regex,
+    Select,
+    Statement,
+    Update,
+    Upsert,
+)
+from .filters import parse_filter, parse_order_by
+
+__all__ = [
+    "And",
+    "Comparison",
+    "Const",
+    "Count",
+    "Delete",
+    "Expr",
+    "InList",
+    "Insert",
+    "IsNull",
+    "Like",
+    "Not",
+    "Or",
+    "OrderBy",
+    "Regex",
+    "Select",
+    "Statement",
+    "Update",
+    "Upsert",
+    "parse_filter",
+    "parse_order_by",
+]

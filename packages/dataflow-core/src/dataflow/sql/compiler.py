@@ -1,0 +1,453 @@
+"""The base SQL compiler: one AST, small per-dialect subclasses.
+
+A dialect subclass sets a few flags (parameter style, quoting, RETURNING, upsert
+form) and overrides the methods for what differs (column types, value encoding,
+ILIKE / regex). Anything a dialect cannot render exactly raises
+:class:`~dataflow.errors.UnsupportedError`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any, ClassVar
+
+from ..errors import UnsupportedError
+from ..model import IDENTIFIER, FieldSpec, LogicalType, ModelSpec
+from ..query.ast import (
+    And,
+    Comparison,
+    Const,
+    Count,
+    Delete,
+    Expr,
+    InList,
+    Insert,
+    IsNull,
+    Like,
+    Not,
+    Or,
+    Select,
+    Statement,
+    Update,
+    Upsert,
+)
+
+Encoder = Callable[[Any], Any]
+Decoder = Callable[[Any], Any]
+_OPS = {"eq": "=", "ne": "<>", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """SQL text with its parameters, in the driver's parameter style."""
+
+    sql: str
+    params: tuple[Any, ...]
+
+
+class _Params:
+    __slots__ = ("values", "style")
+
+    def __init__(self, style: str) -> None:
+        self.values: list[Any] = []
+        self.style = style
+
+    def add(self, value: Any) -> str:
+        self.values.append(value)
+        if self.style == "numeric":
+            return f"${len(self.values)}"
+        return "%s" if self.style == "format" else "?"
+
+
+def _json_encode(f: FieldSpec) -> Encoder:
+    if f.pydantic_cls is not None:
+        return lambda v: v.model_dump_json()
+    return lambda v: json.dumps(v, separators=(",", ":"))
+
+
+def _json_decode(f: FieldSpec) -> Decoder:
+    if f.pydantic_cls is not None:
+        cls = f.pydantic_cls
+        return lambda v: cls.model_validate_json(v) if isinstance(v, (str, bytes)) else (
+            cls.model_validate(v))
+    return lambda v: json.loads(v) if isinstance(v, (str, bytes)) else v
+
+
+class SQLCompiler:
+    """Renders statements of the query AST as SQL for one dialect."""
+
+    name: ClassVar[str] = "generic"
+    paramstyle: ClassVar[str] = "qmark"
+    quote_char: ClassVar[str] = '"'
+    supports_returning: ClassVar[bool] = True
+    upsert_style: ClassVar[str] = "on_conflict"
+    decimal_ordering: ClassVar[bool] = True
+    like_escape: ClassVar[str] = " ESCAPE '\\'"
+
+    # --- identifiers and parameters -------------------------------------------------
+    def quote(self, ident: str) -> str:
+        if not IDENTIFIER.match(ident):  # model specs are validated; this is a last guard
+            raise UnsupportedError(f"refusing identifier {ident!r:.80}.")
+        q = self.quote_char
+        return f"{q}{ident}{q}"
+
+    def table(self, model: ModelSpec) -> str:
+        return self.quote(model.table)
+
+    def params(self) -> _Params:
+        return _Params(self.paramstyle)
+
+    # --- types ------------------------------------------------------------------------
+    def column_type(self, f: FieldSpec) -> str:
+        raise NotImplementedError
+
+    def encoder(self, f: FieldSpec) -> Encoder | None:
+        """Python value -> driver value, or None when the driver takes it as is."""
+        lt = f.ltype
+        if lt is LogicalType.JSON:
+            return _json_encode(f)
+        if lt is LogicalType.ENUM:
+            return lambda v: v.value
+        return None
+
+    def decoder(self, f: FieldSpec) -> Decoder | None:
+        """Driver value -> declared Python type, or None when it already is."""
+        lt = f.ltype
+        if lt is LogicalType.JSON:
+            return _json_decode(f)
+        if lt is LogicalType.ENUM:
+            cls = f.enum_cls
+            assert cls is not None
+            by_text = {str(m.value): m for m in cls}
+            return lambda v: by_text[str(v)]
+        if lt is LogicalType.DATETIME:
+            return _aware_utc
+        return None
+
+    def encode(self, f: FieldSpec, value: Any) -> Any:
+        if value is None:
+            return None
+        enc = self._encoders(f.name, f)
+        return value if enc is None else enc(value)
+
+    def _encoders(self, name: str, f: FieldSpec) -> Encoder | None:
+        return self.encoder(f)
+
+    # --- row codecs (cached per model and column list) --------------------------------
+    def row_encoder(self, model: ModelSpec, columns: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+        return _row_encoder(self, model, columns)
+
+    def row_decoder(self, model: ModelSpec, columns: tuple[str, ...]) -> Callable[[Any], dict[str, Any]]:
+        return _row_decoder(self, model, columns)
+
+    # --- expressions -------------------------------------------------------------------
+    def expr(self, e: Expr, model: ModelSpec, p: _Params) -> str:
+        method = getattr(self, f"visit_{e.visit_name}", None)
+        if method is None:
+            raise UnsupportedError(f"the {self.name} dialect cannot render {type(e).__name__}.")
+        return str(method(e, model, p))
+
+    def col(self, model: ModelSpec, name: str) -> str:
+        return self.quote(model.fields[name].name)
+
+    def visit_const(self, e: Const, model: ModelSpec, p: _Params) -> str:
+        return "1=1" if e.value else "1=0"
+
+    def visit_comparison(self, e: Comparison, model: ModelSpec, p: _Params) -> str:
+        f = model.fields[e.field]
+        if e.op not in ("eq", "ne") and f.ltype is LogicalType.DECIMAL and not self.decimal_ordering:
+            raise UnsupportedError(
+                f"the {self.name} dialect cannot compare Decimal values by order exactly.",
+                model=model.name, field=e.field, fix="use $eq / $in, or a float field.",
+            )
+        col = self.col(model, e.field)
+        sql = f"{col} {_OPS[e.op]} {p.add(self.encode(f, e.value))}"
+        if e.op == "ne" and f.nullable:
+            return f"({sql} OR {col} IS NULL)"
+        return sql
+
+    def visit_in_list(self, e: InList, model: ModelSpec, p: _Params) -> str:
+        f = model.fields[e.field]
+        col = self.col(model, e.field)
+        values = [v for v in e.values if v is not None]
+        has_null = len(values) < len(e.values)
+        if values:
+            marks = ", ".join(p.add(self.encode(f, v)) for v in values)
+            base = f"{col} {'NOT IN' if e.negate else 'IN'} ({marks})"
+        else:
+            base = "1=0" if not e.negate else "1=1"
+        if not e.negate:
+            return f"({base} OR {col} IS NULL)" if has_null else base
+        if has_null:
+            return f"({base} AND {col} IS NOT NULL)"
+        return f"({base} OR {col} IS NULL)" if f.nullable else base
+
+    def visit_is_null(self, e: IsNull, model: ModelSpec, p: _Params) -> str:
+        return f"{self.col(model, e.field)} IS {'NOT ' if e.negate else ''}NULL"
+
+    def visit_like(self, e: Like, model: ModelSpec, p: _Params) -> str:
+        col = self.col(model, e.field)
+        if e.case_insensitive:
+            return self.ilike(col, p.add(e.pattern))
+        return f"{col} LIKE {p.add(e.pattern)}{self.like_escape}"
+
+    def ilike(self, col: str, mark: str) -> str:
+        return f"LOWER({col}) LIKE LOWER({mark}){self.like_escape}"
+
+    def visit_and_(self, e: And, model: ModelSpec, p: _Params) -> str:
+        return "(" + " AND ".join(self.expr(i, model, p) for i in e.items) + ")"
+
+    def visit_or_(self, e: Or, model: ModelSpec, p: _Params) -> str:
+        return "(" + " OR ".join(self.expr(i, model, p) for i in e.items) + ")"
+
+    def visit_not_(self, e: Not, model: ModelSpec, p: _Params) -> str:
+        return f"(({self.expr(e.item, model, p)}) IS NOT TRUE)"
+
+    # --- statements ---------------------------------------------------------------------
+    def compile(self, stmt: Statement) -> Compiled:
+        method = getattr(self, f"compile_{stmt.visit_name}", None)
+        if method is None:
+            raise UnsupportedError(f"the {self.name} dialect cannot compile {type(stmt).__name__}.")
+        result: Compiled = method(stmt)
+        return result
+
+    def column_list(self, model: ModelSpec, columns: tuple[str, ...] | None = None) -> str:
+        return ", ".join(self.quote(c) for c in (columns or tuple(model.fields)))
+
+    def where_clause(self, stmt: Select | Count | Update | Delete, p: _Params) -> str:
+        if isinstance(stmt.where, Const) and stmt.where.value:
+            return ""
+        return " WHERE " + self.expr(stmt.where, stmt.model, p)
+
+    def compile_select(self, stmt: Select) -> Compiled:
+        p = self.params()
+        model = stmt.model
+        sql = f"SELECT {self.column_list(model)} FROM {self.table(model)}"
+        sql += self.where_clause(stmt, p)
+        if stmt.order_by:
+            terms = []
+            for o in stmt.order_by:
+                f = model.fields[o.field]
+                if f.ltype is LogicalType.DECIMAL and not self.decimal_ordering:
+                    raise UnsupportedError(
+                        f"the {self.name} dialect cannot order Decimal values exactly.",
+                        model=model.name, field=o.field,
+                    )
+                terms.append(self.order_term(self.quote(o.field), o.descending))
+            sql += " ORDER BY " + ", ".join(terms)
+        sql += self.limit_offset(stmt.limit, stmt.offset, p)
+        return Compiled(sql, tuple(p.values))
+
+    def order_term(self, col: str, descending: bool) -> str:
+        """NULLs sort first ascending and last descending on every backend."""
+        if descending:
+            return f"{col} IS NULL, {col} DESC"
+        return f"{col} IS NOT NULL, {col}"
+
+    def limit_offset(self, limit: int | None, offset: int | None, p: _Params) -> str:
+        sql = ""
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        if offset:
+            if limit is None:
+                sql += " LIMIT -1"
+            sql += f" OFFSET {int(offset)}"
+        return sql
+
+    def compile_count(self, stmt: Count) -> Compiled:
+        p = self.params()
+        sql = f"SELECT COUNT(*) FROM {self.table(stmt.model)}" + self.where_clause(stmt, p)
+        return Compiled(sql, tuple(p.values))
+
+    def compile_delete(self, stmt: Delete) -> Compiled:
+        p = self.params()
+        sql = f"DELETE FROM {self.table(stmt.model)}" + self.where_clause(stmt, p)
+        return Compiled(sql, tuple(p.values))
+
+    def compile_update(self, stmt: Update) -> Compiled:
+        p = self.params()
+        model = stmt.model
+        sets = ", ".join(
+            f"{self.quote(k)} = {p.add(self.encode(model.fields[k], v))}"
+            for k, v in stmt.values.items()
+        )
+        sql = f"UPDATE {self.table(model)} SET {sets}" + self.where_clause(stmt, p)
+        if stmt.returning:
+            sql += self.returning_clause(model)
+        return Compiled(sql, tuple(p.values))
+
+    def returning_clause(self, model: ModelSpec) -> str:
+        if not self.supports_returning:
+            raise UnsupportedError(f"the {self.name} dialect has no RETURNING.")
+        return f" RETURNING {self.column_list(model)}"
+
+    def insert_sql(self, model: ModelSpec, columns: tuple[str, ...], nrows: int = 1,
+                   returning: bool = False) -> str:
+        """INSERT text for ``nrows`` rows of ``columns`` (parameters in row-major order)."""
+        return _insert_sql(self, model, columns, nrows, returning)
+
+    def compile_insert(self, stmt: Insert) -> Compiled:
+        enc = self.row_encoder(stmt.model, stmt.columns)
+        params: list[Any] = []
+        for row in stmt.rows:
+            params.extend(enc(row))
+        sql = self.insert_sql(stmt.model, stmt.columns, len(stmt.rows), stmt.returning)
+        return Compiled(sql, tuple(params))
+
+    def upsert_sql(self, model: ModelSpec, columns: tuple[str, ...], conflict: tuple[str, ...],
+                   update: tuple[str, ...], nrows: int = 1, returning: bool = False) -> str:
+        base = self.insert_sql(model, columns, nrows, returning=False)
+        if self.upsert_style != "on_conflict":
+            raise UnsupportedError(f"the {self.name} dialect must override upsert_sql.")
+        target = ", ".join(self.quote(c) for c in conflict)
+        if update:
+            sets = ", ".join(f"{self.quote(c)} = excluded.{self.quote(c)}" for c in update)
+            sql = f"{base} ON CONFLICT ({target}) DO UPDATE SET {sets}"
+        else:
+            sql = f"{base} ON CONFLICT ({target}) DO NOTHING"
+        if returning:
+            sql += self.returning_clause(model)
+        return sql
+
+    def compile_upsert(self, stmt: Upsert) -> Compiled:
+        enc = self.row_encoder(stmt.model, stmt.columns)
+        params: list[Any] = []
+        for row in stmt.rows:
+            params.extend(enc(row))
+        sql = self.upsert_sql(stmt.model, stmt.columns, stmt.conflict, stmt.update,
+                              len(stmt.rows), stmt.returning)
+        return Compiled(sql, tuple(params))
+
+    # --- DDL --------------------------------------------------------------------------
+    def column_ddl(self, f: FieldSpec) -> str:
+        parts = [self.quote(f.name), self.column_type(f)]
+        if f.primary_key:
+            parts.append(self.primary_key_ddl(f))
+        elif not f.nullable:
+            parts.append("NOT NULL")
+        if f.unique and not f.primary_key:
+            parts.append("UNIQUE")
+        return " ".join(parts)
+
+    def primary_key_ddl(self, f: FieldSpec) -> str:
+        return "PRIMARY KEY"
+
+    def create_table(self, model: ModelSpec) -> list[str]:
+        cols = [self.column_ddl(f) for f in model.fields.values()]
+        for group in model.unique_together:
+            cols.append(f"UNIQUE ({', '.join(self.quote(c) for c in group)})")
+        stmts = [f"CREATE TABLE {self.table(model)} ({', '.join(cols)})"]
+        stmts += self.create_indexes(model)
+        return stmts
+
+    def index_name(self, model: ModelSpec, columns: tuple[str, ...]) -> str:
+        name = f"ix_{model.table}_{'_'.join(columns)}"
+        if len(name) > 63:
+            import hashlib
+
+            name = name[:50] + "_" + hashlib.sha1(name.encode()).hexdigest()[:12]
+        return name
+
+    def create_indexes(self, model: ModelSpec) -> list[str]:
+        groups = [(n,) for n, f in model.fields.items() if f.index and not f.unique]
+        groups += list(model.indexes)
+        return [
+            f"CREATE INDEX {self.quote(self.index_name(model, g))} ON {self.table(model)} "
+            f"({', '.join(self.quote(c) for c in g)})"
+            for g in groups
+        ]
+
+    def add_column(self, model: ModelSpec, f: FieldSpec, default_sql: str | None) -> list[str]:
+        ddl = f"{self.quote(f.name)} {self.column_type(f)}"
+        if default_sql is not None:
+            ddl += f" DEFAULT {default_sql}"
+        if not f.nullable:
+            ddl += " NOT NULL"
+        return [f"ALTER TABLE {self.table(model)} ADD COLUMN {ddl}"]
+
+    def drop_column(self, model: ModelSpec, column: str) -> list[str]:
+        return [f"ALTER TABLE {self.table(model)} DROP COLUMN {self.quote(column)}"]
+
+    def drop_table(self, table: str) -> str:
+        return f"DROP TABLE IF EXISTS {self.quote(table)}"
+
+    def literal(self, f: FieldSpec, value: Any) -> str:
+        """A DDL default literal (DEFAULT clauses cannot take bound parameters)."""
+        v = self.encode(f, value)
+        if v is None:
+            return "NULL"
+        if isinstance(v, bool):
+            return "TRUE" if v else "FALSE"
+        if isinstance(v, (int, float, Decimal)):
+            return repr(v) if not isinstance(v, Decimal) else str(v)
+        if isinstance(v, (_dt.datetime, _dt.date, uuid.UUID)):
+            v = str(v)
+        text = str(v).replace("'", "''")
+        return f"'{text}'"
+
+
+def _aware_utc(v: Any) -> Any:
+    if isinstance(v, str):
+        v = _dt.datetime.fromisoformat(v)
+    if v.tzinfo is None:
+        return v.replace(tzinfo=_dt.timezone.utc)
+    if v.utcoffset() != _dt.timedelta(0):
+        return v.astimezone(_dt.timezone.utc)
+    return v
+
+
+@lru_cache(maxsize=4096)
+def _insert_sql(c: SQLCompiler, model: ModelSpec, columns: tuple[str, ...], nrows: int,
+                returning: bool) -> str:
+    p = c.params()
+    rows = []
+    for _ in range(nrows):
+        rows.append("(" + ", ".join(p.add(None) for _ in columns) + ")")
+    sql = f"INSERT INTO {c.table(model)} ({c.column_list(model, columns)}) VALUES {', '.join(rows)}"
+    if returning:
+        sql += c.returning_clause(model)
+    return sql
+
+
+@lru_cache(maxsize=1024)
+def _row_encoder(c: SQLCompiler, model: ModelSpec, columns: tuple[str, ...]
+                 ) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    encs = [c.encoder(model.fields[n]) for n in columns]
+    if not any(encs):
+        def plain(row: dict[str, Any]) -> tuple[Any, ...]:
+            return tuple([row[n] for n in columns])
+
+        return plain
+    pairs = list(zip(columns, encs, strict=True))
+
+    def encode(row: dict[str, Any]) -> tuple[Any, ...]:
+        out = []
+        for n, e in pairs:
+            v = row[n]
+            out.append(v if e is None or v is None else e(v))
+        return tuple(out)
+
+    return encode
+
+
+@lru_cache(maxsize=1024)
+def _row_decoder(c: SQLCompiler, model: ModelSpec, columns: tuple[str, ...]
+                 ) -> Callable[[Any], dict[str, Any]]:
+    decs = [(i, n, c.decoder(model.fields[n])) for i, n in enumerate(columns)]
+    active = [(n, d) for _, n, d in decs if d is not None]
+
+    def decode(row: Any) -> dict[str, Any]:
+        out = dict(zip(columns, row, strict=True))
+        for n, d in active:
+            v = out[n]
+            if v is not None:
+                out[n] = d(v)
+        return out
+
+    return decode

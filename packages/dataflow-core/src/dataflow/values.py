@@ -1,0 +1,322 @@
+"""Validation of caller input against a model, before any SQL is written.
+
+Each field gets one checker that returns the canonical Python value (``Decimal``,
+aware UTC ``datetime``, ``UUID``, enum member, plain JSON) or raises a DF error
+naming the model, the field and the fix.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import uuid
+from collections.abc import Callable, Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from .errors import (
+    ManagedFieldError,
+    MissingFieldError,
+    UnknownFieldError,
+    ValidationError,
+    did_you_mean,
+)
+from .model import FieldSpec, LogicalType, ModelSpec
+
+Checker = Callable[[Any], Any]
+UTC = _dt.timezone.utc
+
+
+def utcnow() -> _dt.datetime:
+    return _dt.datetime.now(UTC)
+
+
+def to_utc(value: _dt.datetime) -> _dt.datetime:
+    """Naive datetimes are taken as UTC; aware ones are converted to UTC."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+class _Bad(Exception):
+    """Internal: raised by a checker with the reason; turned into a DF error by the caller."""
+
+
+def _check_str(f: FieldSpec) -> Checker:
+    limit = f.max_length
+
+    def check(v: Any) -> Any:
+        if type(v) is not str and not isinstance(v, str):
+            raise _Bad(f"expected str, got {type(v).__name__} {v!r:.60}")
+        if limit is not None and len(v) > limit:
+            raise _Bad(f"is {len(v)} characters long; max_length is {limit}")
+        return v
+
+    return check
+
+
+def _check_int(v: Any) -> Any:
+    if type(v) is int:
+        return v
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise _Bad(f"expected int, got {type(v).__name__} {v!r:.60}")
+    return int(v)
+
+
+def _check_float(v: Any) -> Any:
+    if type(v) is float:
+        return v
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise _Bad(f"expected float, got {type(v).__name__} {v!r:.60}")
+    return float(v)
+
+
+def _check_bool(v: Any) -> Any:
+    if v is True or v is False:
+        return v
+    raise _Bad(f"expected bool, got {type(v).__name__} {v!r:.60}")
+
+
+def _check_datetime(v: Any) -> Any:
+    if isinstance(v, _dt.datetime):
+        return to_utc(v)
+    if isinstance(v, str):
+        try:
+            return to_utc(_dt.datetime.fromisoformat(v))
+        except ValueError:
+            pass
+    raise _Bad(f"expected datetime (or ISO 8601 text), got {type(v).__name__} {v!r:.60}")
+
+
+def _check_date(v: Any) -> Any:
+    if isinstance(v, _dt.date) and not isinstance(v, _dt.datetime):
+        return v
+    if isinstance(v, str):
+        try:
+            return _dt.date.fromisoformat(v)
+        except ValueError:
+            pass
+    raise _Bad(f"expected date (or ISO 8601 text), got {type(v).__name__} {v!r:.60}")
+
+
+def _check_decimal(v: Any) -> Any:
+    if isinstance(v, bool):
+        raise _Bad(f"expected Decimal, got bool {v!r}")
+    try:
+        if isinstance(v, Decimal):
+            d = v
+        elif isinstance(v, int):
+            d = Decimal(v)
+        elif isinstance(v, float):
+            d = Decimal(repr(v))
+        elif isinstance(v, str):
+            d = Decimal(v)
+        else:
+            raise _Bad(f"expected Decimal, got {type(v).__name__} {v!r:.60}")
+    except InvalidOperation:
+        raise _Bad(f"expected a decimal number, got {v!r:.60}") from None
+    if not d.is_finite():
+        raise _Bad(f"{v!r} is not a finite number")
+    return d
+
+
+def _check_uuid(v: Any) -> Any:
+    if isinstance(v, uuid.UUID):
+        return v
+    if isinstance(v, str):
+        try:
+            return uuid.UUID(v)
+        except ValueError:
+            pass
+    raise _Bad(f"expected UUID, got {type(v).__name__} {v!r:.60}")
+
+
+def _json_safe(v: Any) -> None:
+    try:
+        json.dumps(v, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise _Bad(f"is not JSON-serialisable ({exc})") from None
+
+
+def _check_json(f: FieldSpec) -> Checker:
+    if f.pydantic_cls is not None:
+        model_cls = f.pydantic_cls
+
+        def check_model(v: Any) -> Any:
+            if isinstance(v, model_cls):
+                return v
+            if isinstance(v, Mapping):
+                try:
+                    return model_cls.model_validate(v)
+                except Exception as exc:  # pydantic's ValidationError
+                    raise _Bad(f"does not match {model_cls.__name__}: {exc}") from None
+            raise _Bad(f"expected {model_cls.__name__} or a dict, got {type(v).__name__}")
+
+        return check_model
+    kind = f.json_kind
+
+    def check(v: Any) -> Any:
+        if kind is not None and not isinstance(v, kind):
+            raise _Bad(f"expected {kind.__name__}, got {type(v).__name__} {v!r:.60}")
+        _json_safe(v)
+        return v
+
+    return check
+
+
+def _check_enum(f: FieldSpec) -> Checker:
+    enum_cls = f.enum_cls
+    assert enum_cls is not None
+
+    def check(v: Any) -> Any:
+        if isinstance(v, enum_cls):
+            return v
+        try:
+            return enum_cls(v)
+        except ValueError:
+            allowed = ", ".join(repr(m.value) for m in enum_cls)
+            raise _Bad(f"{v!r:.60} is not one of {allowed}") from None
+
+    return check
+
+
+def _float_finite(check: Checker) -> Checker:
+    def wrapped(v: Any) -> Any:
+        out = check(v)
+        if math.isnan(out) or math.isinf(out):
+            raise _Bad(f"{v!r} is not a finite number")
+        return out
+
+    return wrapped
+
+
+def checker_for(f: FieldSpec) -> Checker:
+    """The canonicalising checker of one field (None handling is the caller's)."""
+    lt = f.ltype
+    if lt is LogicalType.STR:
+        return _check_str(f)
+    if lt is LogicalType.INT:
+        return _check_int
+    if lt is LogicalType.FLOAT:
+        return _float_finite(_check_float)
+    if lt is LogicalType.BOOL:
+        return _check_bool
+    if lt is LogicalType.DATETIME:
+        return _check_datetime
+    if lt is LogicalType.DATE:
+        return _check_date
+    if lt is LogicalType.DECIMAL:
+        return _check_decimal
+    if lt is LogicalType.UUID:
+        return _check_uuid
+    if lt is LogicalType.JSON:
+        return _check_json(f)
+    if lt is LogicalType.ENUM:
+        return _check_enum(f)
+    raise AssertionError(lt)
+
+
+class RowValidator:
+    """Validates whole rows of one model; built once per model and reused."""
+
+    def __init__(self, model: ModelSpec) -> None:
+        self.model = model
+        self.checkers: dict[str, Checker] = {n: checker_for(f) for n, f in model.fields.items()}
+        self.writable = frozenset(model.writable)
+
+    def value(self, name: str, value: Any, *, op: str) -> Any:
+        """Check one value of field ``name``; raises a DF error naming it."""
+        f = self.model.fields[name]
+        if value is None:
+            if f.nullable:
+                return None
+            raise ValidationError(
+                f"None is not allowed in {op}: the field is required.",
+                model=self.model.name,
+                field=name,
+                fix=f"give '{name}' a {f.python_type.__name__} value, or declare it Optional.",
+            )
+        try:
+            return self.checkers[name](value)
+        except _Bad as bad:
+            raise ValidationError(
+                f"invalid value in {op}: {bad}.",
+                model=self.model.name,
+                field=name,
+                fix=f"pass a {getattr(f.python_type, '__name__', f.python_type)} for '{name}'.",
+            ) from None
+
+    def _unknown(self, data: Mapping[str, Any], op: str) -> None:
+        for key in data:
+            if key in self.writable:
+                continue
+            if key in self.model.fields:
+                raise ManagedFieldError(
+                    f"'{key}' is managed by DataFlow and cannot be set in {op}.",
+                    model=self.model.name,
+                    field=key,
+                    fix=f"remove '{key}' from the data; DataFlow sets it.",
+                )
+            raise UnknownFieldError(
+                f"unknown field '{key}' in {op}.{did_you_mean(str(key), self.writable)}",
+                model=self.model.name,
+                field=str(key),
+                fix=f"use one of: {', '.join(sorted(self.writable))}.",
+            )
+
+    def for_create(self, data: Mapping[str, Any], now: _dt.datetime) -> dict[str, Any]:
+        """A complete row for insert: defaults filled, ids generated, timestamps set."""
+        if not isinstance(data, Mapping):
+            raise ValidationError(
+                f"create expects a dict of fields, got {type(data).__name__}.",
+                model=self.model.name,
+            )
+        self._unknown(data, "create")
+        row: dict[str, Any] = {}
+        for name, f in self.model.fields.items():
+            if f.managed:
+                row[name] = now
+            elif name in data:
+                row[name] = self.value(name, data[name], op="create")
+            elif f.auto_increment:
+                continue
+            elif f.generated_uuid:
+                row[name] = uuid.uuid4()
+            elif f.has_default:
+                row[name] = f.make_default()
+                if row[name] is not None:
+                    row[name] = self.value(name, row[name], op="create")
+            elif f.nullable:
+                row[name] = None
+            else:
+                raise MissingFieldError(
+                    "missing required field in create.",
+                    model=self.model.name,
+                    field=name,
+                    fix=f"pass '{name}' ({getattr(f.python_type, '__name__', f.python_type)}).",
+                )
+        return row
+
+    def for_update(self, fields: Mapping[str, Any], now: _dt.datetime) -> dict[str, Any]:
+        """The SET clause of an update: only given fields, plus ``updated_at``."""
+        if not isinstance(fields, Mapping):
+            raise ValidationError(
+                f"update expects a dict of fields, got {type(fields).__name__}.",
+                model=self.model.name,
+            )
+        self._unknown(fields, "update")
+        if "id" in fields:
+            raise ValidationError(
+                "the primary key cannot be changed by update.",
+                model=self.model.name,
+                field="id",
+                fix="create a new record instead.",
+            )
+        values = {k: self.value(k, v, op="update") for k, v in fields.items()}
+        values["updated_at"] = now
+        return values
+
+    def key(self, value: Any) -> Any:
+        """Check a primary-key value (for read/update/delete by id)."""
+        return self.value("id", value, op="id lookup")

@@ -1,0 +1,330 @@
+"""The SQLite adapter on aiosqlite.
+
+One connection per event loop, used by one task at a time (SQLite has one writer);
+a transaction holds it for its whole block. An in-memory database is a named
+shared-cache database, kept alive by a keeper connection, so every connection of
+this instance (the async one and the sync API's) sees the same data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import re
+import sqlite3
+import uuid
+from functools import lru_cache
+from typing import Any
+
+import aiosqlite
+from dataflow import plugins
+from dataflow.adapter import ColumnInfo, DatabaseURL, SQLAdapter, TableInfo, UpsertOutcome
+from dataflow.errors import ConnectionLostError, DatabaseError, IntegrityError, UnsupportedError
+from dataflow.migrations import Step
+from dataflow.model import ModelSpec
+from dataflow.query.ast import Insert, Upsert
+
+from .capabilities import SQLiteCapabilities
+from .dialect import LOGICAL_OF, SQLiteCompiler
+
+
+@lru_cache(maxsize=256)
+def _like_regex(pattern: str) -> re.Pattern[str]:
+    out = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < len(pattern):
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        out.append(".*" if ch == "%" else "." if ch == "_" else re.escape(ch))
+        i += 1
+    return re.compile("".join(out), re.IGNORECASE | re.DOTALL)
+
+
+def _ilike(value: Any, pattern: Any) -> Any:
+    if value is None or pattern is None:
+        return None
+    return 1 if _like_regex(str(pattern)).fullmatch(str(value)) else 0
+
+
+@lru_cache(maxsize=256)
+def _regex(pattern: str, flags: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.IGNORECASE if "i" in flags else 0)
+
+
+def _regexp(value: Any, pattern: Any, flags: Any) -> Any:
+    if value is None or pattern is None:
+        return None
+    return 1 if _regex(str(pattern), str(flags)).search(str(value)) else 0
+
+
+def _translate(exc: BaseException) -> BaseException:
+    if isinstance(exc, sqlite3.IntegrityError):
+        return IntegrityError(f"the database refused the write: {exc}.",
+                              fix="check unique keys and required fields.")
+    if isinstance(exc, (sqlite3.ProgrammingError, ValueError)) and "closed" in str(exc).lower():
+        return ConnectionLostError(f"the SQLite connection is closed: {exc}.")
+    if isinstance(exc, sqlite3.Error):
+        return DatabaseError(f"SQLite error: {exc}.")
+    return exc
+
+
+def _translating(fn: Any) -> Any:
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await fn(*args, **kwargs)
+        except (sqlite3.Error, ValueError) as exc:
+            translated = _translate(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
+
+    return wrapper
+
+
+class _LoopState:
+    __slots__ = ("conn", "lock", "busy")
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+        self.lock = asyncio.Lock()
+        self.busy = False
+
+
+class SQLiteAdapter(SQLAdapter):
+    capabilities = SQLiteCapabilities
+
+    def __init__(self, url: DatabaseURL, *, pool_size: int | None = None, **options: Any) -> None:
+        super().__init__(url, pool_size=pool_size, **options)
+        compiler = plugins.dialect_compiler("sqlite")
+        self.compiler = compiler if compiler is not None else SQLiteCompiler()
+        database = url.database
+        self.memory = database in ("", ":memory:")
+        if self.memory:
+            self.target = f"file:dataflow_{uuid.uuid4().hex}?mode=memory&cache=shared"
+            self.uri = True
+            # keeps the shared in-memory database alive while connections come and go
+            self._keeper: sqlite3.Connection | None = sqlite3.connect(
+                self.target, uri=True, check_same_thread=False)
+        else:
+            self.target = database
+            self.uri = database.startswith("file:")
+            self._keeper = None
+        self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
+        self._connecting: dict[asyncio.AbstractEventLoop, asyncio.Future[_LoopState]] = {}
+        self._read_sql: dict[int, tuple[ModelSpec, str]] = {}
+
+    # --- connections ------------------------------------------------------------------
+    async def _open(self) -> aiosqlite.Connection:
+        target, uri = self.target, self.uri
+
+        def connector() -> sqlite3.Connection:
+            return sqlite3.connect(target, uri=uri, isolation_level=None,
+                                   check_same_thread=False)
+
+        conn = aiosqlite.Connection(connector, 64)
+        conn._thread.daemon = True  # a process that never closes DataFlow still exits
+        await conn
+        await conn.create_function("df_regexp", 3, _regexp, deterministic=True)
+        await conn.create_function("df_ilike", 2, _ilike, deterministic=True)
+        pragmas = ["PRAGMA foreign_keys = ON", "PRAGMA busy_timeout = 10000",
+                   "PRAGMA case_sensitive_like = ON"]
+        if not self.memory:
+            pragmas += ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL"]
+        for sql in pragmas:
+            await conn.execute(sql)
+        return conn
+
+    async def _state(self) -> _LoopState:
+        loop = asyncio.get_running_loop()
+        state = self._states.get(loop)
+        if state is not None:
+            return state
+        pending = self._connecting.get(loop)
+        if pending is None:
+            pending = loop.create_future()
+            self._connecting[loop] = pending
+            try:
+                state = _LoopState(await self._open())
+            except BaseException as exc:
+                del self._connecting[loop]
+                pending.set_exception(exc)
+                pending.exception()
+                raise
+            self._states[loop] = state
+            del self._connecting[loop]
+            pending.set_result(state)
+            return state
+        return await pending
+
+    async def acquire(self) -> Any:
+        state = self._states.get(asyncio.get_running_loop()) or await self._state()
+        await state.lock.acquire()
+        state.busy = True
+        return state.conn
+
+    async def release(self, conn: Any) -> None:
+        state = self._states.get(asyncio.get_running_loop())
+        if state is not None and state.conn is conn:
+            state.busy = False
+            state.lock.release()
+
+    async def run(self, fn: Any, *args: Any) -> Any:
+        state = self._states.get(asyncio.get_running_loop()) or await self._state()
+        async with state.lock:
+            state.busy = True
+            try:
+                return await fn(state.conn, *args)
+            finally:
+                state.busy = False
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        states, self._states = self._states, {}
+        for owner, state in states.items():
+            if owner is loop:
+                await state.conn.close()
+            elif not owner.is_closed() and owner.is_running():
+                fut = asyncio.run_coroutine_threadsafe(state.conn.close(), owner)
+                await asyncio.wrap_future(fut)
+            else:
+                state.conn.stop()
+        if self._keeper is not None:
+            self._keeper.close()
+            self._keeper = None
+
+    def pool_stats(self) -> dict[str, Any]:
+        active = sum(1 for s in self._states.values() if s.busy)
+        total = len(self._states)
+        return {"active": active, "idle": total - active, "max": max(1, total),
+                "utilization": active / max(1, total)}
+
+    # --- driver primitives --------------------------------------------------------------
+    @_translating
+    async def fetch(self, conn: Any, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        return list(await conn.execute_fetchall(sql, params))
+
+    @_translating
+    async def execute(self, conn: Any, sql: str, params: tuple[Any, ...]) -> int:
+        async with conn.execute(sql, params) as cur:
+            return int(cur.rowcount)
+
+    @_translating
+    async def executemany(self, conn: Any, sql: str, rows: list[tuple[Any, ...]]) -> int:
+        async with conn.executemany(sql, rows) as cur:
+            return int(cur.rowcount)
+
+    async def begin(self, conn: Any) -> None:
+        await self.execute(conn, "BEGIN IMMEDIATE", ())
+
+    async def commit(self, conn: Any) -> None:
+        await self.execute(conn, "COMMIT", ())
+
+    async def rollback(self, conn: Any) -> None:
+        if conn.in_transaction:
+            await self.execute(conn, "ROLLBACK", ())
+
+    # --- fast paths -----------------------------------------------------------------------
+    async def read_by_id(self, conn: Any, model: ModelSpec, key: Any) -> dict[str, Any] | None:
+        cached = self._read_sql.get(id(model))
+        if cached is None or cached[0] is not model:
+            c = self.compiler
+            sql = (f"SELECT {c.column_list(model)} FROM {c.table(model)} "
+                   f"WHERE {c.quote('id')} = ?")
+            cached = (model, sql)
+            self._read_sql[id(model)] = cached
+        rows = await self.fetch(conn, cached[1], (self.compiler.encode(model.pk, key),))
+        if not rows:
+            return None
+        return self.compiler.row_decoder(model, tuple(model.fields))(rows[0])
+
+    async def insert(self, conn: Any, stmt: Insert) -> list[dict[str, Any]]:
+        if stmt.returning and len(stmt.rows) == 1:
+            c = self.compiler
+            sql = c.insert_sql(stmt.model, stmt.columns, 1, returning=True)
+            params = c.row_encoder(stmt.model, stmt.columns)(stmt.rows[0])
+            rows = await self.fetch(conn, sql, params)
+            return [c.row_decoder(stmt.model, tuple(stmt.model.fields))(rows[0])]
+        if stmt.returning:
+            return await super().insert(conn, stmt)
+        enc = self.compiler.row_encoder(stmt.model, stmt.columns)
+        sql = self.compiler.insert_sql(stmt.model, stmt.columns, 1)
+        await self.executemany(conn, sql, [enc(r) for r in stmt.rows])
+        return []
+
+    async def upsert(self, conn: Any, stmt: Upsert) -> UpsertOutcome:
+        if stmt.returning:
+            return await super().upsert(conn, stmt)
+        existing = await self.existing_keys(conn, stmt)
+        c = self.compiler
+        sql = c.upsert_sql(stmt.model, stmt.columns, stmt.conflict, stmt.update, 1)
+        enc = c.row_encoder(stmt.model, stmt.columns)
+        await self.executemany(conn, sql, [enc(r) for r in stmt.rows])
+        return UpsertOutcome([], len(stmt.rows) - len(existing), len(existing))
+
+    def max_rows_per_statement(self, ncolumns: int) -> int:
+        return max(1, min(500, 32766 // max(1, ncolumns)))
+
+    # --- schema ---------------------------------------------------------------------------
+    async def introspect(self, conn: Any, tables: list[str] | None = None) -> dict[str, TableInfo]:
+        names = [r[0] for r in await self.fetch(
+            conn, "SELECT name FROM sqlite_master WHERE type = 'table' "
+            "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'", ())]
+        if tables is not None:
+            names = [n for n in names if n in tables]
+        out: dict[str, TableInfo] = {}
+        for name in names:
+            info = TableInfo(name)
+            for _cid, col, ctype, notnull, default, pk in await self.fetch(
+                    conn, f"PRAGMA table_info({self.compiler.quote(name)})", ()):
+                declared = str(ctype).upper()
+                ltype = LOGICAL_OF.get(declared)
+                if ltype is None and declared.startswith("VARCHAR"):
+                    ltype = LOGICAL_OF["TEXT"]
+                info.columns[col] = ColumnInfo(col, declared, not notnull and not pk, bool(pk),
+                                               default, ltype)
+            for fk in await self.fetch(conn, f"PRAGMA foreign_key_list({self.compiler.quote(name)})", ()):
+                info.foreign_keys.append({"column": fk[3], "table": fk[2], "references": fk[4],
+                                          "on_delete": fk[6]})
+            for idx in await self.fetch(conn, f"PRAGMA index_list({self.compiler.quote(name)})", ()):
+                cols = [r[2] for r in await self.fetch(
+                    conn, f"PRAGMA index_info({self.compiler.quote(idx[1])})", ())]
+                info.indexes.append({"name": idx[1], "unique": bool(idx[2]), "columns": cols})
+            out[name] = info
+        return out
+
+    async def apply_step(self, conn: Any, step: Step) -> None:
+        """Steps SQLite has no ALTER for: relaxing NOT NULL, by rebuilding the table."""
+        if step.kind != "alter_column" or step.destructive and "type" in step.reason:
+            raise UnsupportedError(
+                f"SQLite cannot apply '{step.describe()}' in place.",
+                model=step.model.name, field=step.column,
+                fix="export the data, drop the table and let DataFlow recreate it.")
+        model = step.model
+        c = self.compiler
+        live = (await self.introspect(conn, [model.table]))[model.table]
+        common = [n for n in model.fields if n in live.columns]
+        tmp = f"{model.table}__df_rebuild"
+        create = c.create_table(model)[0].replace(
+            f"CREATE TABLE {c.table(model)}", f"CREATE TABLE {c.quote(tmp)}", 1)
+        cols = ", ".join(c.quote(n) for n in common)
+        await self.execute(conn, "PRAGMA foreign_keys = OFF", ())
+        try:
+            await self.execute(conn, "BEGIN IMMEDIATE", ())
+            try:
+                await self.execute(conn, create, ())
+                await self.execute(conn, f"INSERT INTO {c.quote(tmp)} ({cols}) "
+                                         f"SELECT {cols} FROM {c.table(model)}", ())
+                await self.execute(conn, f"DROP TABLE {c.table(model)}", ())
+                await self.execute(conn, f"ALTER TABLE {c.quote(tmp)} RENAME TO {c.table(model)}", ())
+                for sql in c.create_indexes(model):
+                    await self.execute(conn, sql, ())
+                await self.execute(conn, "COMMIT", ())
+            except BaseException:
+                await self.rollback(conn)
+                raise
+        finally:
+            await self.execute(conn, "PRAGMA foreign_keys = ON", ())

@@ -1,0 +1,85 @@
+"""The SQLite dialect: ``?`` parameters, text storage for exact types."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from dataflow.model import FieldSpec, LogicalType
+from dataflow.sql.compiler import Decoder, Encoder, SQLCompiler
+
+#: declared column types; each contains TEXT (text affinity) where the value must stay exact
+COLUMN_TYPES = {
+    LogicalType.STR: "TEXT",
+    LogicalType.INT: "INTEGER",
+    LogicalType.FLOAT: "REAL",
+    LogicalType.BOOL: "BOOLEAN",
+    LogicalType.DATETIME: "DATETIME_TEXT",
+    LogicalType.DATE: "DATE_TEXT",
+    LogicalType.DECIMAL: "DECIMAL_TEXT",
+    LogicalType.UUID: "UUID_TEXT",
+    LogicalType.JSON: "JSON_TEXT",
+    LogicalType.ENUM: "ENUM_TEXT",
+}
+LOGICAL_OF = {v: k for k, v in COLUMN_TYPES.items()}
+
+
+def _dt_text(v: _dt.datetime) -> str:
+    return v.isoformat(sep=" ", timespec="microseconds")
+
+
+class SQLiteCompiler(SQLCompiler):
+    name = "sqlite"
+    paramstyle = "qmark"
+    quote_char = '"'
+    supports_returning = True
+    upsert_style = "on_conflict"
+    decimal_ordering = False
+
+    def column_type(self, f: FieldSpec) -> str:
+        if f.ltype is LogicalType.STR and f.max_length is not None:
+            return f"VARCHAR({int(f.max_length)})"
+        return COLUMN_TYPES[f.ltype]
+
+    def primary_key_ddl(self, f: FieldSpec) -> str:
+        return "PRIMARY KEY" if f.ltype is LogicalType.INT else "PRIMARY KEY NOT NULL"
+
+    def encoder(self, f: FieldSpec) -> Encoder | None:
+        lt = f.ltype
+        if lt is LogicalType.DATETIME:
+            return _dt_text
+        if lt is LogicalType.DATE:
+            return lambda v: v.isoformat()
+        if lt in (LogicalType.DECIMAL, LogicalType.UUID):
+            return str
+        if lt is LogicalType.BOOL:
+            return int
+        if lt is LogicalType.ENUM:
+            return lambda v: str(v.value)
+        return super().encoder(f)
+
+    def decoder(self, f: FieldSpec) -> Decoder | None:
+        lt = f.ltype
+        if lt is LogicalType.BOOL:
+            return bool
+        if lt is LogicalType.FLOAT:
+            return float
+        if lt is LogicalType.DATE:
+            return _dt.date.fromisoformat
+        if lt is LogicalType.DECIMAL:
+            return Decimal
+        if lt is LogicalType.UUID:
+            return uuid.UUID
+        return super().decoder(f)
+
+    def ilike(self, col: str, mark: str) -> str:
+        return f"df_ilike({col}, {mark})"
+
+    def visit_regex(self, e: Any, model: Any, p: Any) -> str:
+        flags = "i" if e.case_insensitive else ""
+        return f"df_regexp({self.col(model, e.field)}, {p.add(e.pattern)}, '{flags}')"
+
+    def limit_offset(self, limit: int | None, offset: int | None, p: Any) -> str:
+        return super().limit_offset(limit, offset, p)
