@@ -54,8 +54,8 @@ class DatabaseURL:
         parts = urlsplit(url)
         try:
             port = parts.port
-        except ValueError as exc:
-            raise ConfigurationError(f"bad port in URL: {exc}") from None
+        except ValueError:
+            port = None  # file-style URLs (sqlite-like schemes an adapter adds) have no port
         return cls(
             url,
             scheme,
@@ -66,6 +66,11 @@ class DatabaseURL:
             unquote(parts.path.lstrip("/")),
             dict(parse_qsl(parts.query)),
         )
+
+    @property
+    def location(self) -> str:
+        """Everything after ``scheme://`` up to the query: a file adapter's path."""
+        return self.raw.split("://", 1)[1].partition("?")[0]
 
     def redacted(self) -> str:
         if self.password:

@@ -17,7 +17,6 @@ from .errors import (
     ClosedError,
     MigrationFailedError,
     MigrationRefusedError,
-    TransactionError,
     UnknownModelError,
     UnsupportedError,
     did_you_mean,
@@ -46,7 +45,7 @@ def live_instances() -> list[DataFlow]:
 class _Tx:
     """The connection and savepoint depth of the current transaction (per task context)."""
 
-    __slots__ = ("conn", "depth", "lock", "loop", "failed")
+    __slots__ = ("conn", "depth", "failed", "lock", "loop")
 
     def __init__(self, conn: Any, loop: asyncio.AbstractEventLoop) -> None:
         self.conn = conn

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+List = list  # the class below has a method named list
+
 from .errors import (
     BulkValidationError,
     ConfirmationRequiredError,
@@ -112,7 +114,7 @@ class Express:
         order_by: str | Iterable[str] | None = None,
         limit: int | None = None,
         offset: int | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> List[dict[str, Any]]:
         spec, v = await self._prepare(model)
         stmt = Select(
             spec,
@@ -167,18 +169,18 @@ class Express:
         """Insert ``data``, or update the record it conflicts with; returns the record."""
         result = await self.bulk_upsert(model, [data], conflict_on=conflict_on,
                                         update_fields=update_fields, _return_rows=True)
-        rows: list[dict[str, Any]] = result.pop("records")
+        rows: List[dict[str, Any]] = result.pop("records")
         return rows[0]
 
     # --- bulk ----------------------------------------------------------------------------
     def _validate_rows(self, spec: ModelSpec, rows: Iterable[Mapping[str, Any]],
                        make: Callable[[Mapping[str, Any]], dict[str, Any]], partial: bool,
-                       op: str) -> tuple[list[tuple[int, dict[str, Any]]], list[dict[str, Any]]]:
+                       op: str) -> tuple[List[tuple[int, dict[str, Any]]], List[dict[str, Any]]]:
         if isinstance(rows, (Mapping, str, bytes)):
             raise ValidationError(f"{op} takes a list of dicts, got {type(rows).__name__}.",
                                   model=spec.name)
-        good: list[tuple[int, dict[str, Any]]] = []
-        failed: list[dict[str, Any]] = []
+        good: List[tuple[int, dict[str, Any]]] = []
+        failed: List[dict[str, Any]] = []
         for i, data in enumerate(rows):
             try:
                 good.append((i, make(data)))
@@ -210,7 +212,7 @@ class Express:
 
         async def write(conn: Any) -> int:
             done = 0
-            groups: dict[tuple[str, ...], list[tuple[int, dict[str, Any]]]] = {}
+            groups: dict[tuple[str, ...], List[tuple[int, dict[str, Any]]]] = {}
             for item in good:
                 groups.setdefault(tuple(item[1]), []).append(item)
             for columns, items in groups.items():
@@ -226,8 +228,8 @@ class Express:
         return {"inserted": inserted, "failed": failed, "ok": not failed}
 
     async def _insert_batch(self, conn: Any, spec: ModelSpec, columns: tuple[str, ...],
-                            batch: list[tuple[int, dict[str, Any]]], partial: bool,
-                            failed: list[dict[str, Any]]) -> int:
+                            batch: List[tuple[int, dict[str, Any]]], partial: bool,
+                            failed: List[dict[str, Any]]) -> int:
         adapter = self._db.adapter
         stmt = Insert(spec, columns, [r for _, r in batch], returning=False)
         if not partial:
@@ -351,11 +353,11 @@ class Express:
                                           model=spec.name, field=c)
         adapter = self._db.adapter
 
-        async def write(conn: Any) -> tuple[int, int, list[dict[str, Any]]]:
+        async def write(conn: Any) -> tuple[int, int, List[dict[str, Any]]]:
             inserted = updated = 0
-            records: list[dict[str, Any]] = []
+            records: List[dict[str, Any]] = []
             # an update sets only the fields the caller gave (defaults fill inserts only)
-            groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[dict[str, Any]]] = {}
+            groups: dict[tuple[tuple[str, ...], tuple[str, ...]], List[dict[str, Any]]] = {}
             for index, row in good:
                 given = tuple(k for k in rows[index] if k not in conflict and k != "id")
                 groups.setdefault((tuple(row), given), []).append(row)
@@ -381,7 +383,7 @@ class Express:
         return result
 
     # --- by key helpers --------------------------------------------------------------------
-    async def read_many(self, model: ModelRef, ids: Iterable[Any]) -> list[dict[str, Any]]:
+    async def read_many(self, model: ModelRef, ids: Iterable[Any]) -> List[dict[str, Any]]:
         """Records whose id is in ``ids`` (missing ids are skipped)."""
         spec, v = await self._prepare(model)
         keys = tuple(v.key(i) for i in ids)

@@ -25,7 +25,7 @@ from .errors import (
 from .model import FieldSpec, LogicalType, ModelSpec
 
 Checker = Callable[[Any], Any]
-UTC = _dt.timezone.utc
+UTC = _dt.UTC
 
 
 def utcnow() -> _dt.datetime:

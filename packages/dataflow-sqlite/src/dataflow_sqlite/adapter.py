@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import Any
 
 import aiosqlite
+
 from dataflow import plugins
 from dataflow.adapter import ColumnInfo, DatabaseURL, SQLAdapter, TableInfo, UpsertOutcome
 from dataflow.errors import ConnectionLostError, DatabaseError, IntegrityError, UnsupportedError
@@ -86,7 +87,7 @@ def _translating(fn: Any) -> Any:
 
 
 class _LoopState:
-    __slots__ = ("conn", "lock", "busy")
+    __slots__ = ("busy", "conn", "lock")
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self.conn = conn
@@ -101,7 +102,8 @@ class SQLiteAdapter(SQLAdapter):
         super().__init__(url, pool_size=pool_size, **options)
         compiler = plugins.dialect_compiler("sqlite")
         self.compiler = compiler if compiler is not None else SQLiteCompiler()
-        database = url.database
+        location = url.location  # sqlite:///rel.db -> /rel.db, sqlite:////abs.db -> //abs.db
+        database = location[1:] if location.startswith("/") else location
         self.memory = database in ("", ":memory:")
         if self.memory:
             self.target = f"file:dataflow_{uuid.uuid4().hex}?mode=memory&cache=shared"
@@ -298,7 +300,7 @@ class SQLiteAdapter(SQLAdapter):
 
     async def apply_step(self, conn: Any, step: Step) -> None:
         """Steps SQLite has no ALTER for: relaxing NOT NULL, by rebuilding the table."""
-        if step.kind != "alter_column" or step.destructive and "type" in step.reason:
+        if step.kind != "alter_column" or (step.destructive and "type" in step.reason):
             raise UnsupportedError(
                 f"SQLite cannot apply '{step.describe()}' in place.",
                 model=step.model.name, field=step.column,

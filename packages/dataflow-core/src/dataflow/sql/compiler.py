@@ -52,7 +52,7 @@ class Compiled:
 
 
 class _Params:
-    __slots__ = ("values", "style")
+    __slots__ = ("style", "values")
 
     def __init__(self, style: str) -> None:
         self.values: list[Any] = []
@@ -355,7 +355,9 @@ class SQLCompiler:
         return name
 
     def create_indexes(self, model: ModelSpec) -> list[str]:
-        groups = [(n,) for n, f in model.fields.items() if f.index and not f.unique]
+        groups: list[tuple[str, ...]] = [
+            (n,) for n, f in model.fields.items() if f.index and not f.unique
+        ]
         groups += list(model.indexes)
         return [
             f"CREATE INDEX {self.quote(self.index_name(model, g))} ON {self.table(model)} "
@@ -396,9 +398,9 @@ def _aware_utc(v: Any) -> Any:
     if isinstance(v, str):
         v = _dt.datetime.fromisoformat(v)
     if v.tzinfo is None:
-        return v.replace(tzinfo=_dt.timezone.utc)
+        return v.replace(tzinfo=_dt.UTC)
     if v.utcoffset() != _dt.timedelta(0):
-        return v.astimezone(_dt.timezone.utc)
+        return v.astimezone(_dt.UTC)
     return v
 
 
