@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-List = list  # the class below has a method named list
-
 from .errors import (
     BulkValidationError,
     ConfirmationRequiredError,
@@ -36,6 +34,8 @@ from .values import RowValidator, utcnow
 
 if TYPE_CHECKING:
     from .core import DataFlow
+
+List = list  # the Express class has a method named list, which shadows the builtin
 
 ModelRef = str | type | ModelSpec
 Progress = Callable[[int, int], None]
@@ -207,7 +207,6 @@ class Express:
         now = utcnow()
         good, failed = self._validate_rows(spec, rows, lambda d: v.for_create(d, now), partial,
                                            "bulk_create")
-        adapter = self._db.adapter
         total = len(good)
 
         async def write(conn: Any) -> int:

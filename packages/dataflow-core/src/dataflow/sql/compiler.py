@@ -140,7 +140,9 @@ class SQLCompiler:
         return self.encoder(f)
 
     # --- row codecs (cached per model and column list) --------------------------------
-    def row_encoder(self, model: ModelSpec, columns: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    def row_encoder(
+        self, model: ModelSpec, columns: tuple[str, ...]
+    ) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
         return _row_encoder(self, model, columns)
 
     def row_decoder(self, model: ModelSpec, columns: tuple[str, ...]) -> Callable[[Any], dict[str, Any]]:

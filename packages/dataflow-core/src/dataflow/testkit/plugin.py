@@ -1,10 +1,16 @@
-"""The pytest plugin: fixtures, the ``requires`` marker and strict known failures.
+"""The pytest plugin: fixtures, the ``requires`` / ``unsupported`` markers and strict known failures.
 
 * ``@pytest.mark.requires("savepoints")``: the test runs only where the adapter declares
-  the capability; where it does not, the test is reported as not applicable by
-  capability (the kit's own "unsupported" tests assert the DF-501 refusal instead).
+  the capability; where it does not, it is reported as skipped *by capability*.
+* ``@pytest.mark.unsupported("savepoints")``: the mirror image. The test runs only where
+  the adapter does NOT declare the capability, and asserts the honest DF-501 refusal
+  (or the documented fallback). Every optional capability has one test of each kind,
+  so for every adapter one of the pair always runs.
 * ``Capabilities.known_failures[test_name] = (ExcType, reason)`` turns that test into
   a strict xfail with ``raises=ExcType``: a surprise pass or another error fails.
+
+The fixtures are declared with ``pytest_asyncio.fixture`` so they work whether or not
+the adapter's project sets ``asyncio_mode = "auto"``.
 """
 
 from __future__ import annotations
@@ -15,12 +21,17 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from .backend import Backend
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "requires(*capabilities): needs these declared capabilities")
+    config.addinivalue_line(
+        "markers",
+        "unsupported(*capabilities): runs only where none of these capabilities is declared",
+    )
 
 
 def _backend_of(item: pytest.Item) -> Backend | None:
@@ -40,7 +51,13 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     for mark in item.iter_markers("requires"):
         missing = [c for c in mark.args if not caps.supports(c)]
         if missing:
-            pytest.skip(f"capability not declared by {caps.name}: {', '.join(missing)}")
+            pytest.skip(f"capability not declared by {caps.name}: {', '.join(missing)} "
+                        "(the 'unsupported' twin of this test runs instead)")
+    for mark in item.iter_markers("unsupported"):
+        declared = [c for c in mark.args if caps.supports(c)]
+        if declared:
+            pytest.skip(f"capability declared by {caps.name}: {', '.join(declared)} "
+                        "(the 'requires' twin of this test runs instead)")
     known = caps.known_failures.get(item.name) or caps.known_failures.get(
         item.name.split("[")[0])
     if known is not None:
@@ -53,7 +70,7 @@ def capabilities(dataflow_backend: Backend) -> Any:
     return dataflow_backend.capabilities
 
 
-@pytest.fixture
+@pytest_asyncio.fixture
 async def make_db(dataflow_backend: Backend) -> AsyncIterator[Callable[..., Any]]:
     """Factory: ``db = make_db()`` gives a DataFlow on the backend; tables are dropped after."""
     from ..core import DataFlow

@@ -1,0 +1,332 @@
+"""DataFlow on SQLite vs raw aiosqlite, in the same run, on the same schema.
+
+    .venv/bin/python bench/bench_sqlite.py            # full run (100k bulk insert)
+    .venv/bin/python bench/bench_sqlite.py --quick    # smaller sizes, for a smoke check
+    .venv/bin/python bench/bench_sqlite.py --markdown # also print a Markdown table for RESULTS.md
+
+Fairness rules for the raw baselines:
+  * the same table layout and column types (the raw tables are created from DataFlow's own DDL),
+    the same pragmas (WAL, synchronous=NORMAL), each side on its own database file;
+  * the same input: both sides start from the same list of dicts and write the same columns,
+    including ``created_at`` / ``updated_at`` (ISO text, as DataFlow stores them);
+  * raw single statements run in autocommit, bulk writes use ``executemany`` in one transaction;
+  * raw reads return one dict per row (``dict(zip(columns, row))``), no type conversion.
+
+Ratio = raw time / DataFlow time: >= 1.0 means DataFlow is as fast as the raw driver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as _dt
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiosqlite
+from harness import (
+    Result,
+    machine_note,
+    markdown_table,
+    measure,
+    measure_import,
+    print_header,
+    print_table,
+)
+
+from dataflow import DataFlow
+from dataflow.workflow import AsyncLocalRuntime, WorkflowBuilder
+
+PRAGMAS = ("PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL", "PRAGMA foreign_keys = ON")
+COLUMNS = ("name", "category", "price", "qty", "active", "created_at", "updated_at")
+
+
+def make_rows(n: int, start: int = 0) -> list[dict[str, Any]]:
+    return [
+        {"name": f"item-{i}", "category": f"c{i % 20}", "price": (i % 1000) / 10.0,
+         "qty": i % 97, "active": i % 3 != 0}
+        for i in range(start, start + n)
+    ]
+
+
+def ts_text(now: _dt.datetime) -> str:
+    return now.isoformat(sep=" ", timespec="microseconds")
+
+
+class Bench:
+    def __init__(self, workdir: str, sizes: dict[str, int], repeat: int) -> None:
+        self.workdir = workdir
+        self.sizes = sizes
+        self.repeat = repeat
+        self.db = DataFlow(f"sqlite:///{workdir}/ours.db", name="bench_ours")
+        db = self.db
+
+        @db.model
+        class Item:
+            name: str
+            category: str
+            price: float
+            qty: int = 0
+            active: bool = True
+
+        self.raw: aiosqlite.Connection | None = None
+        self.runtime = AsyncLocalRuntime()
+
+    # --- setup -------------------------------------------------------------------------------
+    async def open(self) -> None:
+        await self.db.initialize()
+        raw = await aiosqlite.connect(f"{self.workdir}/raw.db", isolation_level=None)
+        for p in PRAGMAS:
+            await raw.execute(p)
+        # identical DDL: DataFlow's own CREATE TABLE for the same model
+        compiler = self.db.adapter.compiler  # type: ignore[attr-defined]
+        for sql in compiler.create_table(self.db.get_model("Item")):
+            await raw.execute(sql)
+        self.raw = raw
+
+    async def close(self) -> None:
+        await self.db.close()
+        if self.raw is not None:
+            await self.raw.close()
+
+    async def reset(self, keep: int = 0) -> None:
+        """Empty both tables, then (optionally) load ``keep`` rows into each (untimed)."""
+        assert self.raw is not None
+        await self.db.express.bulk_delete("Item", confirmed=True)
+        await self.raw.execute('DELETE FROM "item"')
+        if keep:
+            rows = make_rows(keep)
+            await self.db.express.bulk_create("Item", rows)
+            await self._raw_bulk_insert(rows)
+
+    # --- raw baselines --------------------------------------------------------------------
+    async def _raw_bulk_insert(self, rows: list[dict[str, Any]]) -> None:
+        assert self.raw is not None
+        now = ts_text(_dt.datetime.now(_dt.UTC))
+        params = [(r["name"], r["category"], r["price"], r["qty"], r["active"], now, now) for r in rows]
+        await self.raw.execute("BEGIN")
+        await self.raw.executemany(
+            'INSERT INTO "item" (name, category, price, qty, active, created_at, updated_at) '
+            "VALUES (?, ?, ?, ?, ?, ?, ?)", params)
+        await self.raw.execute("COMMIT")
+
+    async def raw_single_inserts(self, rows: list[dict[str, Any]]) -> None:
+        assert self.raw is not None
+        sql = ('INSERT INTO "item" (name, category, price, qty, active, created_at, updated_at) '
+               "VALUES (?, ?, ?, ?, ?, ?, ?)")
+        for r in rows:
+            now = ts_text(_dt.datetime.now(_dt.UTC))
+            async with self.raw.execute(sql, (r["name"], r["category"], r["price"], r["qty"],
+                                              r["active"], now, now)) as cur:
+                _ = cur.lastrowid
+
+    async def raw_reads(self, ids: list[int]) -> None:
+        assert self.raw is not None
+        cols = ("id", *COLUMNS)
+        sql = f'SELECT {", ".join(cols)} FROM "item" WHERE id = ?'
+        for i in ids:
+            rows = await self.raw.execute_fetchall(sql, (i,))
+            _ = dict(zip(cols, rows[0], strict=True))
+
+    async def raw_filtered(self, times: int) -> None:
+        assert self.raw is not None
+        cols = ("id", *COLUMNS)
+        sql = (f'SELECT {", ".join(cols)} FROM "item" WHERE category = ? AND price >= ? '
+               "AND active = ? ORDER BY price DESC, name LIMIT 100")
+        for k in range(times):
+            rows = await self.raw.execute_fetchall(sql, (f"c{k % 20}", 50.0, 1))
+            _ = [dict(zip(cols, r, strict=True)) for r in rows]
+
+    async def raw_bulk_upsert(self, rows: list[dict[str, Any]]) -> None:
+        assert self.raw is not None
+        now = ts_text(_dt.datetime.now(_dt.UTC))
+        params = [(r["id"], r["name"], r["category"], r["price"], r["qty"], r["active"], now, now)
+                  for r in rows]
+        await self.raw.execute("BEGIN")
+        await self.raw.executemany(
+            'INSERT INTO "item" (id, name, category, price, qty, active, created_at, updated_at) '
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
+            "category = excluded.category, price = excluded.price, qty = excluded.qty, "
+            "active = excluded.active, updated_at = excluded.updated_at", params)
+        await self.raw.execute("COMMIT")
+
+    # --- DataFlow: express ---------------------------------------------------------------
+    async def ours_single_inserts(self, rows: list[dict[str, Any]]) -> None:
+        create = self.db.express.create
+        for r in rows:
+            await create("Item", r)
+
+    async def ours_reads(self, ids: list[int]) -> None:
+        read = self.db.express.read
+        for i in ids:
+            await read("Item", i)
+
+    async def ours_filtered(self, times: int) -> None:
+        lst = self.db.express.list
+        for k in range(times):
+            await lst("Item", {"category": f"c{k % 20}", "price": {"$gte": 50.0}, "active": True},
+                      order_by=["-price", "name"], limit=100)
+
+    # --- DataFlow: nodes (one workflow per operation, as a service would run them) ----------
+    async def _run_wf(self, node: str, params: dict[str, Any]) -> dict[str, Any]:
+        wf = WorkflowBuilder().add_node(node, "op", params).build()
+        results, _ = await self.runtime.execute_workflow_async(wf)
+        return results["op"]
+
+    async def node_bulk_insert(self, rows: list[dict[str, Any]]) -> None:
+        await self._run_wf("ItemBulkCreateNode", {"data": rows})
+
+    async def node_single_inserts(self, rows: list[dict[str, Any]]) -> None:
+        for r in rows:
+            await self._run_wf("ItemCreateNode", r)
+
+    async def node_reads(self, ids: list[int]) -> None:
+        for i in ids:
+            await self._run_wf("ItemReadNode", {"id": i})
+
+    async def node_filtered(self, times: int) -> None:
+        for k in range(times):
+            await self._run_wf("ItemListNode", {
+                "filter": {"category": f"c{k % 20}", "price": {"$gte": 50.0}, "active": True},
+                "order_by": ["-price", "name"], "limit": 100})
+
+    async def node_bulk_upsert(self, rows: list[dict[str, Any]]) -> None:
+        await self._run_wf("ItemBulkUpsertNode", {"data": rows})
+
+    # --- workloads ------------------------------------------------------------------------
+    async def run(self) -> list[Result]:
+        n_bulk, n_single, n_reads = self.sizes["bulk"], self.sizes["single"], self.sizes["reads"]
+        n_list, n_upsert = self.sizes["lists"], self.sizes["upsert"]
+        rep = self.repeat
+        out: list[Result] = []
+        db = self.db
+
+        bulk_rows = make_rows(n_bulk)
+        out.append(await measure(
+            f"bulk insert {n_bulk:,} (express)", lambda: db.express.bulk_create("Item", bulk_rows),
+            lambda: self._raw_bulk_insert(bulk_rows), rep, setup=self.reset))
+        out.append(await measure(
+            f"bulk insert {n_bulk:,} (node)", lambda: self.node_bulk_insert(bulk_rows),
+            lambda: self._raw_bulk_insert(bulk_rows), rep, setup=self.reset))
+
+        single = make_rows(n_single)
+        out.append(await measure(
+            f"{n_single:,} single inserts (express)", lambda: self.ours_single_inserts(single),
+            lambda: self.raw_single_inserts(single), rep, setup=self.reset))
+        out.append(await measure(
+            f"{n_single:,} single inserts (node)", lambda: self.node_single_inserts(single),
+            lambda: self.raw_single_inserts(single), rep, setup=self.reset))
+
+        table_rows = max(n_reads, 20_000)
+        await self.reset(keep=table_rows)
+        ids = [(i * 7919) % table_rows + 1 for i in range(n_reads)]
+        out.append(await measure(f"{n_reads:,} reads by id (express)", lambda: self.ours_reads(ids),
+                                 lambda: self.raw_reads(ids), rep))
+        out.append(await measure(f"{n_reads:,} reads by id (node)", lambda: self.node_reads(ids),
+                                 lambda: self.raw_reads(ids), rep))
+        out.append(await measure(
+            f"{n_list} filtered lists, 3 ops + order_by, limit 100 (express)",
+            lambda: self.ours_filtered(n_list), lambda: self.raw_filtered(n_list), rep))
+        out.append(await measure(
+            f"{n_list} filtered lists (node)", lambda: self.node_filtered(n_list),
+            lambda: self.raw_filtered(n_list), rep))
+
+        # half the keys exist (updates), half are new (inserts)
+        upsert_rows = [{"id": i + 1 + n_upsert // 2, **r} for i, r in enumerate(make_rows(n_upsert, 7))]
+
+        async def upsert_setup() -> None:
+            await self.reset(keep=n_upsert)
+
+        out.append(await measure(
+            f"bulk upsert {n_upsert:,} (50% new) (express)",
+            lambda: db.express.bulk_upsert("Item", upsert_rows),
+            lambda: self.raw_bulk_upsert(upsert_rows), rep, setup=upsert_setup))
+        out.append(await measure(
+            f"bulk upsert {n_upsert:,} (50% new) (node)", lambda: self.node_bulk_upsert(upsert_rows),
+            lambda: self.raw_bulk_upsert(upsert_rows), rep, setup=upsert_setup))
+        out.append(await self.workflow_overhead())
+        return out
+
+    async def workflow_overhead(self) -> Result:
+        """Per-node cost of the runtime: a chain of N Count nodes vs N direct express.count calls."""
+        n = self.sizes["wf_nodes"]
+        await self.reset()  # empty table: the statement itself costs almost nothing
+        wb = WorkflowBuilder()
+        for i in range(n):
+            wb.add_node("ItemCountNode", f"c{i}", {"filter": {"qty": 1}})
+        wf = wb.build()
+
+        async def via_workflow() -> None:
+            await self.runtime.execute_workflow_async(wf)
+
+        async def direct() -> None:
+            for _ in range(n):
+                await self.db.express.count("Item", {"qty": 1})
+
+        best_wf = best_direct = float("inf")
+        for _ in range(max(5, self.repeat)):
+            t0 = time.perf_counter()
+            await via_workflow()
+            best_wf = min(best_wf, time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            await direct()
+            best_direct = min(best_direct, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for _ in range(20):
+            wb2 = WorkflowBuilder()
+            for i in range(n):
+                wb2.add_node("ItemCountNode", f"c{i}", {"filter": {"qty": 1}})
+            wb2.build()
+        build_us = (time.perf_counter() - t0) / 20 / n * 1e6
+        per_node = max(0.0, (best_wf - best_direct) / n * 1e6)
+        res = Result(f"workflow overhead per node ({n} nodes)", per_node, target=50.0, unit="us",
+                     note=f"execute only; build() adds {build_us:.1f} us/node")
+        print(f"  {res.name:<44} ours {per_node:8.1f} us   (build {build_us:.1f} us/node)  "
+              f"{'PASS' if res.passed else 'FAIL'}", flush=True)
+        return res
+
+
+async def amain(args: argparse.Namespace) -> list[Result]:
+    if args.quick:
+        sizes = {"bulk": 10_000, "single": 300, "reads": 300, "lists": 20, "upsert": 2_000,
+                 "wf_nodes": 200}
+    else:
+        sizes = {"bulk": 100_000, "single": 1_000, "reads": 1_000, "lists": 100, "upsert": 10_000,
+                 "wf_nodes": 1_000}
+    with tempfile.TemporaryDirectory(prefix="dataflow-bench-") as tmp:
+        bench = Bench(tmp, sizes, args.repeat)
+        await bench.open()
+        try:
+            return await bench.run()
+        finally:
+            await bench.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smaller sizes (smoke check)")
+    ap.add_argument("--repeat", type=int, default=3, help="best of N runs per side (default 3)")
+    ap.add_argument("--markdown", action="store_true", help="also print a Markdown table")
+    args = ap.parse_args()
+    print_header("DataFlow SQLite vs raw aiosqlite")
+    imp = measure_import("python -c 'import dataflow'", "import dataflow", repeat=7, target=0.15)
+    results = asyncio.run(amain(args))
+    results.insert(0, imp)
+    print()
+    print_table(results)
+    if args.markdown:
+        print(f"\n{time.strftime('%Y-%m-%d')} -- {machine_note()}\n")
+        print(markdown_table(results))
+    failed = [r.name for r in results if r.passed is False]
+    if failed:
+        print(f"\nbelow target: {', '.join(failed)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "0")
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Shared helpers of the contract suite (not collected: no ``Test`` prefix)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import pytest
+
+from ...errors import DataFlowError
+
+E = TypeVar("E", bound=DataFlowError)
+MakeDB = Callable[..., Any]
+
+UTC = _dt.timezone.utc
+
+
+def assert_aware_utc(value: Any) -> None:
+    """``value`` is a timezone-aware datetime in UTC."""
+    assert isinstance(value, _dt.datetime), f"expected datetime, got {type(value).__name__}"
+    assert value.tzinfo is not None, f"naive datetime {value!r}"
+    assert value.utcoffset() == _dt.timedelta(0), f"not UTC: {value!r}"
+
+
+def names(rows: Iterable[dict[str, Any]]) -> set[str]:
+    return {r["name"] for r in rows}
+
+
+class raises_df:  # noqa: N801 - reads like pytest.raises
+    """``with raises_df(UnknownFieldError, "DF-302", "Did you mean"):`` -- checks class,
+    stable code and that every fragment appears in the plain-text message."""
+
+    def __init__(self, exc_type: type[E], code: str, *fragments: str) -> None:
+        self.exc_type = exc_type
+        self.code = code
+        self.fragments = fragments
+        self._ctx = pytest.raises(exc_type)
+        self.value: Any = None
+
+    def __enter__(self) -> raises_df:
+        self._info = self._ctx.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> bool:
+        suppressed = bool(self._ctx.__exit__(*exc))
+        err = self._info.value
+        self.value = err
+        assert err.code == self.code, f"expected {self.code}, got {err.code}: {err}"
+        text = str(err)
+        assert text.startswith(f"[{self.code}]"), text
+        assert "\x1b[" not in text, "error messages must not carry terminal colour codes"
+        for fragment in self.fragments:
+            assert fragment in text, f"{fragment!r} not in {text!r}"
+        return suppressed
