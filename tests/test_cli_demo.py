@@ -39,9 +39,9 @@ def test_demo_runs_and_prints_summary(tmp_path: Path) -> None:
     # every row of the bulk import landed, plus the one order the workflow created
     assert re.search(rf"imported:\s+{ROWS:,} orders in", out), out
     assert re.search(rf"orders:\s+{ROWS + 1:,}\n", out), out
-    # 20 customers seeded + 1 from the workflow; 20 products seeded + 1 new from the upsert
+    # 20 customers seeded + 1 from the workflow; 10 products seeded + 1 new from the upsert
     assert re.search(r"customers:\s+21\n", out), out
-    assert re.search(r"products:\s+21\n", out), out
+    assert re.search(r"products:\s+11\n", out), out
     assert "updated title 'Product 0 (renamed)'" in out
     # statuses cycle over 4 values and quantity over 1..5: deterministic counts
     assert re.search(rf"not cancelled:\s+{ROWS * 3 // 4:,}\n", out), out

@@ -38,6 +38,8 @@ class Capabilities:
     schema_discovery: ClassVar[bool] = False
     #: strings with NUL characters stored intact
     nul_in_text: ClassVar[bool] = False
+    #: DDL inside a transaction: a failed migration leaves nothing half-applied
+    transactional_ddl: ClassVar[bool] = False
     #: known bugs: test name -> (exception raised, reason). Becomes a strict xfail.
     known_failures: ClassVar[dict[str, tuple[type[BaseException], str]]] = {}
 

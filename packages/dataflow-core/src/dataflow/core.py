@@ -145,6 +145,13 @@ class DataFlow:
     ) -> None:
         from .adapter import DatabaseURL
 
+        if multi_tenant:
+            raise UnsupportedError(
+                "multi_tenant=True is not available yet: tenant scoping in the query AST is "
+                "not built, and a flag that did not isolate tenants would be worse than none.",
+                fix="construct DataFlow without multi_tenant, and scope by a tenant field in "
+                "your filters for now.",
+            )
         url = url or os.environ.get("DATABASE_URL") or "sqlite://:memory:"
         self.url = DatabaseURL.parse(url)
         self.name = name or f"dataflow_{next(_names)}"
@@ -357,11 +364,14 @@ class DataFlow:
                 "or construct DataFlow(..., allow_destructive_migrations=True).",
             )
         applied: list[str] = []
+        transactional = adapter.capabilities.transactional_ddl
 
         async def run_steps(conn: Any) -> None:
             for step in plan.steps:
                 if step.sql:
-                    await adapter.apply_ddl(conn, step.sql)
+                    for sql in step.sql:
+                        await adapter.apply_ddl(conn, [sql])
+                        applied.append(sql)
                 else:
                     apply_step = getattr(adapter, "apply_step", None)
                     if apply_step is None:
@@ -369,14 +379,28 @@ class DataFlow:
                             f"{adapter.capabilities.name} cannot apply: {step.describe()}."
                         )
                     await apply_step(conn, step)
-                applied.append(step.describe())
+                    applied.append(step.describe())
 
+        async def run_in_transaction(conn: Any) -> None:
+            await adapter.begin(conn)
+            try:
+                await run_steps(conn)
+            except BaseException:
+                await adapter.rollback(conn)
+                raise
+            await adapter.commit(conn)
+
+        needs_own_tx = any(not s.sql for s in plan.steps)  # table rebuilds manage their own
         try:
-            await adapter.run(run_steps)
+            await adapter.run(run_in_transaction if transactional and not needs_own_tx else run_steps)
         except Exception as exc:
-            done = "; ".join(applied) or "none"
+            if transactional and not needs_own_tx:
+                done = "none (the migration ran in one transaction and was rolled back)"
+            else:
+                done = "; ".join(applied) or "none"
             raise MigrationFailedError(
-                f"migration failed at step {len(applied) + 1} ({exc}). Steps applied: {done}.",
+                f"migration failed at statement {len(applied) + 1} ({exc}).\nPlan:\n"
+                f"{plan.render()}\nApplied: {done}.",
                 fix="fix the cause, then call await db.initialize() again.",
             ) from exc
         return plan

@@ -16,3 +16,4 @@ class SQLiteCapabilities(Capabilities):
     alter_column_type = False
     schema_discovery = True
     nul_in_text = True
+    transactional_ddl = True
