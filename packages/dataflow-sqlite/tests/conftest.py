@@ -1,22 +1,76 @@
 """Run DataFlow's contract kit against the SQLite adapter.
 
-Two real backends: a file database (WAL, a connection per event loop) and the
-in-memory default (a shared-cache database per DataFlow instance).
+Three real backends, all SQLite:
+
+* ``file``: a file database (WAL, a connection per event loop);
+* ``memory``: the in-memory default (a shared-cache database per DataFlow instance);
+* ``reduced``: the same adapter declaring fewer capabilities (no regex, no Unicode
+  ``$ilike``, no NUL in text, no DROP COLUMN, no schema discovery, no savepoints), so the
+  kit's ``unsupported`` twins -- the DF-501 refusals -- run here too, not only on
+  adapters that happen to lack a feature.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import Any
+
 import pytest
+from dataflow import hookimpl, plugins
+from dataflow.adapter import DatabaseURL
 from dataflow.testkit import Backend
+from dataflow.testkit.plugin import *  # noqa: F403  (the kit's fixtures, markers and gate)
+from dataflow_sqlite.adapter import SQLiteAdapter
 from dataflow_sqlite.capabilities import SQLiteCapabilities
+from dataflow_sqlite.dialect import SQLiteCompiler
 
-pytest_plugins = ["dataflow.testkit.plugin"]
+# The kit is imported above rather than named in ``pytest_plugins``: this conftest sits
+# below the monorepo's rootdir, where pytest refuses ``pytest_plugins``. An adapter in its
+# own repository writes ``pytest_plugins = ["dataflow.testkit.plugin"]`` instead.
 
 
-@pytest.fixture(scope="session", params=["file", "memory"])
+class ReducedCapabilities(SQLiteCapabilities):
+    name = "sqlite-reduced"
+    regex = False
+    unicode_ilike = False
+    nul_in_text = False
+    drop_column = False
+    schema_discovery = False
+    savepoints = False
+
+
+class ReducedCompiler(SQLiteCompiler):
+    name = "sqlite-reduced"
+    unicode_ilike = False
+    visit_regex = None  # type: ignore[assignment]  # no regex: the compiler refuses it
+
+
+class ReducedSQLiteAdapter(SQLiteAdapter):
+    capabilities = ReducedCapabilities
+
+    def __init__(self, url: DatabaseURL, *, pool_size: int | None = None, **options: Any) -> None:
+        super().__init__(url, pool_size=pool_size, **options)
+        self.compiler = ReducedCompiler()
+
+
+class _ReducedPlugin:
+    @hookimpl
+    def dataflow_register_adapters(self, register: Callable[[str, Any], None]) -> None:
+        register("sqlite-reduced", ReducedSQLiteAdapter)
+
+
+@pytest.fixture(scope="session", params=["file", "memory", "reduced"])
 def dataflow_backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-                     ) -> Backend:
+                     ) -> Iterator[Backend]:
     if request.param == "memory":
-        return Backend(url="sqlite://:memory:", capabilities=SQLiteCapabilities)
-    path = tmp_path_factory.mktemp("dataflow-sqlite") / "contract.db"
-    return Backend(url=f"sqlite:///{path}", capabilities=SQLiteCapabilities)
+        yield Backend(url="sqlite://:memory:", capabilities=SQLiteCapabilities)
+    elif request.param == "file":
+        path = tmp_path_factory.mktemp("dataflow-sqlite") / "contract.db"
+        yield Backend(url=f"sqlite:///{path}", capabilities=SQLiteCapabilities)
+    else:
+        plugin = _ReducedPlugin()
+        plugins.register(plugin, name="dataflow-sqlite-reduced-test")
+        try:
+            yield Backend(url="sqlite-reduced://:memory:", capabilities=ReducedCapabilities)
+        finally:
+            plugins.unregister(plugin)

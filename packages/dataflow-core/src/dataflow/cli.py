@@ -92,7 +92,7 @@ class _Demo:
                 title: str
                 price: Decimal
                 stock: int = 0
-                tags: list = []  # type: ignore[type-arg]  # noqa: RUF012
+                tags: list = []  # type: ignore[type-arg]
 
             @db.model
             class Order:
@@ -101,7 +101,7 @@ class _Demo:
                 quantity: int
                 total: Decimal
                 status: OrderStatus = OrderStatus.PENDING
-                meta: dict = {}  # type: ignore[type-arg]  # noqa: RUF012
+                meta: dict = {}  # type: ignore[type-arg]
 
             await self._scenario(db, AsyncLocalRuntime, WorkflowBuilder)
         finally:

@@ -196,6 +196,7 @@ class DataFlow:
                 )
         self._models[spec.name] = spec
         self._ready_models.discard(spec.name)
+        self._init_error = None  # a changed model deserves a fresh migration attempt
         cls.__dataflow_model__ = spec  # type: ignore[attr-defined]
         from .nodes import invalidate_node_cache
 
@@ -362,6 +363,23 @@ class DataFlow:
                 plan=plan,
                 fix="review the plan, then call await db.initialize(allow_destructive=True) "
                 "or construct DataFlow(..., allow_destructive_migrations=True).",
+            )
+        # refuse up front, before any DDL, the steps this backend cannot do at all
+        caps = adapter.capabilities
+        impossible = [
+            s for s in plan.steps
+            if (s.kind == "drop_column" and not caps.drop_column)
+            or (s.kind == "alter_column" and s.reason.startswith("type ")
+                and not caps.alter_column_type)
+        ]
+        if impossible:
+            raise UnsupportedError(
+                f"{caps.name} cannot apply "
+                f"{'; '.join(s.describe() for s in impossible)}. Nothing was applied. "
+                f"Plan:\n{plan.render()}",
+                model=impossible[0].model.name,
+                fix="keep the column in the model, or migrate the table by hand "
+                "(export, drop, let DataFlow recreate it).",
             )
         applied: list[str] = []
         transactional = adapter.capabilities.transactional_ddl

@@ -101,8 +101,11 @@ class BulkValidationError(ValidationError):
 
     code = "DF-305"
 
-    def __init__(self, message: str, *, failures: list[dict[str, Any]], **kw: Any) -> None:
+    def __init__(self, message: str, *, failures: list[dict[str, Any]],
+                 errors: list[DataFlowError] | None = None, **kw: Any) -> None:
         self.failures = failures
+        #: the per-row exceptions, in the order of ``failures``
+        self.errors = errors or []
         super().__init__(message, **kw)
 
 

@@ -7,6 +7,7 @@ are written and ``failed`` lists each rejected row with its index and reason.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -71,7 +72,8 @@ class Express:
         spec = self._db.get_model(model)
         cached = self._validators.get(id(spec))
         if cached is None or cached[0] is not spec:
-            cached = (spec, RowValidator(spec))
+            caps = self._db.adapter.capabilities
+            cached = (spec, RowValidator(spec, nul_in_text=caps.nul_in_text))
             self._validators[id(spec)] = cached
         return cached
 
@@ -167,8 +169,14 @@ class Express:
                      conflict_on: str | Iterable[str] | None = None,
                      update_fields: Iterable[str] | None = None) -> dict[str, Any]:
         """Insert ``data``, or update the record it conflicts with; returns the record."""
-        result = await self.bulk_upsert(model, [data], conflict_on=conflict_on,
-                                        update_fields=update_fields, _return_rows=True)
+        try:
+            result = await self.bulk_upsert(model, [data], conflict_on=conflict_on,
+                                            update_fields=update_fields, _return_rows=True)
+        except BulkValidationError as exc:
+            # one record: raise its own error (DF-301/302/304...), as create does
+            if len(exc.errors) == 1:
+                raise exc.errors[0] from None
+            raise
         rows: List[dict[str, Any]] = result.pop("records")
         return rows[0]
 
@@ -181,17 +189,28 @@ class Express:
                                   model=spec.name)
         good: List[tuple[int, dict[str, Any]]] = []
         failed: List[dict[str, Any]] = []
-        for i, data in enumerate(rows):
-            try:
-                good.append((i, make(data)))
-            except DataFlowError as exc:
-                failed.append(_failure(i, exc))
+        errors: List[DataFlowError] = []
+        # a tight loop that allocates a dict per row and no cycles: pause the cyclic GC,
+        # which would otherwise rescan every live row many times over (no await inside)
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            for i, data in enumerate(rows):
+                try:
+                    good.append((i, make(data)))
+                except DataFlowError as exc:
+                    failed.append(_failure(i, exc))
+                    errors.append(exc)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
         if failed and not partial:
             first = failed[0]
             raise BulkValidationError(
                 f"{len(failed)} of {len(good) + len(failed)} rows are invalid; nothing was "
                 f"written. First: row {first['index']}: {first['error']}",
                 failures=failed,
+                errors=errors,
                 model=spec.name,
                 field=first.get("field"),
                 fix="correct the rows listed in .failures, or pass partial=True to write the "
@@ -325,7 +344,7 @@ class Express:
         seen: dict[tuple[Any, ...], int] = {}
 
         def make(data: Mapping[str, Any]) -> dict[str, Any]:
-            if isinstance(data, Mapping):
+            if type(data) is dict or isinstance(data, Mapping):  # skip the ABC check for dicts
                 for c in conflict:
                     if c not in data:
                         raise ValidationError(
@@ -357,12 +376,17 @@ class Express:
             records: List[dict[str, Any]] = []
             # an update sets only the fields the caller gave (defaults fill inserts only)
             groups: dict[tuple[tuple[str, ...], tuple[str, ...]], List[dict[str, Any]]] = {}
+            given_of: dict[tuple[Any, ...], tuple[str, ...]] = {}  # per distinct key list
             for index, row in good:
-                given = tuple(k for k in rows[index] if k not in conflict and k != "id")
+                keys = tuple(rows[index])
+                given = given_of.get(keys)
+                if given is None:
+                    given = given_of[keys] = tuple(k for k in keys if k not in conflict and k != "id")
                 groups.setdefault((tuple(row), given), []).append(row)
             for (columns, given), items in groups.items():
                 cols = update_cols if update_cols is not None else given
-                cols = tuple(dict.fromkeys((*cols, "updated_at")))
+                if "updated_at" in spec.fields:
+                    cols = tuple(dict.fromkeys((*cols, "updated_at")))
                 for start in range(0, len(items), batch_size):
                     out = await adapter.upsert(conn, Upsert(spec, columns, items[start:start + batch_size],
                                                             conflict, cols, returning=_return_rows))

@@ -72,6 +72,7 @@ class FieldOptions:
     index: bool = False
     max_length: int | None = None
     primary_key: bool = False
+    vector: int | None = None
 
 
 def field(
@@ -81,9 +82,14 @@ def field(
     unique: bool = False,
     index: bool = False,
     max_length: int | None = None,
+    vector: int | None = None,
 ) -> Any:
-    """Declare column options for a model field (unique, index, max_length, default)."""
-    return FieldOptions(default, default_factory, unique, index, max_length)
+    """Declare column options for a model field (unique, index, max_length, default).
+
+    ``vector=n`` marks a ``list[float]`` field as an n-dimensional embedding, for
+    backends with a vector type (pgvector); elsewhere it is a JSON list.
+    """
+    return FieldOptions(default, default_factory, unique, index, max_length, vector=vector)
 
 
 @dataclass
@@ -106,12 +112,17 @@ class FieldSpec:
     enum_cls: type[enum.Enum] | None = None
     pydantic_cls: Any = None
     json_kind: type | None = None
+    #: dimensions of an embedding declared with ``field(vector=n)``
+    vector: int | None = None
+    #: SQL default the database applies when an insert omits the column (discovered tables)
+    server_default: str | None = None
 
     @property
     def required(self) -> bool:
         """Must the caller supply this field on create?"""
         return (
-            not self.nullable
+            self.server_default is None
+            and not self.nullable
             and self.default is MISSING
             and self.default_factory is None
             and not self.auto_increment
@@ -265,12 +276,18 @@ def build_model_spec(cls: type, *, extra_fields: dict[str, FieldSpec] | None = N
             spec.unique = raw_default.unique
             spec.index = raw_default.index
             spec.max_length = raw_default.max_length
+            spec.vector = raw_default.vector
         else:
             spec.default = raw_default
         if isinstance(spec.default, (dict, list)):
             value = spec.default
             spec.default_factory = lambda v=value: __import__("copy").deepcopy(v)
             spec.default = MISSING
+        if spec.vector is not None and (spec.json_kind is not list or isinstance(spec.vector, bool)
+                                        or not isinstance(spec.vector, int) or spec.vector < 1):
+            raise ModelDefinitionError(
+                "vector=n applies to list[float] fields, with n a positive int.",
+                model=name, field=fname)
         if spec.max_length is not None and spec.ltype is not LogicalType.STR:
             raise ModelDefinitionError(
                 "max_length applies to str fields only.", model=name, field=fname

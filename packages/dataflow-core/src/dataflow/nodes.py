@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import (
@@ -183,13 +184,17 @@ def _extra_nodes(db: DataFlow) -> dict[str, Callable[..., Any]]:
     return cached
 
 
+_BY_LENGTH = tuple(sorted(OPERATIONS, key=len, reverse=True))
+
+
+@lru_cache(maxsize=1024)
 def _parse_name(type_name: str) -> tuple[str, str] | None:
     if "_" in type_name and not type_name.endswith("Node"):
         model, _, op = type_name.rpartition("_")
         return (model, op) if op in OPERATIONS else None
     if type_name.endswith("Node"):
         stem = type_name[:-4]
-        for op in sorted(OPERATIONS, key=len, reverse=True):
+        for op in _BY_LENGTH:
             if stem.endswith(op) and len(stem) > len(op):
                 return stem[: -len(op)], op
     return None

@@ -19,6 +19,7 @@ from .errors import (
     ManagedFieldError,
     MissingFieldError,
     UnknownFieldError,
+    UnsupportedError,
     ValidationError,
     did_you_mean,
 )
@@ -41,6 +42,10 @@ def to_utc(value: _dt.datetime) -> _dt.datetime:
 
 class _Bad(Exception):
     """Internal: raised by a checker with the reason; turned into a DF error by the caller."""
+
+
+class _Slow(Exception):
+    """Internal: the compiled fast path declines a row; the general path handles it."""
 
 
 def _check_str(f: FieldSpec) -> Checker:
@@ -220,10 +225,14 @@ def checker_for(f: FieldSpec) -> Checker:
 class RowValidator:
     """Validates whole rows of one model; built once per model and reused."""
 
-    def __init__(self, model: ModelSpec) -> None:
+    def __init__(self, model: ModelSpec, *, nul_in_text: bool = True) -> None:
         self.model = model
         self.checkers: dict[str, Checker] = {n: checker_for(f) for n, f in model.fields.items()}
         self.writable = frozenset(model.writable)
+        #: False where the backend cannot store NUL in text: such values are refused
+        self.nul_in_text = nul_in_text
+        self._fast_create: Callable[[dict[str, Any], _dt.datetime], dict[str, Any]] | None = (
+            _compile_create(self) if nul_in_text else None)  # NUL refusal lives in value()
 
     def value(self, name: str, value: Any, *, op: str) -> Any:
         """Check one value of field ``name``; raises a DF error naming it."""
@@ -238,7 +247,7 @@ class RowValidator:
                 fix=f"give '{name}' a {f.python_type.__name__} value, or declare it Optional.",
             )
         try:
-            return self.checkers[name](value)
+            out = self.checkers[name](value)
         except _Bad as bad:
             raise ValidationError(
                 f"invalid value in {op}: {bad}.",
@@ -246,6 +255,14 @@ class RowValidator:
                 field=name,
                 fix=f"pass a {getattr(f.python_type, '__name__', f.python_type)} for '{name}'.",
             ) from None
+        if not self.nul_in_text and isinstance(out, str) and "\x00" in out:
+            raise UnsupportedError(
+                f"this backend cannot store the NUL character (\\x00) in text ({op}).",
+                model=self.model.name,
+                field=name,
+                fix="remove or replace the NUL characters before writing.",
+            )
+        return out
 
     def _unknown(self, data: Mapping[str, Any], op: str) -> None:
         for key in data:
@@ -267,6 +284,12 @@ class RowValidator:
 
     def for_create(self, data: Mapping[str, Any], now: _dt.datetime) -> dict[str, Any]:
         """A complete row for insert: defaults filled, ids generated, timestamps set."""
+        fast = self._fast_create
+        if fast is not None and type(data) is dict:
+            try:
+                return fast(data, now)
+            except _Slow:
+                pass  # anything unusual: the general path below decides (and names the error)
         if not isinstance(data, Mapping):
             raise ValidationError(
                 f"create expects a dict of fields, got {type(data).__name__}.",
@@ -279,8 +302,8 @@ class RowValidator:
                 row[name] = now
             elif name in data:
                 row[name] = self.value(name, data[name], op="create")
-            elif f.auto_increment:
-                continue
+            elif f.auto_increment or f.server_default is not None:
+                continue  # the database fills it
             elif f.generated_uuid:
                 row[name] = uuid.uuid4()
             elif f.has_default:
@@ -314,9 +337,79 @@ class RowValidator:
                 fix="create a new record instead.",
             )
         values = {k: self.value(k, v, op="update") for k, v in fields.items()}
-        values["updated_at"] = now
+        if "updated_at" in self.model.fields:  # absent on tables registered from a schema
+            values["updated_at"] = now
         return values
 
     def key(self, value: Any) -> Any:
         """Check a primary-key value (for read/update/delete by id)."""
         return self.value("id", value, op="id lookup")
+
+
+_MISSING_KEY = object()
+
+
+def _compile_create(
+    validator: RowValidator,
+) -> Callable[[dict[str, Any], _dt.datetime], dict[str, Any]] | None:
+    """A straight-line ``for_create`` for one model, for the common case.
+
+    It returns exactly what the general path returns for a plain dict whose keys are all writable
+    and whose values are all valid and not None; on anything else (unknown or managed key, None,
+    a value its checker rejects, a missing required field) it raises ``_Slow`` and the general
+    path runs instead, so every error and every None rule stays in one place.
+    """
+    model = validator.model
+    env: dict[str, Any] = {"_Slow": _Slow, "_Bad": _Bad, "_M": _MISSING_KEY, "_uuid4": uuid.uuid4,
+                           "_writable": validator.writable}
+    lines = ["def fast(data, now):",
+             "    if not _writable.issuperset(data):",
+             "        raise _Slow",
+             "    row = {}",
+             "    try:"]
+    for i, (name, f) in enumerate(model.fields.items()):
+        key = repr(name)
+        if f.managed:
+            lines.append(f"        row[{key}] = now")
+            continue
+        chk = f"_c{i}"
+        env[chk] = validator.checkers[name]
+        lt = f.ltype
+        if lt is LogicalType.STR and f.max_length is None:
+            fast_test = "type(v) is str"
+        elif lt is LogicalType.INT:
+            fast_test = "type(v) is int"
+        elif lt is LogicalType.FLOAT:
+            fast_test = "type(v) is float and v - v == 0.0"  # finite floats only
+        elif lt is LogicalType.BOOL:
+            fast_test = "v is True or v is False"
+        else:
+            fast_test = ""
+        lines.append(f"        v = data.get({key}, _M)")
+        lines.append("        if v is _M:")
+        if f.auto_increment or f.server_default is not None:
+            lines.append("            pass")
+        elif f.generated_uuid:
+            lines.append(f"            row[{key}] = _uuid4()")
+        elif f.has_default:
+            env[f"_f{i}"] = f
+            lines.append(f"            d = _f{i}.make_default()")
+            lines.append(f"            row[{key}] = d if d is None else {chk}(d)")
+        elif f.nullable:
+            lines.append(f"            row[{key}] = None")
+        else:
+            lines.append("            raise _Slow")
+        lines.append("        elif v is None:")
+        lines.append(f"            row[{key}] = None" if f.nullable else "            raise _Slow")
+        if fast_test:
+            lines.append(f"        elif {fast_test}:")
+            lines.append(f"            row[{key}] = v")
+        lines.append("        else:")
+        lines.append(f"            row[{key}] = {chk}(v)")
+    lines += ["    except _Bad:", "        raise _Slow from None", "    return row"]
+    try:
+        exec("\n".join(lines), env)  # names are validated identifiers, embedded with repr()
+    except SyntaxError:  # pragma: no cover - defensive: fall back to the general path
+        return None
+    fast: Callable[[dict[str, Any], _dt.datetime], dict[str, Any]] = env["fast"]
+    return fast

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
+import json
 import re
 import sqlite3
 import uuid
@@ -27,6 +29,10 @@ from dataflow.query.ast import Insert, Upsert
 
 from .capabilities import SQLiteCapabilities
 from .dialect import LOGICAL_OF, SQLiteCompiler
+
+#: rows per multi-row INSERT, and SQLite's default bound-parameter limit
+_INSERT_ROWS = 500
+_MAX_VARIABLES = 32766
 
 
 @lru_cache(maxsize=256)
@@ -117,7 +123,7 @@ class SQLiteAdapter(SQLAdapter):
             self._keeper = None
         self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
         self._connecting: dict[asyncio.AbstractEventLoop, asyncio.Future[_LoopState]] = {}
-        self._read_sql: dict[int, tuple[ModelSpec, str]] = {}
+        self._read_sql: dict[int, tuple[ModelSpec, str, Any, Any]] = {}
 
     # --- connections ------------------------------------------------------------------
     async def _open(self) -> aiosqlite.Connection:
@@ -137,7 +143,12 @@ class SQLiteAdapter(SQLAdapter):
         if not self.memory:
             pragmas += ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL"]
         for sql in pragmas:
-            await conn.execute(sql)
+            # exhaust and close each cursor: a PRAGMA that returns a row (busy_timeout)
+            # stays an active statement otherwise, and SQLite then silently refuses to
+            # re-register LIKE for case_sensitive_like (functions cannot change while
+            # statements are active), leaving $like case-insensitive
+            async with conn.execute(sql) as cur:
+                await cur.fetchall()
         return conn
 
     async def _state(self) -> _LoopState:
@@ -236,12 +247,13 @@ class SQLiteAdapter(SQLAdapter):
             c = self.compiler
             sql = (f"SELECT {c.column_list(model)} FROM {c.table(model)} "
                    f"WHERE {c.quote('id')} = ?")
-            cached = (model, sql)
+            cached = (model, sql, c.encoder(model.pk), c.row_decoder(model, tuple(model.fields)))
             self._read_sql[id(model)] = cached
-        rows = await self.fetch(conn, cached[1], (self.compiler.encode(model.pk, key),))
+        _, sql, enc, decode = cached
+        rows = await self.fetch(conn, sql, (key if enc is None or key is None else enc(key),))
         if not rows:
             return None
-        return self.compiler.row_decoder(model, tuple(model.fields))(rows[0])
+        return decode(rows[0])
 
     async def insert(self, conn: Any, stmt: Insert) -> list[dict[str, Any]]:
         if stmt.returning and len(stmt.rows) == 1:
@@ -252,20 +264,60 @@ class SQLiteAdapter(SQLAdapter):
             return [c.row_decoder(stmt.model, tuple(stmt.model.fields))(rows[0])]
         if stmt.returning:
             return await super().insert(conn, stmt)
-        enc = self.compiler.row_encoder(stmt.model, stmt.columns)
-        sql = self.compiler.insert_sql(stmt.model, stmt.columns, 1)
-        await self.executemany(conn, sql, [enc(r) for r in stmt.rows])
+        # multi-row INSERT statements: far fewer VDBE resets and driver round trips than
+        # executemany's one step per row (a failing row fails its whole statement, and every
+        # caller runs bulk writes in a transaction or savepoint)
+        c = self.compiler
+        enc = c.row_encoder(stmt.model, stmt.columns)
+        rows = stmt.rows
+        per = max(1, min(_INSERT_ROWS, _MAX_VARIABLES // max(1, len(stmt.columns))))
+        gc_was_enabled = gc.isenabled()
+        for start in range(0, len(rows), per):
+            part = rows[start:start + per]
+            sql = c.insert_sql(stmt.model, stmt.columns, len(part))
+            gc.disable()  # flat parameter lists of immutable values: nothing for the GC to find
+            try:
+                params = tuple([v for r in part for v in enc(r)])
+            finally:
+                if gc_was_enabled:
+                    gc.enable()
+            await self.execute(conn, sql, params)
         return []
 
     async def upsert(self, conn: Any, stmt: Upsert) -> UpsertOutcome:
         if stmt.returning:
             return await super().upsert(conn, stmt)
-        existing = await self.existing_keys(conn, stmt)
+        n_existing = await self._count_existing(conn, stmt)
         c = self.compiler
-        sql = c.upsert_sql(stmt.model, stmt.columns, stmt.conflict, stmt.update, 1)
         enc = c.row_encoder(stmt.model, stmt.columns)
-        await self.executemany(conn, sql, [enc(r) for r in stmt.rows])
-        return UpsertOutcome([], len(stmt.rows) - len(existing), len(existing))
+        rows = stmt.rows
+        # multi-row statements, as in insert (callers run upserts in a transaction)
+        per = max(1, min(_INSERT_ROWS, _MAX_VARIABLES // max(1, len(stmt.columns))))
+        gc_was_enabled = gc.isenabled()
+        for start in range(0, len(rows), per):
+            part = rows[start:start + per]
+            sql = c.upsert_sql(stmt.model, stmt.columns, stmt.conflict, stmt.update, len(part))
+            gc.disable()
+            try:
+                params = tuple([v for r in part for v in enc(r)])
+            finally:
+                if gc_was_enabled:
+                    gc.enable()
+            await self.execute(conn, sql, params)
+        return UpsertOutcome([], len(rows) - n_existing, n_existing)
+
+    async def _count_existing(self, conn: Any, stmt: Upsert) -> int:
+        """How many of ``stmt.rows`` already exist (exact upsert counts), in one statement when
+        the conflict key is one int or text column: the keys travel as one JSON array."""
+        if len(stmt.conflict) == 1:
+            c = self.compiler
+            keys = [k for (k,) in map(c.row_encoder(stmt.model, stmt.conflict), stmt.rows)]
+            if all(type(k) is int or type(k) is str for k in keys):
+                sql = (f"SELECT COUNT(*) FROM {c.table(stmt.model)} WHERE {c.quote(stmt.conflict[0])} "
+                       "IN (SELECT value FROM json_each(?))")
+                rows = await self.fetch(conn, sql, (json.dumps(keys),))
+                return int(rows[0][0])
+        return len(await self.existing_keys(conn, stmt))
 
     def max_rows_per_statement(self, ncolumns: int) -> int:
         return max(1, min(500, 32766 // max(1, ncolumns)))

@@ -37,6 +37,7 @@ class SQLiteCompiler(SQLCompiler):
     supports_returning = True
     upsert_style = "on_conflict"
     decimal_ordering = False
+    unicode_ilike = True  # df_ilike: Python's case-insensitive matching
 
     def column_type(self, f: FieldSpec) -> str:
         if f.ltype is LogicalType.STR and f.max_length is not None:

@@ -88,6 +88,9 @@ class SQLCompiler:
     supports_returning: ClassVar[bool] = True
     upsert_style: ClassVar[str] = "on_conflict"
     decimal_ordering: ClassVar[bool] = True
+    #: ``$ilike`` folds case for all of Unicode; when False, a non-ASCII pattern is
+    #: refused (``LOWER()`` may fold ASCII only) -- mirrors ``Capabilities.unicode_ilike``
+    unicode_ilike: ClassVar[bool] = False
     like_escape: ClassVar[str] = " ESCAPE '\\'"
 
     # --- identifiers and parameters -------------------------------------------------
@@ -196,6 +199,11 @@ class SQLCompiler:
     def visit_like(self, e: Like, model: ModelSpec, p: _Params) -> str:
         col = self.col(model, e.field)
         if e.case_insensitive:
+            if not self.unicode_ilike and not e.pattern.isascii():
+                raise UnsupportedError(
+                    f"the {self.name} dialect cannot match $ilike case-insensitively beyond "
+                    "ASCII.", model=model.name, field=e.field,
+                    fix="use an ASCII pattern, $like with the exact case, or $regex.")
             return self.ilike(col, p.add(e.pattern))
         return f"{col} LIKE {p.add(e.pattern)}{self.like_escape}"
 
@@ -419,39 +427,78 @@ def _insert_sql(c: SQLCompiler, model: ModelSpec, columns: tuple[str, ...], nrow
     return sql
 
 
+def _memo_last(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``fn`` remembering its last input by identity (for immutable values such as the one
+    timestamp shared by every row of a bulk write)."""
+    cell: list[tuple[Any, Any]] = [(object(), None)]
+
+    def memo(v: Any) -> Any:
+        last = cell[0]
+        if last[0] is v:
+            return last[1]
+        out = fn(v)
+        cell[0] = (v, out)
+        return out
+
+    return memo
+
+
+def _memo_equal(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``fn`` remembering its last input by equality (for decoding repeated timestamp text;
+    the results are immutable, so sharing one is safe)."""
+    cell: list[tuple[Any, Any]] = [(object(), None)]
+
+    def memo(v: Any) -> Any:
+        last = cell[0]
+        if last[0] == v and type(last[0]) is type(v):
+            return last[1]
+        out = fn(v)
+        cell[0] = (v, out)
+        return out
+
+    return memo
+
+
+_MEMO_TYPES = (LogicalType.DATETIME, LogicalType.DATE)
+
+
 @lru_cache(maxsize=1024)
 def _row_encoder(c: SQLCompiler, model: ModelSpec, columns: tuple[str, ...]
                  ) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
-    encs = [c.encoder(model.fields[n]) for n in columns]
-    if not any(encs):
-        def plain(row: dict[str, Any]) -> tuple[Any, ...]:
-            return tuple([row[n] for n in columns])
-
-        return plain
-    pairs = list(zip(columns, encs, strict=True))
-
-    def encode(row: dict[str, Any]) -> tuple[Any, ...]:
-        out = []
-        for n, e in pairs:
-            v = row[n]
-            out.append(v if e is None or v is None else e(v))
-        return tuple(out)
-
+    env: dict[str, Any] = {}
+    items = []
+    for i, n in enumerate(columns):
+        f = model.fields[n]
+        e = c.encoder(f)
+        if e is None:
+            items.append(f"row[{n!r}]")
+            continue
+        env[f"_e{i}"] = _memo_last(e) if f.ltype in _MEMO_TYPES else e
+        items.append(f"(None if (v{i} := row[{n!r}]) is None else _e{i}(v{i}))")
+    # one generated tuple expression per column list: no per-column loop at run time
+    src = f"def encode(row):\n    return ({', '.join(items)}{',' if len(items) == 1 else ''})"
+    exec(src, env)  # column names are validated model fields, embedded with repr()
+    encode: Callable[[dict[str, Any]], tuple[Any, ...]] = env["encode"]
     return encode
 
 
 @lru_cache(maxsize=1024)
 def _row_decoder(c: SQLCompiler, model: ModelSpec, columns: tuple[str, ...]
                  ) -> Callable[[Any], dict[str, Any]]:
-    decs = [(i, n, c.decoder(model.fields[n])) for i, n in enumerate(columns)]
-    active = [(n, d) for _, n, d in decs if d is not None]
-
-    def decode(row: Any) -> dict[str, Any]:
-        out = dict(zip(columns, row, strict=True))
-        for n, d in active:
-            v = out[n]
-            if v is not None:
-                out[n] = d(v)
-        return out
-
+    env: dict[str, Any] = {"_len": len, "_n": len(columns), "_zip": zip, "_cols": columns}
+    items = []
+    for i, n in enumerate(columns):
+        f = model.fields[n]
+        d = c.decoder(f)
+        if d is None:
+            items.append(f"{n!r}: row[{i}]")
+            continue
+        env[f"_d{i}"] = _memo_equal(d) if f.ltype in _MEMO_TYPES else d
+        items.append(f"{n!r}: None if (v{i} := row[{i}]) is None else _d{i}(v{i})")
+    src = ("def decode(row):\n"
+           "    if _len(row) != _n:\n"
+           "        dict(_zip(_cols, row, strict=True))  # raises, as before\n"
+           f"    return {{{', '.join(items)}}}")
+    exec(src, env)  # column names are validated model fields, embedded with repr()
+    decode: Callable[[Any], dict[str, Any]] = env["decode"]
     return decode

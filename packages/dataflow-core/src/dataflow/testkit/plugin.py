@@ -25,6 +25,10 @@ import pytest_asyncio
 
 from .backend import Backend
 
+#: what ``from dataflow.testkit.plugin import *`` gives a conftest.py that cannot use
+#: ``pytest_plugins`` (a conftest below the rootdir of a monorepo run)
+__all__ = ["_dataflow_capability_gate", "capabilities", "make_db", "pytest_configure"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "requires(*capabilities): needs these declared capabilities")
@@ -34,19 +38,18 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def _backend_of(item: pytest.Item) -> Backend | None:
-    request = getattr(item, "_request", None)
-    if request is None or "dataflow_backend" not in getattr(item, "fixturenames", ()):
-        return None
-    backend: Backend = request.getfixturevalue("dataflow_backend")
-    return backend
+@pytest.fixture(autouse=True)
+def _dataflow_capability_gate(request: pytest.FixtureRequest) -> None:
+    """Apply ``requires`` / ``unsupported`` / ``known_failures`` to tests that use the backend.
 
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    backend = _backend_of(item)
-    if backend is None:
+    A fixture (not a setup hook) so the session's ``dataflow_backend`` is resolved by
+    pytest in the normal way, parametrised or not; marks added here are still seen by
+    pytest's xfail handling, which re-reads them at call time.
+    """
+    item = request.node
+    if "dataflow_backend" not in getattr(item, "fixturenames", ()):
         return
+    backend: Backend = request.getfixturevalue("dataflow_backend")
     caps = backend.capabilities
     for mark in item.iter_markers("requires"):
         missing = [c for c in mark.args if not caps.supports(c)]

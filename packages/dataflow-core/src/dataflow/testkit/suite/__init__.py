@@ -2,9 +2,35 @@
 
     from dataflow.testkit.suite import *  # noqa: F403
 
-Tests name capabilities (``@pytest.mark.requires("savepoints")``), never databases.
+The modules here are not named ``test_*`` on purpose: pytest collects the ``Test*``
+classes only where an adapter imports them (with its ``dataflow_backend`` fixture), never
+from this source tree. Tests name capabilities (``@pytest.mark.requires("savepoints")``),
+never databases.
 """
 
-from .test_types import TestIds, TestTypes
+from .bulk import TestBulk
+from .capability_pairs import TestCapabilityDeclaration, TestCapabilityPairs
+from .crud import TestCrud, TestValidation
+from .express_sync import TestExpressSync
+from .filters import TestFilters
+from .migrations import TestMigrationCapabilities, TestMigrations
+from .model_types import TestIds, TestTypes
+from .transactions import TestTransactionCapabilities, TestTransactions
+from .workflows import TestWorkflows
 
-__all__ = ["TestIds", "TestTypes"]
+__all__ = [
+    "TestBulk",
+    "TestCapabilityDeclaration",
+    "TestCapabilityPairs",
+    "TestCrud",
+    "TestExpressSync",
+    "TestFilters",
+    "TestIds",
+    "TestMigrationCapabilities",
+    "TestMigrations",
+    "TestTransactionCapabilities",
+    "TestTransactions",
+    "TestTypes",
+    "TestValidation",
+    "TestWorkflows",
+]

@@ -44,6 +44,8 @@ class raises_df:  # noqa: N801 - reads like pytest.raises
 
     def __exit__(self, *exc: Any) -> bool:
         suppressed = bool(self._ctx.__exit__(*exc))
+        if not suppressed:  # another exception type: let it propagate unchanged
+            return False
         err = self._info.value
         self.value = err
         assert err.code == self.code, f"expected {self.code}, got {err.code}: {err}"

@@ -1,0 +1,197 @@
+"""Bulk operations: validation before writing, all-or-nothing or partial, exact counts."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import pytest
+
+from ...errors import (
+    BulkValidationError,
+    ConfirmationRequiredError,
+    IntegrityError,
+    ValidationError,
+)
+from ...model import field
+from ._helpers import MakeDB, names, raises_df
+
+pytestmark = pytest.mark.asyncio
+
+
+def _model(db: Any) -> None:
+    @db.model
+    class KitRow:
+        name: str
+        qty: int
+        code: Optional[str] = field(default=None, unique=True)
+        group: str = "a"
+
+
+@pytest.mark.asyncio
+class TestBulk:
+    async def test_bulk_create_exact_count(self, make_db: MakeDB) -> None:
+        db = make_db()
+        _model(db)
+        result = await db.express.bulk_create("KitRow", [{"name": f"r{i}", "qty": i}
+                                                         for i in range(250)])
+        assert result["inserted"] == 250 and result["failed"] == [] and result["ok"] is True
+        assert await db.express.count("KitRow") == 250
+        assert (await db.express.bulk_create("KitRow", []))["inserted"] == 0
+
+    async def test_bulk_create_mixed_columns_and_small_batches(self, make_db: MakeDB) -> None:
+        db = make_db()
+        _model(db)
+        rows = [{"name": "a", "qty": 1}, {"name": "b", "qty": 2, "group": "z"},
+                {"name": "c", "qty": 3, "code": "C"}, {"name": "d", "qty": 4}]
+        seen: list[tuple[int, int]] = []
+        result = await db.express.bulk_create("KitRow", rows, batch_size=1,
+                                              on_progress=lambda d, t: seen.append((d, t)))
+        assert result["inserted"] == 4
+        assert seen and all(total == 4 for _, total in seen)
+        b = await db.express.find_one("KitRow", {"name": "b"})
+        c = await db.express.find_one("KitRow", {"name": "c"})
+        assert b is not None and b["group"] == "z" and b["code"] is None
+        assert c is not None and c["code"] == "C" and c["group"] == "a"
+
+    async def test_invalid_row_writes_nothing_by_default(self, make_db: MakeDB) -> None:
+        db = make_db()
+        _model(db)
+        rows: list[dict[str, Any]] = [{"name": "ok", "qty": 1}, {"name": "bad", "qty": "abc"},
+                                      {"name": "ok2", "qty": 2}, {"qty": 3},
+                                      {"name": "x", "qty": 1, "nope": 1}]
+        with raises_df(BulkValidationError, "DF-305", "nothing was written", "row 1") as info:
+            await db.express.bulk_create("KitRow", rows)
+        failures = info.value.failures
+        assert [f["index"] for f in failures] == [1, 3, 4]
+        assert [f["code"] for f in failures] == ["DF-301", "DF-303", "DF-302"]
+        assert failures[0]["field"] == "qty"
+        assert await db.express.count("KitRow") == 0
+
+    async def test_partial_writes_valid_rows_and_lists_failures(self, make_db: MakeDB) -> None:
+        db = make_db()
+        _model(db)
+        rows: list[dict[str, Any]] = [{"name": "ok", "qty": 1}, {"name": "bad", "qty": "abc"},
+                                      {"name": "ok2", "qty": 2}, {"qty": 3}]
+        result = await db.express.bulk_create("KitRow", rows, partial=True)
+        assert result["inserted"] == 2 and result["ok"] is False
+        assert [(f["index"], f["code"]) for f in result["failed"]] == [(1, "DF-301"), (3, "DF-303")]
+        assert all(f["error"] for f in result["failed"])
+        assert names(await db.express.list("KitRow")) == {"ok", "ok2"}
+
+    async def test_unique_violation_is_all_or_nothing(self, make_db: MakeDB) -> None:
+        db = make_db()
+        _model(db)
+        await db.express.create("KitRow", {"name": "first", "qty": 0, "code": "X"})
+        rows = [{"name": f"n{i}", "qty": i, "code": f"C{i}"} for i in range(5)]
+        rows.append({"name": "dup", "qty": 9, "code": "X"})
+        with raises_df(IntegrityError, "DF-902"):
+            await db.express.bulk_create("KitRow", rows)
+        assert await db.express.count("KitRow") == 1
+        in_batch = [{"name": "a", "qty": 1, "code": "Y"}, {"name": "b", "qty": 1, "code": "Y"}]
+        with raises_df(IntegrityError, "DF-902"):
+            await db.express.bulk_create("KitRow", in_batch)
+        assert await db.express.count("KitRow") == 1
+
+    async def test_unique_violation_with_partial_reports_the_row(self, make_db: MakeDB) -> None:
+        db = make_db()
+        _model(db)
+        await db.express.create("KitRow", {"name": "first", "qty": 0, "code": "X"})
+        rows = [{"name": "a", "qty": 1, "code": "A"}, {"name": "dup", "qty": 2, "code": "X"},
+                {"name": "b", "qty": 3, "code": "B"}]
+        result = await db.express.bulk_create("KitRow", rows, partial=True)
+        assert result["inserted"] == 2
+        assert [f["index"] for f in result["failed"]] == [1]
+        assert result["failed"][0]["code"] == "DF-902"
+        assert names(await db.express.list("KitRow")) == {"first", "a", "b"}
+
+    async def test_bulk_update_by_filter_exact_count(self, make_db: MakeDB) -> None:
+        db = make_db()
+        _model(db)
+        await db.express.bulk_create("KitRow", [{"name": f"r{i}", "qty": i, "group": "g" if i % 2
+                                                 else "h"} for i in range(10)])
+        result = await db.express.bulk_update("KitRow", {"group": "g"}, {"qty": 100})
+        assert result["updated"] == 5
+        assert await db.express.count("KitRow", {"qty": 100}) == 5
+        again = await db.express.bulk_update("KitRow", {"group": "g"}, {"qty": 100})
+        assert again["updated"] == 5, "matched rows count, even when values are unchanged"
+        none = await db.express.bulk_update("KitRow", {"group": "nope"}, {"qty": 1})
+        assert none["updated"] == 0
+
+    async def test_bulk_update_validates_fields_and_empty_filter(self, make_db: MakeDB) -> None:
+        db = make_db()
+        _model(db)
+        await db.express.bulk_create("KitRow", [{"name": "a", "qty": 1}, {"name": "b", "qty": 2}])
+        with raises_df(ValidationError, "DF-301", "qty"):
+            await db.express.bulk_update("KitRow", {"name": "a"}, {"qty": "abc"})
+        with raises_df(ConfirmationRequiredError, "DF-306", "confirmed=True"):
+            await db.express.bulk_update("KitRow", {}, {"qty": 0})
+        assert await db.express.count("KitRow", {"qty": 0}) == 0
+        result = await db.express.bulk_update("KitRow", {}, {"qty": 0}, confirmed=True)
+        assert result["updated"] == 2
+
+    async def test_bulk_update_by_rows(self, make_db: MakeDB) -> None:
+        db = make_db()
+        _model(db)
+        a = await db.express.create("KitRow", {"name": "a", "qty": 1})
+        b = await db.express.create("KitRow", {"name": "b", "qty": 2})
+        result = await db.express.bulk_update(
+            "KitRow", [{"id": a["id"], "qty": 10}, {"id": b["id"], "name": "bb"},
+                       {"id": 999999, "qty": 5}])
+        assert result["updated"] == 2
+        assert (await db.express.read("KitRow", a["id"]) or {}).get("qty") == 10
+        assert (await db.express.read("KitRow", b["id"]) or {}).get("name") == "bb"
+        with raises_df(BulkValidationError, "DF-305"):
+            await db.express.bulk_update("KitRow", [{"id": a["id"], "qty": 11}, {"qty": 1}])
+        assert (await db.express.read("KitRow", a["id"]) or {}).get("qty") == 10
+        part = await db.express.bulk_update(
+            "KitRow", [{"id": a["id"], "qty": 11}, {"id": b["id"], "qty": "x"}], partial=True)
+        assert part["updated"] == 1 and [f["index"] for f in part["failed"]] == [1]
+        assert (await db.express.read("KitRow", a["id"]) or {}).get("qty") == 11
+
+    async def test_bulk_delete_exact_count_and_confirmation(self, make_db: MakeDB) -> None:
+        db = make_db()
+        _model(db)
+        await db.express.bulk_create("KitRow", [{"name": f"r{i}", "qty": i} for i in range(10)])
+        result = await db.express.bulk_delete("KitRow", {"qty": {"$lt": 4}})
+        assert result["deleted"] == 4
+        assert (await db.express.bulk_delete("KitRow", {"qty": {"$lt": 4}}))["deleted"] == 0
+        for empty in (None, {}):
+            with raises_df(ConfirmationRequiredError, "DF-306", "confirmed=True"):
+                await db.express.bulk_delete("KitRow", empty)
+        assert await db.express.count("KitRow") == 6
+        assert (await db.express.bulk_delete("KitRow", {}, confirmed=True))["deleted"] == 6
+        assert await db.express.count("KitRow") == 0
+
+    async def test_bulk_upsert_exact_counts(self, make_db: MakeDB) -> None:
+        db = make_db()
+
+        @db.model
+        class KitStock:
+            id: str
+            qty: int
+            label: str = "-"
+
+        first = await db.express.bulk_upsert("KitStock", [{"id": f"s{i}", "qty": i}
+                                                          for i in range(5)])
+        assert (first["inserted"], first["updated"]) == (5, 0)
+        second = await db.express.bulk_upsert(
+            "KitStock", [{"id": "s0", "qty": 100}, {"id": "s1", "qty": 1}, {"id": "s9", "qty": 9}])
+        assert (second["inserted"], second["updated"]) == (1, 2)
+        assert await db.express.count("KitStock") == 6
+        assert (await db.express.read("KitStock", "s0") or {}).get("qty") == 100
+        with raises_df(BulkValidationError, "DF-305", "repeats"):
+            await db.express.bulk_upsert("KitStock", [{"id": "d", "qty": 1}, {"id": "d", "qty": 2}])
+        assert await db.express.read("KitStock", "d") is None
+
+    async def test_bulk_upsert_conflict_on_unique_and_partial(self, make_db: MakeDB) -> None:
+        db = make_db()
+        _model(db)
+        await db.express.create("KitRow", {"name": "a", "qty": 1, "code": "A"})
+        result = await db.express.bulk_upsert(
+            "KitRow", [{"code": "A", "name": "a2", "qty": 2}, {"code": "B", "name": "b", "qty": 3},
+                       {"code": "C", "name": "c", "qty": "bad"}], conflict_on="code", partial=True)
+        assert (result["inserted"], result["updated"]) == (1, 1)
+        assert [f["index"] for f in result["failed"]] == [2]
+        a = await db.express.find_one("KitRow", {"code": "A"})
+        assert a is not None and a["name"] == "a2" and a["qty"] == 2
+        assert await db.express.count("KitRow") == 2

@@ -1,0 +1,257 @@
+"""Optional capabilities, in pairs: where declared the feature works exactly; where not,
+the adapter refuses with DF-501 (or keeps the documented fallback). One of each pair
+runs on every adapter."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from typing import Any, Optional
+
+import pytest
+
+from ...capabilities import Capabilities
+from ...errors import FilterError, UnsupportedError
+from ._helpers import MakeDB, names, raises_df
+
+pytestmark = pytest.mark.asyncio
+
+WORDS = ["Apple", "apricot", "Banana", "École", "ÉCOLE", "école", "Straße", None]
+
+
+async def _words(make_db: MakeDB) -> Any:
+    db = make_db()
+
+    @db.model
+    class KitWord:
+        name: str
+        alt: Optional[str] = None
+
+    await db.express.bulk_create("KitWord", [{"name": w or "none", "alt": w} for w in WORDS])
+    return db
+
+
+async def _match(db: Any, flt: dict[str, Any]) -> set[str]:
+    return names(await db.express.list("KitWord", flt))
+
+
+async def _prices(make_db: MakeDB) -> Any:
+    db = make_db()
+
+    @db.model
+    class KitPrice:
+        name: str
+        price: Decimal
+
+    await db.express.bulk_create("KitPrice", [
+        {"name": "nine", "price": Decimal("9.5")}, {"name": "ten", "price": Decimal("10.25")},
+        {"name": "hundred", "price": Decimal("100")}, {"name": "tiny", "price": Decimal("0.001")}])
+    return db
+
+
+@pytest.mark.asyncio
+class TestCapabilityDeclaration:
+    async def test_capabilities_are_declared_consistently(self, make_db: MakeDB,
+                                                          capabilities: Any) -> None:
+        assert issubclass(capabilities, Capabilities)
+        assert capabilities.name != "base", "name the adapter in its Capabilities class"
+        for cap in Capabilities.all_names():
+            assert isinstance(capabilities.supports(cap), bool)
+        with pytest.raises(AttributeError):
+            capabilities.supports("no_such_capability")
+        db = make_db()
+        assert db.adapter.capabilities is capabilities or issubclass(
+            db.adapter.capabilities, capabilities)
+        compiler = getattr(db.adapter, "compiler", None)
+        if compiler is not None:  # a SQL adapter: its dialect must agree with the declaration
+            assert compiler.supports_returning == capabilities.returning
+            assert compiler.decimal_ordering == capabilities.decimal_ordering
+            assert compiler.unicode_ilike == capabilities.unicode_ilike
+        if capabilities.savepoints:
+            assert capabilities.transactions, "savepoints need transactions"
+
+    async def test_concurrent_tasks_writing_all_succeed(self, make_db: MakeDB) -> None:
+        db = make_db()
+
+        @db.model
+        class KitConcurrent:
+            n: int
+
+        await db.initialize()
+        await asyncio.gather(*(db.express.create("KitConcurrent", {"n": i}) for i in range(30)))
+        await asyncio.gather(*(db.express.bulk_create("KitConcurrent", [{"n": i}] * 5)
+                               for i in range(5)))
+        assert await db.express.count("KitConcurrent") == 55
+
+
+@pytest.mark.asyncio
+class TestCapabilityPairs:
+    # --- regex ------------------------------------------------------------------------
+    @pytest.mark.requires("regex")
+    async def test_regex_is_exact(self, make_db: MakeDB) -> None:
+        db = await _words(make_db)
+        assert await _match(db, {"name": {"$regex": "^ap"}}) == {"apricot"}
+        assert await _match(db, {"name": {"$regex": "^ap", "$options": "i"}}) == {"Apple",
+                                                                                   "apricot"}
+        assert await _match(db, {"name": {"$regex": "^B.n"}}) == {"Banana"}
+        assert await _match(db, {"name": {"$regex": "ße$"}}) == {"Straße"}
+        assert await _match(db, {"alt": {"$regex": "^[A-Z]"}}) == {"Apple", "Banana", "Straße"}
+        assert await _match(db, {"$not": {"alt": {"$regex": "a"}}}) == {
+            "Apple", "École", "ÉCOLE", "école", "none"}
+
+    @pytest.mark.unsupported("regex")
+    async def test_regex_is_refused(self, make_db: MakeDB) -> None:
+        db = await _words(make_db)
+        with raises_df(UnsupportedError, "DF-501"):
+            await db.express.list("KitWord", {"name": {"$regex": "^ap"}})
+
+    async def test_invalid_regex_is_a_filter_error(self, make_db: MakeDB) -> None:
+        db = await _words(make_db)
+        with raises_df(FilterError, "DF-401", "regular expression"):
+            await db.express.list("KitWord", {"name": {"$regex": "(unclosed"}})
+
+    # --- unicode ilike ----------------------------------------------------------------
+    @pytest.mark.requires("unicode_ilike")
+    async def test_ilike_folds_unicode(self, make_db: MakeDB) -> None:
+        db = await _words(make_db)
+        assert await _match(db, {"name": {"$ilike": "école"}}) == {"École", "ÉCOLE", "école"}
+        assert await _match(db, {"name": {"$ilike": "%COLE"}}) == {"École", "ÉCOLE", "école"}
+        assert await _match(db, {"name": {"$ilike": "STRASSE"}}) == set(), "no ß -> ss folding"
+        assert await _match(db, {"name": {"$ilike": "straße"}}) == {"Straße"}
+
+    @pytest.mark.unsupported("unicode_ilike")
+    async def test_non_ascii_ilike_is_refused(self, make_db: MakeDB) -> None:
+        db = await _words(make_db)
+        with raises_df(UnsupportedError, "DF-501", "$ilike"):
+            await db.express.list("KitWord", {"name": {"$ilike": "école"}})
+        assert await _match(db, {"name": {"$ilike": "APPLE"}}) == {"Apple"}
+
+    # --- decimal ordering -------------------------------------------------------------
+    @pytest.mark.requires("decimal_ordering")
+    async def test_decimal_comparisons_and_order_are_numeric(self, make_db: MakeDB) -> None:
+        db = await _prices(make_db)
+        rows = await db.express.list("KitPrice", {"price": {"$gt": Decimal("9.9")}})
+        assert names(rows) == {"ten", "hundred"}
+        ordered = await db.express.list("KitPrice", order_by="price")
+        assert [r["name"] for r in ordered] == ["tiny", "nine", "ten", "hundred"]
+        assert await db.express.count("KitPrice", {"price": {"$lte": "10.25"}}) == 3
+
+    @pytest.mark.unsupported("decimal_ordering")
+    async def test_decimal_order_is_refused(self, make_db: MakeDB) -> None:
+        db = await _prices(make_db)
+        with raises_df(UnsupportedError, "DF-501", "Decimal"):
+            await db.express.list("KitPrice", {"price": {"$gt": Decimal("9.9")}})
+        with raises_df(UnsupportedError, "DF-501", "Decimal"):
+            await db.express.list("KitPrice", order_by="-price")
+        # equality stays exact
+        assert names(await db.express.list("KitPrice", {"price": Decimal("10.25")})) == {"ten"}
+        assert names(await db.express.list(
+            "KitPrice", {"price": {"$in": [Decimal("100"), Decimal("0.001")]}})) == {
+            "hundred", "tiny"}
+
+    # --- NUL in text --------------------------------------------------------------------
+    @pytest.mark.requires("nul_in_text")
+    async def test_nul_in_text_round_trips(self, make_db: MakeDB) -> None:
+        db = await _words(make_db)
+        rec = await db.express.create("KitWord", {"name": "a\x00b"})
+        back = await db.express.read("KitWord", rec["id"])
+        assert back is not None and back["name"] == "a\x00b" and len(back["name"]) == 3
+        assert names(await db.express.list("KitWord", {"name": "a\x00b"})) == {"a\x00b"}
+
+    @pytest.mark.unsupported("nul_in_text")
+    async def test_nul_in_text_is_refused_before_writing(self, make_db: MakeDB) -> None:
+        db = await _words(make_db)
+        before = await db.express.count("KitWord")
+        with raises_df(UnsupportedError, "DF-501", "KitWord.name", "NUL"):
+            await db.express.create("KitWord", {"name": "a\x00b"})
+        assert await db.express.count("KitWord") == before
+
+    # --- concurrent writers -------------------------------------------------------------
+    @pytest.mark.requires("concurrent_writers", "transactions")
+    async def test_two_open_write_transactions_do_not_block(self, make_db: MakeDB) -> None:
+        db = make_db()
+
+        @db.model
+        class KitWriter:
+            who: str
+
+        await db.initialize()
+        a_wrote = asyncio.Event()
+        b_done = asyncio.Event()
+
+        async def a() -> None:
+            async with db.transaction():
+                await db.express.create("KitWriter", {"who": "a"})
+                a_wrote.set()
+                await asyncio.wait_for(b_done.wait(), 20)
+
+        async def b() -> None:
+            await a_wrote.wait()
+            async with db.transaction():
+                await db.express.create("KitWriter", {"who": "b"})
+            b_done.set()
+
+        await asyncio.wait_for(asyncio.gather(a(), b()), 30)
+        assert {r["who"] for r in await db.express.list("KitWriter")} == {"a", "b"}
+
+    @pytest.mark.unsupported("concurrent_writers")
+    async def test_write_transactions_are_serialised(self, make_db: MakeDB) -> None:
+        db = make_db()
+
+        @db.model
+        class KitWriter:
+            who: str
+
+        await db.initialize()
+        order: list[str] = []
+
+        async def writer(who: str) -> None:
+            async with db.transaction():
+                order.append(f"{who}+")
+                await db.express.create("KitWriter", {"who": who})
+                await asyncio.sleep(0.01)
+                order.append(f"{who}-")
+
+        if db.adapter.capabilities.transactions:
+            await asyncio.wait_for(asyncio.gather(*(writer(w) for w in "abc")), 30)
+            for i in range(0, 6, 2):  # never interleaved: each block ends before the next
+                assert order[i][0] == order[i + 1][0]
+        else:
+            with raises_df(UnsupportedError, "DF-501"):
+                await writer("a")
+        assert await db.express.count("KitWriter") == len(order) // 2
+
+    # --- schema discovery ---------------------------------------------------------------
+    @pytest.mark.requires("schema_discovery")
+    async def test_introspection_reports_types_and_nullability(self, make_db: MakeDB) -> None:
+        db = make_db()
+
+        @db.model
+        class KitShape:
+            name: str
+            qty: int
+            price: Decimal
+            note: Optional[str] = None
+
+        await db.initialize()
+        spec = db.get_model("KitShape")
+        live = (await db.adapter.run(db.adapter.introspect, [spec.table]))[spec.table]
+        assert set(live.columns) == set(spec.fields)
+        for fname, f in spec.fields.items():
+            col = live.columns[fname]
+            assert col.ltype is f.ltype, fname
+            if not f.primary_key:
+                assert col.nullable == f.nullable, fname
+        assert live.columns["id"].primary_key
+
+    @pytest.mark.unsupported("schema_discovery")
+    async def test_introspection_still_lists_columns(self, make_db: MakeDB) -> None:
+        db = make_db()
+
+        @db.model
+        class KitShape:
+            name: str
+
+        await db.initialize()
+        live = await db.adapter.run(db.adapter.introspect, ["kit_shape"])
+        assert set(live["kit_shape"].columns) >= {"id", "name", "created_at", "updated_at"}

@@ -1,0 +1,158 @@
+"""``async with db.transaction()``: commit, rollback of everything inside, savepoints."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from ...errors import UnsupportedError
+from ...workflow import AsyncLocalRuntime, WorkflowBuilder
+from ._helpers import MakeDB, names, raises_df
+
+pytestmark = pytest.mark.asyncio
+
+
+class Boom(Exception):
+    pass
+
+
+def _model(db: Any) -> None:
+    @db.model
+    class KitTxRow:
+        name: str
+        qty: int = 0
+
+
+@pytest.mark.asyncio
+@pytest.mark.requires("transactions")
+class TestTransactions:
+    async def test_commit_makes_writes_visible(self, make_db: MakeDB) -> None:
+        db = make_db()
+        _model(db)
+        async with db.transaction():
+            assert db.in_transaction()
+            rec = await db.express.create("KitTxRow", {"name": "a"})
+            await db.express.update("KitTxRow", rec["id"], {"qty": 5})
+            assert await db.express.count("KitTxRow") == 1  # own writes are visible inside
+        assert not db.in_transaction()
+        back = await db.express.read("KitTxRow", rec["id"])
+        assert back is not None and back["qty"] == 5
+
+    async def test_exception_rolls_back_express_nodes_and_bulk(self, make_db: MakeDB) -> None:
+        db = make_db()
+        _model(db)
+        kept = await db.express.create("KitTxRow", {"name": "kept", "qty": 1})
+        wf = WorkflowBuilder()
+        wf.add_node("KitTxRowCreateNode", "create", {"name": "node", "db_instance": db.name})
+        wf.add_node("KitTxRowBulkDeleteNode", "wipe",
+                    {"filter": {"name": "kept"}, "db_instance": db.name})
+        with pytest.raises(Boom):
+            async with db.transaction():
+                await db.express.create("KitTxRow", {"name": "express"})
+                await db.express.update("KitTxRow", kept["id"], {"qty": 99})
+                result = await db.express.bulk_create("KitTxRow", [{"name": f"b{i}"}
+                                                                   for i in range(20)])
+                assert result["inserted"] == 20
+                await db.express.bulk_upsert("KitTxRow", [{"id": kept["id"], "name": "kept",
+                                                           "qty": 50}])
+                results, _ = await AsyncLocalRuntime().execute_workflow_async(wf.build())
+                assert results["wipe"]["deleted"] == 1
+                assert await db.express.count("KitTxRow") == 22
+                raise Boom
+        assert [r["name"] for r in await db.express.list("KitTxRow")] == ["kept"]
+        assert await db.express.read("KitTxRow", kept["id"]) == kept
+
+    async def test_a_failing_statement_inside_rolls_back_the_block(self, make_db: MakeDB) -> None:
+        db = make_db()
+        _model(db)
+        with pytest.raises(Exception):  # noqa: B017 - any DF validation error
+            async with db.transaction():
+                await db.express.create("KitTxRow", {"name": "a"})
+                await db.express.create("KitTxRow", {"name": "b", "qty": "abc"})
+        assert await db.express.count("KitTxRow") == 0
+
+    async def test_workflow_runs_inside_a_transaction(self, make_db: MakeDB) -> None:
+        db = make_db()
+        _model(db)
+        wf = WorkflowBuilder()
+        wf.add_node("KitTxRowCreateNode", "create", {"name": "w", "db_instance": db.name})
+        wf.add_node("KitTxRowUpdateNode", "update", {"fields": {"qty": 3}, "db_instance": db.name})
+        wf.add_connection("create", "id", "update", "id")
+        async with db.transaction():
+            results, run_id = await AsyncLocalRuntime().execute_workflow_async(wf.build())
+        assert run_id and results["update"]["updated"] == 1
+        rec = await db.express.read("KitTxRow", results["create"]["id"])
+        assert rec is not None and rec["qty"] == 3
+
+    async def test_tasks_started_inside_join_the_transaction(self, make_db: MakeDB) -> None:
+        db = make_db()
+        _model(db)
+        async with db.transaction():
+            await db.express.create("KitTxRow", {"name": "inside"})
+
+            async def probe() -> bool:
+                return db.in_transaction()
+
+            # a task started inside copies the context: it joins (documented behaviour)
+            assert await asyncio.create_task(probe()) is True
+        assert db.in_transaction() is False
+        assert await db.express.count("KitTxRow") == 1
+
+
+@pytest.mark.asyncio
+class TestTransactionCapabilities:
+    @pytest.mark.requires("savepoints")
+    async def test_nested_blocks_are_savepoints(self, make_db: MakeDB) -> None:
+        db = make_db()
+        _model(db)
+        async with db.transaction():
+            await db.express.create("KitTxRow", {"name": "outer"})
+            with pytest.raises(Boom):
+                async with db.transaction():
+                    await db.express.create("KitTxRow", {"name": "inner-rolled-back"})
+                    await db.express.bulk_create("KitTxRow", [{"name": "bulk-rolled-back"}])
+                    raise Boom
+            async with db.transaction():
+                await db.express.create("KitTxRow", {"name": "inner-kept"})
+                async with db.transaction():
+                    await db.express.create("KitTxRow", {"name": "deep-kept"})
+        assert names(await db.express.list("KitTxRow")) == {"outer", "inner-kept", "deep-kept"}
+
+    @pytest.mark.requires("savepoints")
+    async def test_outer_rollback_discards_released_savepoints(self, make_db: MakeDB) -> None:
+        db = make_db()
+        _model(db)
+        with pytest.raises(Boom):
+            async with db.transaction():
+                async with db.transaction():
+                    await db.express.create("KitTxRow", {"name": "inner"})
+                raise Boom
+        assert await db.express.count("KitTxRow") == 0
+
+    @pytest.mark.unsupported("savepoints")
+    async def test_nested_block_is_refused_without_savepoints(self, make_db: MakeDB) -> None:
+        db = make_db()
+        _model(db)
+        if not db.adapter.capabilities.transactions:
+            with raises_df(UnsupportedError, "DF-501"):
+                async with db.transaction():
+                    pass
+            return
+        with pytest.raises(UnsupportedError) as info:
+            async with db.transaction():
+                await db.express.create("KitTxRow", {"name": "outer"})
+                async with db.transaction():
+                    await db.express.create("KitTxRow", {"name": "never"})
+        assert info.value.code == "DF-501" and "savepoint" in str(info.value)
+        assert await db.express.count("KitTxRow") == 0
+
+    @pytest.mark.unsupported("transactions")
+    async def test_transaction_is_refused_without_transactions(self, make_db: MakeDB) -> None:
+        db = make_db()
+        _model(db)
+        with raises_df(UnsupportedError, "DF-501", "transactions"):
+            async with db.transaction():
+                await db.express.create("KitTxRow", {"name": "never"})
+        assert await db.express.count("KitTxRow") == 0

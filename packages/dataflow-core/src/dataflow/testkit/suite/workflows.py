@@ -1,0 +1,198 @@
+"""Workflow nodes: eleven per model, both runtimes, aliases, connections, instance lookup."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from ...errors import (
+    AmbiguousNodeError,
+    ConfirmationRequiredError,
+    NodeNotFoundError,
+    RecordNotFoundError,
+)
+from ...nodes import OPERATIONS
+from ...workflow import AsyncLocalRuntime, LocalRuntime, WorkflowBuilder
+from ._helpers import MakeDB, raises_df
+
+pytestmark = pytest.mark.asyncio
+
+
+def _model(db: Any) -> None:
+    @db.model
+    class KitTask:
+        title: str
+        done: bool = False
+        points: int = 1
+
+
+def _ordered_workflow(db_name: str, alias: bool) -> WorkflowBuilder:
+    """All eleven operations; unconnected nodes run in the order they were added."""
+
+    def t(op: str) -> str:
+        return f"KitTask_{op}" if alias else f"KitTask{op}Node"
+
+    inst = {"db_instance": db_name}
+    wf = WorkflowBuilder()
+    wf.add_node(t("Create"), "create", {"title": "write suite", "points": 3, **inst})
+    wf.add_node(t("Read"), "read", {**inst})
+    wf.add_connection("create", "id", "read", "id")
+    wf.add_node(t("Update"), "update", {"fields": {"done": True}, **inst})
+    wf.add_connection("read", "id", "update", "id")
+    wf.add_node(t("BulkCreate"), "bulk_create",
+                {"data": [{"title": f"t{i}", "points": i} for i in range(4)], **inst})
+    wf.add_node(t("BulkUpdate"), "bulk_update",
+                {"filter": {"title": {"$in": ["t0", "t1"]}}, "fields": {"points": 10}, **inst})
+    wf.add_node(t("Upsert"), "upsert", {"id": 1000, "title": "upserted", **inst})
+    wf.add_node(t("BulkUpsert"), "bulk_upsert",
+                {"data": [{"id": 1000, "title": "again"}, {"id": 1001, "title": "new"}], **inst})
+    wf.add_node(t("Delete"), "delete", {"filter": {"title": "t3"}, **inst})
+    wf.add_node(t("BulkDelete"), "bulk_delete", {"filter": {"title": "t2"}, **inst})
+    wf.add_node(t("List"), "list", {"filter": {"done": False}, "order_by": ["-points", "title"],
+                                    **inst})
+    wf.add_node(t("Count"), "count", {**inst})
+    return wf
+
+
+def _check_all_nodes(results: dict[str, dict[str, Any]]) -> None:
+    assert isinstance(results["create"]["id"], int)
+    assert results["create"]["title"] == "write suite" and results["create"]["points"] == 3
+    assert results["read"]["id"] == results["create"]["id"]
+    assert results["update"]["updated"] == 1 and results["update"]["record"]["done"] is True
+    assert results["bulk_create"]["inserted"] == 4
+    assert results["bulk_update"]["updated"] == 2
+    assert results["upsert"]["id"] == 1000 and results["upsert"]["title"] == "upserted"
+    assert (results["bulk_upsert"]["inserted"], results["bulk_upsert"]["updated"]) == (1, 1)
+    assert results["delete"]["deleted"] == 1
+    assert results["bulk_delete"]["deleted"] == 1
+    titles = [r["title"] for r in results["list"]["records"]]
+    assert titles == ["t0", "t1", "again", "new"]
+    assert results["list"]["count"] == 4
+    assert results["count"]["count"] == 5
+
+
+@pytest.mark.asyncio
+class TestWorkflows:
+    async def test_model_generates_eleven_nodes(self, make_db: MakeDB) -> None:
+        from ...nodes import node_names
+
+        db = make_db()
+        _model(db)
+        generated = set(node_names(db))
+        assert {f"KitTask{op}Node" for op in OPERATIONS} <= generated
+        assert len(OPERATIONS) == 11
+
+    async def test_all_nodes_async_runtime(self, make_db: MakeDB) -> None:
+        db = make_db()
+        _model(db)
+        results, run_id = await AsyncLocalRuntime().execute_workflow_async(
+            _ordered_workflow(db.name, alias=False).build(), inputs={})
+        assert isinstance(run_id, str) and run_id
+        _check_all_nodes(results)
+
+    async def test_all_nodes_sync_runtime_with_aliases(self, make_db: MakeDB) -> None:
+        db = make_db()
+        _model(db)
+        results, run_id = await asyncio.to_thread(
+            LocalRuntime().execute, _ordered_workflow(db.name, alias=True).build())
+        assert run_id
+        _check_all_nodes(results)
+        assert await db.express.count("KitTask") == 5
+
+    async def test_sync_runtime_inside_a_running_loop(self, make_db: MakeDB) -> None:
+        db = make_db()
+        _model(db)
+        wf = WorkflowBuilder()
+        wf.add_node("KitTaskCreateNode", "create", {"title": "from loop", "db_instance": db.name})
+        results, _ = LocalRuntime().execute(wf.build())
+        assert results["create"]["title"] == "from loop"
+        assert await db.express.read("KitTask", results["create"]["id"]) == results["create"]
+
+    async def test_connections_and_inputs(self, make_db: MakeDB) -> None:
+        db = make_db()
+        _model(db)
+        wf = WorkflowBuilder()
+        wf.add_node("KitTaskCreateNode", "create", {"db_instance": db.name})
+        wf.add_node("KitTaskUpdateNode", "update", {"db_instance": db.name})
+        wf.add_connection("create", "id", "update", "id")
+        wf.add_connection("create", "points", "update", "fields.points")
+        wf.add_node("KitTaskListNode", "list", {"db_instance": db.name})
+        wf.add_connection("update", "record.title", "list", "filter.title")
+        results, _ = await AsyncLocalRuntime().execute_workflow_async(
+            wf.build(), inputs={"create": {"title": "in", "points": 7}})
+        assert results["create"]["id"] == results["update"]["record"]["id"]
+        assert results["update"]["record"]["points"] == 7
+        assert [r["title"] for r in results["list"]["records"]] == ["in"]
+
+    async def test_read_missing_raises_unless_told(self, make_db: MakeDB) -> None:
+        db = make_db()
+        _model(db)
+        wf = WorkflowBuilder()
+        wf.add_node("KitTaskReadNode", "read", {"id": 424242, "db_instance": db.name})
+        with raises_df(RecordNotFoundError, "DF-404", "424242"):
+            await AsyncLocalRuntime().execute_workflow_async(wf.build())
+        wf2 = WorkflowBuilder()
+        wf2.add_node("KitTaskReadNode", "read", {"id": 424242, "raise_on_not_found": False,
+                                                 "db_instance": db.name})
+        results, _ = await AsyncLocalRuntime().execute_workflow_async(wf2.build())
+        assert results["read"] == {}
+
+    async def test_update_delete_missing_report_nothing_changed(self, make_db: MakeDB) -> None:
+        db = make_db()
+        _model(db)
+        wf = WorkflowBuilder()
+        wf.add_node("KitTaskUpdateNode", "u", {"id": 99999, "fields": {"done": True},
+                                               "db_instance": db.name})
+        wf.add_node("KitTaskDeleteNode", "d", {"id": 99999, "db_instance": db.name})
+        results, _ = await AsyncLocalRuntime().execute_workflow_async(wf.build())
+        assert results["u"] == {"updated": 0, "record": None}
+        assert results["d"] == {"deleted": 0}
+
+    async def test_bulk_delete_node_needs_confirmation(self, make_db: MakeDB) -> None:
+        db = make_db()
+        _model(db)
+        await db.express.bulk_create("KitTask", [{"title": "a"}, {"title": "b"}])
+        wf = WorkflowBuilder()
+        wf.add_node("KitTaskBulkDeleteNode", "wipe", {"filter": {}, "db_instance": db.name})
+        with raises_df(ConfirmationRequiredError, "DF-306"):
+            await AsyncLocalRuntime().execute_workflow_async(wf.build())
+        assert await db.express.count("KitTask") == 2
+        wf2 = WorkflowBuilder()
+        wf2.add_node("KitTaskBulkDeleteNode", "wipe", {"confirmed": True, "db_instance": db.name})
+        results, _ = await AsyncLocalRuntime().execute_workflow_async(wf2.build())
+        assert results["wipe"]["deleted"] == 2
+        assert await db.express.count("KitTask") == 0
+
+    async def test_two_live_instances_are_ambiguous_without_db_instance(
+            self, make_db: MakeDB) -> None:
+        db1 = make_db()
+        db2 = make_db()
+        for db in (db1, db2):
+            @db.model
+            class KitAmbiguous:
+                title: str
+
+        wf = WorkflowBuilder()
+        wf.add_node("KitAmbiguousCreateNode", "create", {"title": "x"})
+        with raises_df(AmbiguousNodeError, "DF-702", db1.name, db2.name, "db_instance"):
+            wf.build()
+        wf2 = WorkflowBuilder()
+        wf2.add_node("KitAmbiguous_Create", "create", {"title": "x", "db_instance": db2.name})
+        results, _ = await AsyncLocalRuntime().execute_workflow_async(wf2.build())
+        assert results["create"]["title"] == "x"
+        assert await db2.express.read("KitAmbiguous", results["create"]["id"]) is not None
+        await db1.close()
+        wf3 = WorkflowBuilder()
+        wf3.add_node("KitAmbiguousCountNode", "count", {})
+        results, _ = await AsyncLocalRuntime().execute_workflow_async(wf3.build())
+        assert results["count"]["count"] >= 1  # only db2 is live now: it resolves
+
+    async def test_unknown_node_names_a_suggestion(self, make_db: MakeDB) -> None:
+        db = make_db()
+        _model(db)
+        wf = WorkflowBuilder()
+        wf.add_node("KitTaskCreatNode", "create", {"title": "x", "db_instance": db.name})
+        with raises_df(NodeNotFoundError, "DF-701", "Did you mean 'KitTaskCreateNode'"):
+            wf.build()
