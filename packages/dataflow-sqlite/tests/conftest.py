@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+
 from dataflow import hookimpl, plugins
 from dataflow.adapter import DatabaseURL
 from dataflow.testkit import Backend

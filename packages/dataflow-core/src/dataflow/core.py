@@ -430,6 +430,35 @@ class DataFlow:
             await adapter.run(adapter.drop_table, m.table)
         self._ready_models.clear()
 
+    # --- existing databases ------------------------------------------------------------
+    async def discover_schema(self, tables: list[str] | None = None) -> dict[str, TableInfo]:
+        """The live tables (all, or ``tables``): columns, types, nullability, keys, defaults,
+        foreign keys and indexes, as the adapter reads them from the catalog."""
+        if not self.adapter.capabilities.schema_discovery:
+            raise UnsupportedError(f"{self.adapter.capabilities.name} cannot read a live schema.")
+        return await self.adapter.run(self.adapter.introspect, tables)
+
+    async def register_schema_as_models(self, tables: list[str] | None = None) -> list[str]:
+        """Turn discovered tables into models (with all their nodes); returns the model names.
+
+        The models mirror the live tables, so they need no migration and issue no DDL.
+        """
+        from .discovery import model_from_table
+        from .nodes import invalidate_node_cache
+
+        found = await self.discover_schema(tables)
+        missing = sorted(set(tables or ()) - set(found))
+        if missing:
+            raise UnknownModelError(f"no table named {', '.join(missing)} in the database.")
+        names = []
+        for info in found.values():
+            spec = model_from_table(info)
+            self._models[spec.name] = spec
+            self._ready_models.add(spec.name)
+            names.append(spec.name)
+        invalidate_node_cache()
+        return names
+
     # --- lifecycle --------------------------------------------------------------------
     async def close(self) -> None:
         if self._closed:

@@ -13,7 +13,7 @@ from ...errors import DataFlowError
 E = TypeVar("E", bound=DataFlowError)
 MakeDB = Callable[..., Any]
 
-UTC = _dt.timezone.utc
+UTC = _dt.UTC
 
 
 def assert_aware_utc(value: Any) -> None:
@@ -27,7 +27,7 @@ def names(rows: Iterable[dict[str, Any]]) -> set[str]:
     return {r["name"] for r in rows}
 
 
-class raises_df:  # noqa: N801 - reads like pytest.raises
+class raises_df:
     """``with raises_df(UnknownFieldError, "DF-302", "Did you mean"):`` -- checks class,
     stable code and that every fragment appears in the plain-text message."""
 

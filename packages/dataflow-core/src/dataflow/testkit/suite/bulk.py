@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
@@ -23,7 +23,7 @@ def _model(db: Any) -> None:
     class KitRow:
         name: str
         qty: int
-        code: Optional[str] = field(default=None, unique=True)
+        code: str | None = field(default=None, unique=True)
         group: str = "a"
 
 
@@ -155,7 +155,8 @@ class TestBulk:
         result = await db.express.bulk_delete("KitRow", {"qty": {"$lt": 4}})
         assert result["deleted"] == 4
         assert (await db.express.bulk_delete("KitRow", {"qty": {"$lt": 4}}))["deleted"] == 0
-        for empty in (None, {}):
+        empties: tuple[dict[str, Any] | None, ...] = (None, {})
+        for empty in empties:
             with raises_df(ConfirmationRequiredError, "DF-306", "confirmed=True"):
                 await db.express.bulk_delete("KitRow", empty)
         assert await db.express.count("KitRow") == 6

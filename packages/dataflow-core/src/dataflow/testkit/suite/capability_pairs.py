@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
@@ -25,7 +25,7 @@ async def _words(make_db: MakeDB) -> Any:
     @db.model
     class KitWord:
         name: str
-        alt: Optional[str] = None
+        alt: str | None = None
 
     await db.express.bulk_create("KitWord", [{"name": w or "none", "alt": w} for w in WORDS])
     return db
@@ -231,11 +231,11 @@ class TestCapabilityPairs:
             name: str
             qty: int
             price: Decimal
-            note: Optional[str] = None
+            note: str | None = None
 
         await db.initialize()
         spec = db.get_model("KitShape")
-        live = (await db.adapter.run(db.adapter.introspect, [spec.table]))[spec.table]
+        live = (await db.discover_schema([spec.table]))[spec.table]
         assert set(live.columns) == set(spec.fields)
         for fname, f in spec.fields.items():
             col = live.columns[fname]
@@ -245,7 +245,7 @@ class TestCapabilityPairs:
         assert live.columns["id"].primary_key
 
     @pytest.mark.unsupported("schema_discovery")
-    async def test_introspection_still_lists_columns(self, make_db: MakeDB) -> None:
+    async def test_schema_discovery_is_refused(self, make_db: MakeDB) -> None:
         db = make_db()
 
         @db.model
@@ -253,5 +253,8 @@ class TestCapabilityPairs:
             name: str
 
         await db.initialize()
+        with raises_df(UnsupportedError, "DF-501", "schema"):
+            await db.discover_schema(["kit_shape"])
+        # migrations still see the columns they need
         live = await db.adapter.run(db.adapter.introspect, ["kit_shape"])
         assert set(live["kit_shape"].columns) >= {"id", "name", "created_at", "updated_at"}

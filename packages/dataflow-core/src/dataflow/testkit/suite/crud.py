@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
@@ -25,7 +25,7 @@ def _product(db: Any) -> None:
         name: str
         qty: int
         sku: str = field(unique=True, default_factory=lambda: __import__("uuid").uuid4().hex)
-        note: Optional[str] = None
+        note: str | None = None
         price: float = 1.0
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
@@ -29,8 +29,8 @@ async def _items(make_db: MakeDB) -> Any:
     @db.model
     class KitItem:
         name: str
-        qty: Optional[int] = None
-        tag: Optional[str] = None
+        qty: int | None = None
+        tag: str | None = None
         active: bool = True
 
     result = await db.express.bulk_create(

@@ -6,7 +6,7 @@ import datetime as _dt
 import enum
 import uuid
 from decimal import Decimal
-from typing import Optional
+from typing import Any, Optional
 
 import pydantic
 import pytest
@@ -45,14 +45,14 @@ def _all_types(db: object) -> type:
         d: _dt.date
         dec: Decimal
         u: uuid.UUID
-        js: dict
-        ls: list
+        js: dict[str, Any]
+        ls: list[Any]
         colour: Colour
         level: Level
         addr: Address
-        maybe_s: Optional[str] = None
+        maybe_s: Optional[str] = None  # noqa: UP045 - both spellings are the API
         maybe_i: int | None = None
-        maybe_dt: Optional[_dt.datetime] = None
+        maybe_dt: Optional[_dt.datetime] = None  # noqa: UP045
 
     return KitAllTypes
 
@@ -139,10 +139,10 @@ class TestTypes:
             ratio: float = 0.5
             on: bool = True
             colour: Colour = Colour.RED
-            meta: dict = {"k": [1]}
-            items: list = []
-            note: Optional[str] = None
-            tags: list = field(default_factory=lambda: ["a"])
+            meta: dict[str, Any] = {"k": [1]}
+            items: list[Any] = []
+            note: str | None = None
+            tags: list[str] = field(default_factory=lambda: ["a"])
 
         rec = await db.express.create("KitDefaults", {"name": "x"})
         expected = {"name": "x", "qty": 3, "ratio": 0.5, "on": True, "colour": Colour.RED,

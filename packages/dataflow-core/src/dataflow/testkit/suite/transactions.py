@@ -93,7 +93,7 @@ class TestTransactions:
             await db.express.create("KitTxRow", {"name": "inside"})
 
             async def probe() -> bool:
-                return db.in_transaction()
+                return bool(db.in_transaction())
 
             # a task started inside copies the context: it joins (documented behaviour)
             assert await asyncio.create_task(probe()) is True

@@ -12,6 +12,7 @@ from ...errors import (
     ConfirmationRequiredError,
     NodeNotFoundError,
     RecordNotFoundError,
+    ValidationError,
 )
 from ...nodes import OPERATIONS
 from ...workflow import AsyncLocalRuntime, LocalRuntime, WorkflowBuilder
@@ -149,6 +150,25 @@ class TestWorkflows:
         results, _ = await AsyncLocalRuntime().execute_workflow_async(wf.build())
         assert results["u"] == {"updated": 0, "record": None}
         assert results["d"] == {"deleted": 0}
+
+    async def test_update_and_delete_by_filter(self, make_db: MakeDB) -> None:
+        db = make_db()
+        _model(db)
+        await db.express.bulk_create("KitTask", [{"title": "a"}, {"title": "b"}, {"title": "c"}])
+        wf = WorkflowBuilder()
+        wf.add_node("KitTask_Update", "u", {"filter": {"title": "a"}, "fields": {"points": 5},
+                                            "db_instance": db.name})
+        wf.add_node("KitTask_Delete", "d", {"filter": {"title": "b"}, "db_instance": db.name})
+        results, _ = await AsyncLocalRuntime().execute_workflow_async(wf.build())
+        assert results["u"]["updated"] == 1 and results["u"]["record"]["points"] == 5
+        assert results["d"] == {"deleted": 1}
+        assert sorted(r["title"] for r in await db.express.list("KitTask")) == ["a", "c"]
+        wf2 = WorkflowBuilder()
+        wf2.add_node("KitTask_Update", "u", {"filter": {"title": {"$in": ["a", "c"]}},
+                                             "fields": {"points": 0}, "db_instance": db.name})
+        with pytest.raises(ValidationError, match="more than one row"):
+            await AsyncLocalRuntime().execute_workflow_async(wf2.build())
+        assert (await db.express.find_one("KitTask", {"title": "a"}) or {}).get("points") == 5
 
     async def test_bulk_delete_node_needs_confirmation(self, make_db: MakeDB) -> None:
         db = make_db()
