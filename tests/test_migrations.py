@@ -56,3 +56,24 @@ async def test_schema_mismatch_without_auto_migrate_is_refused(tmp_path: Path) -
         await db.initialize()
     assert "create_table thing" in str(err.value)
     await db.close()
+
+
+async def test_sync_calls_inside_a_transaction_are_refused_not_deadlocked() -> None:
+    from dataflow.errors import TransactionError
+    from dataflow.workflow import LocalRuntime, WorkflowBuilder
+
+    db = DataFlow("sqlite://:memory:")
+
+    @db.model
+    class Note:
+        text: str
+
+    async with db.transaction():
+        await db.express.create("Note", {"text": "inside"})
+        with pytest.raises(TransactionError):
+            db.express_sync.count("Note")
+        wf = WorkflowBuilder().add_node("NoteCountNode", "count", {}).build()
+        with pytest.raises(TransactionError):
+            LocalRuntime().execute(wf)
+    assert db.express_sync.count("Note") == 1
+    await db.close()

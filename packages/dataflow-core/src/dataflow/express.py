@@ -414,20 +414,65 @@ class Express:
 
 
 class ExpressSync:
-    """The same operations, blocking; usable with or without a running event loop."""
+    """The same operations, blocking; usable with or without a running event loop.
+
+    Each call runs on DataFlow's background loop (``dataflow.portal``), so no event loop
+    is ever nested.
+    """
 
     def __init__(self, db: DataFlow) -> None:
         self._express = db.express
 
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        method = getattr(self._express, name)
-        if name.startswith("_") or not callable(method):
-            raise AttributeError(name)
+    @staticmethod
+    def _call(coro: Any) -> Any:
         from . import portal
 
-        def call(*args: Any, **kwargs: Any) -> Any:
-            return portal.call(method(*args, **kwargs))
+        return portal.call(coro)
 
-        call.__name__ = name
-        call.__doc__ = method.__doc__
-        return call
+    def create(self, model: ModelRef, data: Mapping[str, Any]) -> dict[str, Any]:
+        return self._call(self._express.create(model, data))  # type: ignore[no-any-return]
+
+    def read(self, model: ModelRef, id: Any) -> dict[str, Any] | None:
+        return self._call(self._express.read(model, id))  # type: ignore[no-any-return]
+
+    def find_one(self, model: ModelRef, filter: Mapping[str, Any] | None = None, *,
+                 order_by: Any = None) -> dict[str, Any] | None:
+        return self._call(self._express.find_one(model, filter, order_by=order_by))  # type: ignore[no-any-return]
+
+    def list(self, model: ModelRef, filter: Mapping[str, Any] | None = None, *,
+             order_by: str | Iterable[str] | None = None, limit: int | None = None,
+             offset: int | None = None) -> List[dict[str, Any]]:
+        return self._call(self._express.list(  # type: ignore[no-any-return]
+            model, filter, order_by=order_by, limit=limit, offset=offset))
+
+    def count(self, model: ModelRef, filter: Mapping[str, Any] | None = None) -> int:
+        return self._call(self._express.count(model, filter))  # type: ignore[no-any-return]
+
+    def update(self, model: ModelRef, id: Any, fields: Mapping[str, Any]) -> dict[str, Any] | None:
+        return self._call(self._express.update(model, id, fields))  # type: ignore[no-any-return]
+
+    def delete(self, model: ModelRef, id: Any) -> bool:
+        return self._call(self._express.delete(model, id))  # type: ignore[no-any-return]
+
+    def upsert(self, model: ModelRef, data: Mapping[str, Any], **options: Any) -> dict[str, Any]:
+        return self._call(self._express.upsert(model, data, **options))  # type: ignore[no-any-return]
+
+    def bulk_create(self, model: ModelRef, rows: Iterable[Mapping[str, Any]], **options: Any
+                    ) -> dict[str, Any]:
+        return self._call(self._express.bulk_create(model, rows, **options))  # type: ignore[no-any-return]
+
+    def bulk_update(self, model: ModelRef, filter_or_rows: Any,
+                    fields: Mapping[str, Any] | None = None, **options: Any) -> dict[str, Any]:
+        return self._call(self._express.bulk_update(  # type: ignore[no-any-return]
+            model, filter_or_rows, fields, **options))
+
+    def bulk_delete(self, model: ModelRef, filter: Mapping[str, Any] | None = None,
+                    **options: Any) -> dict[str, Any]:
+        return self._call(self._express.bulk_delete(model, filter, **options))  # type: ignore[no-any-return]
+
+    def bulk_upsert(self, model: ModelRef, rows: Iterable[Mapping[str, Any]], **options: Any
+                    ) -> dict[str, Any]:
+        return self._call(self._express.bulk_upsert(model, rows, **options))  # type: ignore[no-any-return]
+
+    def read_many(self, model: ModelRef, ids: Iterable[Any]) -> List[dict[str, Any]]:
+        return self._call(self._express.read_many(model, ids))  # type: ignore[no-any-return]

@@ -55,6 +55,18 @@ def call(coro: Coroutine[Any, Any, T]) -> T:
             "a sync DataFlow call was made from inside DataFlow's own sync loop.",
             fix="use the async API (await db.express...) inside async code.",
         )
+    from .core import live_instances
+
+    if any(db.in_transaction() for db in live_instances()):
+        coro.close()
+        from .errors import TransactionError
+
+        raise TransactionError(
+            "a sync DataFlow call was made inside 'async with db.transaction()': it would run "
+            "outside the transaction and wait for the connection the transaction holds.",
+            fix="inside async code use the async API: await db.express..., "
+            "await AsyncLocalRuntime().execute_workflow_async(...).",
+        )
     return asyncio.run_coroutine_threadsafe(coro, portal).result()
 
 
