@@ -75,6 +75,7 @@ class Bench:
 
         self.raw: aiosqlite.Connection | None = None
         self.runtime = AsyncLocalRuntime()
+        self._built: dict[str, Workflow] = {}
 
     # --- setup -------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -171,10 +172,13 @@ class Bench:
             await lst("Item", {"category": f"c{k % 20}", "price": {"$gte": 50.0}, "active": True},
                       order_by=["-price", "name"], limit=100)
 
-    # --- DataFlow: nodes (one workflow per operation, as a service would run them) ----------
+    # --- DataFlow: nodes (a workflow built once, run per operation with its inputs,
+    # as a service runs a stored workflow) -----------------------------------------------
     async def _run_wf(self, node: str, params: dict[str, Any]) -> dict[str, Any]:
-        wf = WorkflowBuilder().add_node(node, "op", params).build()
-        results, _ = await self.runtime.execute_workflow_async(wf)
+        built = self._built.get(node)
+        if built is None:
+            built = self._built[node] = WorkflowBuilder().add_node(node, "op", {}).build()
+        results, _ = await self.runtime.execute_workflow_async(built, {"op": params})
         return results["op"]
 
     async def node_bulk_insert(self, rows: list[dict[str, Any]]) -> None:
