@@ -232,7 +232,7 @@ class RowValidator:
         #: False where the backend cannot store NUL in text: such values are refused
         self.nul_in_text = nul_in_text
         self._fast_create: Callable[[dict[str, Any], _dt.datetime], dict[str, Any]] | None = (
-            _compile_create(self) if nul_in_text else None)  # NUL refusal lives in value()
+            _compile_create(self))  # NUL text goes to the general path, which refuses it
 
     def value(self, name: str, value: Any, *, op: str) -> Any:
         """Check one value of field ``name``; raises a DF error naming it."""
@@ -375,8 +375,9 @@ def _compile_create(
         chk = f"_c{i}"
         env[chk] = validator.checkers[name]
         lt = f.ltype
+        nul_check = lt is LogicalType.STR and not validator.nul_in_text
         if lt is LogicalType.STR and f.max_length is None:
-            fast_test = "type(v) is str"
+            fast_test = 'type(v) is str and "\\x00" not in v' if nul_check else "type(v) is str"
         elif lt is LogicalType.INT:
             fast_test = "type(v) is int"
         elif lt is LogicalType.FLOAT:
@@ -395,6 +396,8 @@ def _compile_create(
             env[f"_f{i}"] = f
             lines.append(f"            d = _f{i}.make_default()")
             lines.append(f"            row[{key}] = d if d is None else {chk}(d)")
+            if nul_check:
+                lines.append(f'            if d is not None and "\\x00" in row[{key}]: raise _Slow')
         elif f.nullable:
             lines.append(f"            row[{key}] = None")
         else:
@@ -406,6 +409,8 @@ def _compile_create(
             lines.append(f"            row[{key}] = v")
         lines.append("        else:")
         lines.append(f"            row[{key}] = {chk}(v)")
+        if nul_check:
+            lines.append(f'            if "\\x00" in row[{key}]: raise _Slow')
     lines += ["    except _Bad:", "        raise _Slow from None", "    return row"]
     try:
         exec("\n".join(lines), env)  # names are validated identifiers, embedded with repr()

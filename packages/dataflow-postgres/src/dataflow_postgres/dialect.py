@@ -40,7 +40,6 @@ LOGICAL_OF = {
     "real": LogicalType.FLOAT,
     "boolean": LogicalType.BOOL,
     "timestamp with time zone": LogicalType.DATETIME,
-    "timestamp without time zone": LogicalType.DATETIME,
     "date": LogicalType.DATE,
     "numeric": LogicalType.DECIMAL,
     "uuid": LogicalType.UUID,
@@ -48,6 +47,7 @@ LOGICAL_OF = {
     "json": LogicalType.JSON,
 }
 
+VECTOR_EXTENSION = "CREATE EXTENSION IF NOT EXISTS vector"
 #: column comment marking a TEXT column that holds an enum's values (read back by introspection)
 ENUM_COMMENT = "dataflow:enum"
 
@@ -73,6 +73,7 @@ class PostgresCompiler(SQLCompiler):
     supports_returning = True
     upsert_style = "on_conflict"
     decimal_ordering = True
+    unicode_ilike = True  # ILIKE folds case by the database's (UTF-8) locale
     like_escape = " ESCAPE '\\'"
 
     # --- types ----------------------------------------------------------------------------
@@ -104,8 +105,6 @@ class PostgresCompiler(SQLCompiler):
             return parse_vector
         if lt is LogicalType.UUID:
             return _plain_uuid
-        if lt is LogicalType.DATETIME:
-            return None  # asyncpg returns aware UTC datetimes for TIMESTAMPTZ
         return super().decoder(f)
 
     # --- expressions ------------------------------------------------------------------------
@@ -129,14 +128,22 @@ class PostgresCompiler(SQLCompiler):
 
     # --- DDL ----------------------------------------------------------------------------------
     def create_table(self, model: ModelSpec) -> list[str]:
+        # IF NOT EXISTS everywhere: two processes migrating together (under the advisory
+        # lock) converge instead of failing on each other's DDL
         stmts = super().create_table(model)
+        stmts[0] = stmts[0].replace("CREATE TABLE ", "CREATE TABLE IF NOT EXISTS ", 1)
+        if any(vector_dimensions(f) is not None for f in model.fields.values()):
+            stmts.insert(0, VECTOR_EXTENSION)
         for f in model.fields.values():
             if f.ltype is LogicalType.ENUM:
                 stmts.append(self.enum_comment(model, f))
         return stmts
 
     def add_column(self, model: ModelSpec, f: FieldSpec, default_sql: str | None) -> list[str]:
-        stmts = super().add_column(model, f, default_sql)
+        stmts = [s.replace(" ADD COLUMN ", " ADD COLUMN IF NOT EXISTS ", 1)
+                 for s in super().add_column(model, f, default_sql)]
+        if vector_dimensions(f) is not None:
+            stmts.insert(0, VECTOR_EXTENSION)
         if f.ltype is LogicalType.ENUM:
             stmts.append(self.enum_comment(model, f))
         return stmts
@@ -151,10 +158,10 @@ class PostgresCompiler(SQLCompiler):
             if f.index and not f.unique:
                 using = " USING GIN" if f.ltype is LogicalType.JSON and vector_dimensions(f) is None \
                     else ""
-                out.append(f"CREATE INDEX {self.quote(self.index_name(model, (n,)))} "
+                out.append(f"CREATE INDEX IF NOT EXISTS {self.quote(self.index_name(model, (n,)))} "
                            f"ON {self.table(model)}{using} ({self.quote(n)})")
         for group in model.indexes:
-            out.append(f"CREATE INDEX {self.quote(self.index_name(model, group))} "
+            out.append(f"CREATE INDEX IF NOT EXISTS {self.quote(self.index_name(model, group))} "
                        f"ON {self.table(model)} ({', '.join(self.quote(c) for c in group)})")
         for spec in model.options.get("pg_indexes", ()):
             out.append(self.extra_index(model, spec))
@@ -178,7 +185,8 @@ class PostgresCompiler(SQLCompiler):
             raise ModelDefinitionError(f"pg_indexes 'using' {using!r} is not an index method.",
                                        model=model.name)
         name = spec.get("name") or self.index_name(model, (*columns, "uq" if unique else "ix"))
-        sql = (f"CREATE {'UNIQUE ' if unique else ''}INDEX {self.quote(name)} ON {self.table(model)}"
+        sql = (f"CREATE {'UNIQUE ' if unique else ''}INDEX IF NOT EXISTS {self.quote(name)} "
+               f"ON {self.table(model)}"
                f"{f' USING {using.upper()}' if using else ''} "
                f"({', '.join(self.quote(c) for c in columns)})")
         if spec.get("where"):

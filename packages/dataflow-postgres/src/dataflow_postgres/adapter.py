@@ -1,0 +1,602 @@
+"""The PostgreSQL adapter on asyncpg.
+
+One asyncpg pool per event loop (DataFlow runs on the caller's loop and on the sync
+API's background loop; an asyncpg connection belongs to the loop that opened it).
+The pool sizes itself from the server through the ``dataflow_pool_size`` hook.
+Statements go through asyncpg's prepared-statement cache; bulk writes use the binary
+COPY protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import re
+import uuid
+import zlib
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
+
+import asyncpg
+
+from dataflow import plugins
+from dataflow.adapter import ColumnInfo, DatabaseURL, SQLAdapter, TableInfo, UpsertOutcome
+from dataflow.errors import (
+    ConnectionLostError,
+    DatabaseError,
+    IntegrityError,
+    UnsupportedError,
+)
+from dataflow.migrations import Step
+from dataflow.model import LogicalType, ModelSpec
+from dataflow.pool import ServerInfo, configured_pool_size, worker_count
+from dataflow.query.ast import Insert, Upsert
+
+from .capabilities import PostgresCapabilities
+from .dialect import ENUM_COMMENT, PostgresCompiler, logical_type, vector_dimensions
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+#: rows from which bulk_create switches from executemany to binary COPY
+COPY_THRESHOLD = 64
+#: rows from which bulk_upsert stages through COPY into a temporary table
+UPSERT_COPY_THRESHOLD = 2_000
+#: key of the advisory lock migrations take (fits a bigint)
+MIGRATION_LOCK_KEY = zlib.crc32(b"dataflow.migrations")
+
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,
+    ConnectionError,
+    OSError,
+)
+_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError,
+                  asyncpg.exceptions.InternalClientError, OSError)
+#: driver messages of a connection that closed under us (the pool detaches its proxy)
+_LOST_MARKERS = re.compile(r"is closed|released back to the pool|connection was closed")
+#: errors after which the statement certainly did not commit: safe to run again
+_RETRYABLE: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,
+)
+
+
+def _translate(exc: BaseException) -> BaseException:
+    if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+        return IntegrityError(f"the database refused the write: {exc}.",
+                              fix="check unique keys, foreign keys and required fields.")
+    if isinstance(exc, (asyncpg.exceptions.CharacterNotInRepertoireError,
+                        asyncpg.exceptions.UntranslatableCharacterError)) and (
+            "0x00" in str(exc) or "\\u0000" in str(exc)):
+        return UnsupportedError(
+            "PostgreSQL cannot store the NUL character (U+0000) in text or JSON.",
+            fix="strip '\\x00' from the value, or store it as bytes elsewhere.")
+    if isinstance(exc, _CONNECTION_ERRORS + (asyncpg.exceptions.InternalClientError,)) or (
+            isinstance(exc, asyncpg.InterfaceError) and _LOST_MARKERS.search(str(exc))):
+        return ConnectionLostError(f"the PostgreSQL connection was lost: {exc}.",
+                                   fix="retry; DataFlow reconnects on the next operation.")
+    if isinstance(exc, asyncpg.PostgresError):
+        return DatabaseError(f"PostgreSQL error: {exc}.")
+    if isinstance(exc, asyncpg.DataError):  # a value the driver cannot encode
+        return DatabaseError(f"PostgreSQL driver refused a value: {exc}.")
+    return exc
+
+
+def _translating(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """Driver errors become DataFlow errors; a connection found broken is terminated so
+    the pool replaces it."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await fn(*args, **kwargs)
+        except _DRIVER_ERRORS as exc:
+            translated = _translate(exc)
+            if isinstance(translated, ConnectionLostError) and len(args) > 1:
+                _terminate(args[1])
+            if translated is exc:
+                raise
+            raise translated from exc
+
+    return wrapper
+
+
+def _terminate(conn: Any) -> None:
+    try:
+        conn.terminate()
+    except Exception:  # already detached from its pool: nothing left to close
+        pass
+
+
+def _status_count(status: str) -> int:
+    tail = status.rsplit(" ", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """Pool release hook: asyncpg already rolled back any open transaction; DataFlow
+    sets no session state, so skip the RESET ALL / UNLISTEN round trip."""
+
+
+class PostgresAdapter(SQLAdapter):
+    capabilities = PostgresCapabilities
+
+    def __init__(self, url: DatabaseURL, *, pool_size: int | None = None, **options: Any) -> None:
+        super().__init__(url, pool_size=pool_size, **options)
+        compiler = plugins.dialect_compiler("postgresql")
+        self.compiler = compiler if compiler is not None else PostgresCompiler()
+        _scheme, rest = url.raw.split("://", 1)
+        self.dsn = "postgresql://" + rest
+        self.connect_options: dict[str, Any] = {
+            "statement_cache_size": int(options.pop("statement_cache_size", 512)),
+            "command_timeout": options.pop("command_timeout", None),
+            "server_settings": {"application_name": str(options.pop("application_name", "dataflow")),
+                                **options.pop("server_settings", {})},
+        }
+        self.connect_options.update(options.pop("connect_args", {}))
+        self._pools: dict[asyncio.AbstractEventLoop, asyncpg.Pool] = {}
+        self._creating: dict[asyncio.AbstractEventLoop, asyncio.Future[asyncpg.Pool]] = {}
+        self._size: int | None = None
+        self.server: ServerInfo | None = None
+        self._read_sql: dict[int, tuple[ModelSpec, str]] = {}
+
+    # --- pool sizing ------------------------------------------------------------------------
+    async def _resolve_size(self) -> int:
+        if self._size is not None:
+            return self._size
+        size = configured_pool_size(self.pool_size)
+        if size is None:
+            self.server = await self.read_server_info()
+            size = plugins.pool_size("postgresql", self.server, worker_count())
+        self._size = max(1, int(size))
+        return self._size
+
+    @_translating
+    async def read_server_info(self) -> ServerInfo:
+        """``max_connections`` and the reserved slots (superuser and, on 16+, role-reserved)."""
+        conn = await asyncpg.connect(self.dsn, **self._plain_connect_options())
+        try:
+            rows = await conn.fetch(
+                "SELECT name, setting FROM pg_settings WHERE name IN "
+                "('max_connections', 'superuser_reserved_connections', 'reserved_connections')")
+            settings = {r["name"]: int(r["setting"]) for r in rows}
+            current = await conn.fetchval("SELECT count(*) FROM pg_stat_activity "
+                                          "WHERE backend_type = 'client backend'")
+        finally:
+            await conn.close()
+        return ServerInfo(
+            max_connections=settings.get("max_connections"),
+            reserved_connections=settings.get("superuser_reserved_connections", 0)
+            + settings.get("reserved_connections", 0),
+            current_connections=int(current or 0),
+        )
+
+    def _plain_connect_options(self) -> dict[str, Any]:
+        return {k: v for k, v in self.connect_options.items() if k != "statement_cache_size"}
+
+    # --- connections --------------------------------------------------------------------------
+    async def _pool(self) -> asyncpg.Pool:
+        loop = asyncio.get_running_loop()
+        pool = self._pools.get(loop)
+        if pool is not None:
+            return pool
+        pending = self._creating.get(loop)
+        if pending is not None:
+            return await pending
+        pending = loop.create_future()
+        self._creating[loop] = pending
+        try:
+            size = await self._resolve_size()
+            if self._pools:
+                # a second loop (the sync API's) gets a quarter of the budget on top
+                size = max(1, size // 4)
+            pool = await self._create_pool(size)
+        except BaseException as exc:
+            del self._creating[loop]
+            pending.set_exception(_translate(exc))
+            pending.exception()
+            translated = _translate(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
+        self._pools[loop] = pool
+        del self._creating[loop]
+        pending.set_result(pool)
+        return pool
+
+    async def _create_pool(self, size: int) -> asyncpg.Pool:
+        pool: asyncpg.Pool = await asyncpg.create_pool(
+            self.dsn, min_size=min(1, size), max_size=size, reset=_no_reset,
+            max_inactive_connection_lifetime=60.0, init=self._init_connection,
+            **self.connect_options)
+        return pool
+
+    async def _init_connection(self, conn: asyncpg.Connection) -> None:
+        """Per-connection setup: text I/O for pgvector's type when the extension exists."""
+        oid = await conn.fetchval("SELECT oid FROM pg_type WHERE typname = 'vector'")
+        if oid is not None:
+            await conn.set_type_codec("vector", schema=await conn.fetchval(
+                "SELECT n.nspname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+                "WHERE t.typname = 'vector'"), encoder=str, decoder=str, format="text")
+
+    async def acquire(self) -> Any:
+        pool = self._pools.get(asyncio.get_running_loop()) or await self._pool()
+        try:
+            return await pool.acquire()
+        except _DRIVER_ERRORS as exc:
+            raise _translate(exc) from exc
+
+    async def release(self, conn: Any) -> None:
+        pool = self._pools.get(asyncio.get_running_loop())
+        if pool is None:
+            conn.terminate()
+            return
+        try:
+            if conn.is_closed():
+                await pool.expire_connections()  # its siblings likely went with it
+        except asyncpg.InterfaceError:
+            await pool.expire_connections()  # detached: closed under a transaction
+        try:
+            await pool.release(conn)
+        except _DRIVER_ERRORS:
+            # the pool terminated the broken connection; a fresh one replaces it
+            pass
+
+    async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """``fn(conn, *args)`` on a pooled connection; once more on a fresh connection when
+        the server had dropped the first one before the statement could commit."""
+        pool = self._pools.get(asyncio.get_running_loop()) or await self._pool()
+        for attempt in (0, 1):
+            try:
+                conn = await pool.acquire()
+            except _DRIVER_ERRORS as exc:
+                raise _translate(exc) from exc
+            try:
+                return await fn(conn, *args)
+            except ConnectionLostError as exc:
+                # the server dropped one connection, likely all of them (restart,
+                # pg_terminate_backend): replace every pooled connection on next acquire
+                await pool.expire_connections()
+                if attempt or not self._retryable(exc, conn):
+                    raise
+            finally:
+                await self.release(conn)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _retryable(exc: BaseException, conn: Any) -> bool:
+        cause = exc.__cause__
+        if isinstance(cause, _RETRYABLE) or "administrator command" in str(cause):
+            # the server terminated the backend (57P01): whatever was running rolled back
+            return True
+        # found closed or broken before anything was sent: nothing ran
+        return isinstance(cause, asyncpg.exceptions.InternalClientError) or (
+            isinstance(cause, asyncpg.InterfaceError)
+            and ("is closed" in str(cause) or "released back" in str(cause)))
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        pools, self._pools = self._pools, {}
+        for owner, pool in pools.items():
+            if owner is loop:
+                await pool.close()
+            elif not owner.is_closed() and owner.is_running():
+                fut = asyncio.run_coroutine_threadsafe(pool.close(), owner)
+                await asyncio.wrap_future(fut)
+            else:
+                pool.terminate()
+
+    def pool_stats(self) -> dict[str, Any]:
+        opened = idle = maximum = 0
+        for pool in self._pools.values():
+            opened += pool.get_size()
+            idle += pool.get_idle_size()
+            maximum += pool.get_max_size()
+        active = opened - idle
+        if not maximum:
+            maximum = self._size or 0
+        return {"active": active, "idle": idle, "max": maximum,
+                "utilization": active / maximum if maximum else 0.0}
+
+    # --- driver primitives --------------------------------------------------------------------
+    @_translating
+    async def fetch(self, conn: Any, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        rows: list[Any] = await conn.fetch(sql, *params)
+        return rows
+
+    @_translating
+    async def execute(self, conn: Any, sql: str, params: tuple[Any, ...]) -> int:
+        return _status_count(await conn.execute(sql, *params))
+
+    @_translating
+    async def executemany(self, conn: Any, sql: str, rows: list[tuple[Any, ...]]) -> int:
+        await conn.executemany(sql, rows)
+        return len(rows)
+
+    @_translating
+    async def copy_records(self, conn: Any, table: str, columns: tuple[str, ...],
+                           records: list[tuple[Any, ...]]) -> int:
+        status = await conn.copy_records_to_table(table, records=records, columns=list(columns))
+        return _status_count(status)
+
+    # --- transactions -----------------------------------------------------------------------
+    async def begin(self, conn: Any) -> None:
+        await self.execute(conn, "BEGIN", ())
+
+    async def commit(self, conn: Any) -> None:
+        await self.execute(conn, "COMMIT", ())
+
+    async def rollback(self, conn: Any) -> None:
+        try:
+            if conn.is_closed() or not conn.is_in_transaction():
+                return
+        except asyncpg.InterfaceError:
+            return  # detached from the pool: the server rolled back when it went away
+        try:
+            await self.execute(conn, "ROLLBACK", ())
+        except ConnectionLostError:
+            pass
+
+    # --- fast paths -------------------------------------------------------------------------
+    @_translating
+    async def read_by_id(self, conn: Any, model: ModelSpec, key: Any) -> dict[str, Any] | None:
+        cached = self._read_sql.get(id(model))
+        if cached is None or cached[0] is not model:
+            c = self.compiler
+            sql = f"SELECT {c.column_list(model)} FROM {c.table(model)} WHERE {c.quote('id')} = $1"
+            cached = (model, sql)
+            self._read_sql[id(model)] = cached
+        row = await conn.fetchrow(cached[1], key)
+        if row is None:
+            return None
+        return self.compiler.row_decoder(model, tuple(model.fields))(row)
+
+    async def insert(self, conn: Any, stmt: Insert) -> list[dict[str, Any]]:
+        model, c = stmt.model, self.compiler
+        if stmt.returning and len(stmt.rows) == 1:
+            sql = c.insert_sql(model, stmt.columns, 1, returning=True)
+            row = await self._fetchrow(conn, sql, c.row_encoder(model, stmt.columns)(stmt.rows[0]))
+            out = [c.row_decoder(model, tuple(model.fields))(row)]
+        elif stmt.returning:
+            out = await super().insert(conn, stmt)
+        else:
+            enc = c.row_encoder(model, stmt.columns)
+            records = [enc(r) for r in stmt.rows]
+            if len(records) >= COPY_THRESHOLD and self._copyable(model, stmt.columns):
+                await self.copy_records(conn, model.table, stmt.columns, records)
+            else:
+                await self.executemany(conn, c.insert_sql(model, stmt.columns, 1), records)
+            out = []
+        await self._advance_identity(conn, model, stmt.columns, stmt.rows)
+        return out
+
+    @_translating
+    async def _fetchrow(self, conn: Any, sql: str, params: tuple[Any, ...]) -> Any:
+        return await conn.fetchrow(sql, *params)
+
+    def _copyable(self, model: ModelSpec, columns: tuple[str, ...]) -> bool:
+        """Binary COPY needs a binary codec for every column (pgvector's is text here)."""
+        return all(vector_dimensions(model.fields[n]) is None for n in columns)
+
+    async def _advance_identity(self, conn: Any, model: ModelSpec, columns: tuple[str, ...],
+                                rows: list[dict[str, Any]]) -> None:
+        """Explicit ids written into an identity column: move the sequence past them, so
+        the next generated id does not collide."""
+        pk = model.pk
+        if "id" not in columns or not pk.auto_increment or not rows:
+            return
+        top = max(r["id"] for r in rows)
+        await self.fetch(
+            conn,
+            "SELECT setval(s.seq, $2) FROM (SELECT pg_get_serial_sequence($1, 'id') AS seq) s "
+            "WHERE s.seq IS NOT NULL AND $2 > COALESCE((SELECT q.last_value FROM pg_sequences q "
+            "WHERE format('%I.%I', q.schemaname, q.sequencename) = s.seq), 0)",
+            (self.compiler.table(model), top))
+
+    async def upsert(self, conn: Any, stmt: Upsert) -> UpsertOutcome:
+        model, c = stmt.model, self.compiler
+        enc = c.row_encoder(model, stmt.columns)
+        total = len(stmt.rows)
+        if stmt.returning:
+            decode = c.row_decoder(model, tuple(model.fields))
+            width = len(model.fields)
+            out: list[dict[str, Any]] = []
+            inserted = 0
+            chunk = self.max_rows_per_statement(len(stmt.columns))
+            for start in range(0, total, chunk):
+                part = stmt.rows[start:start + chunk]
+                sql = c.upsert_sql(model, stmt.columns, stmt.conflict, stmt.update, len(part))
+                sql += f" RETURNING {c.column_list(model)}, (xmax = 0)"
+                params = [v for r in part for v in enc(r)]
+                for row in await self.fetch(conn, sql, tuple(params)):
+                    inserted += bool(row[width])
+                    out.append(decode(tuple(row)[:width]))
+            await self._advance_identity(conn, model, stmt.columns, stmt.rows)
+            return UpsertOutcome(out, inserted, len(out) - inserted if stmt.update
+                                 else total - inserted)
+        if total >= UPSERT_COPY_THRESHOLD and self._copyable(model, stmt.columns):
+            inserted, affected = await self._upsert_via_copy(conn, stmt, [enc(r) for r in stmt.rows])
+        else:
+            inserted = affected = 0
+            chunk = self.max_rows_per_statement(len(stmt.columns))
+            for start in range(0, total, chunk):
+                part = stmt.rows[start:start + chunk]
+                sql = self._counting(c.upsert_sql(model, stmt.columns, stmt.conflict, stmt.update,
+                                                  len(part)))
+                rows = await self.fetch(conn, sql, tuple(v for r in part for v in enc(r)))
+                inserted += int(rows[0][0])
+                affected += int(rows[0][1])
+        await self._advance_identity(conn, model, stmt.columns, stmt.rows)
+        updated = affected - inserted if stmt.update else total - inserted
+        return UpsertOutcome([], inserted, updated)
+
+    @staticmethod
+    def _counting(upsert_sql: str) -> str:
+        """Wrap an upsert so it answers (inserted, affected) in one row: a row version with
+        ``xmax = 0`` was inserted; one ON CONFLICT updated carries the locking xid."""
+        return (f"WITH df_up AS ({upsert_sql} RETURNING (xmax = 0) AS ins) "
+                "SELECT count(*) FILTER (WHERE ins), count(*) FROM df_up")
+
+    async def _upsert_via_copy(self, conn: Any, stmt: Upsert, records: list[tuple[Any, ...]]
+                               ) -> tuple[int, int]:
+        """COPY the rows into a temporary table, then one INSERT ... SELECT ... ON CONFLICT."""
+        c, model = self.compiler, stmt.model
+        tmp = f"df_upsert_{uuid.uuid4().hex[:16]}"
+        cols = c.column_list(model, stmt.columns)
+        await self.execute(conn, f"CREATE TEMP TABLE {c.quote(tmp)} AS SELECT {cols} "
+                                 f"FROM {c.table(model)} WITH NO DATA", ())
+        try:
+            await self._copy_temp(conn, tmp, stmt.columns, records)
+            target = ", ".join(c.quote(n) for n in stmt.conflict)
+            if stmt.update:
+                sets = ", ".join(f"{c.quote(n)} = excluded.{c.quote(n)}" for n in stmt.update)
+                action = f"DO UPDATE SET {sets}"
+            else:
+                action = "DO NOTHING"
+            sql = self._counting(f"INSERT INTO {c.table(model)} ({cols}) SELECT {cols} FROM "
+                                 f"{c.quote(tmp)} ON CONFLICT ({target}) {action}")
+            row = await self._fetch_once(conn, sql)
+        finally:
+            if not conn.is_closed():
+                await self.execute(conn, f"DROP TABLE IF EXISTS {c.quote(tmp)}", ())
+        return int(row[0]), int(row[1])
+
+    @_translating
+    async def _copy_temp(self, conn: Any, tmp: str, columns: tuple[str, ...],
+                         records: list[tuple[Any, ...]]) -> None:
+        await conn.copy_records_to_table(tmp, records=records, columns=list(columns))
+
+    @_translating
+    async def _fetch_once(self, conn: Any, sql: str) -> Any:
+        """A one-off statement: prepared outside the statement cache."""
+        prepared = await conn.prepare(sql)
+        return await prepared.fetchrow()
+
+    def max_rows_per_statement(self, ncolumns: int) -> int:
+        return max(1, min(1000, 32767 // max(1, ncolumns)))
+
+    # --- schema -----------------------------------------------------------------------------
+    async def apply_ddl(self, conn: Any, statements: list[str]) -> None:
+        """DDL under a transaction-scoped advisory lock, so processes migrating together
+        take turns (the DDL is IF NOT EXISTS, so the second one converges)."""
+        own = not conn.is_in_transaction()
+        if own:
+            await self.begin(conn)
+        try:
+            await self.execute(conn, "SELECT pg_advisory_xact_lock($1)", (MIGRATION_LOCK_KEY,))
+            for sql in statements:
+                await self.execute(conn, sql, ())
+        except BaseException:
+            if own:
+                await self.rollback(conn)
+            raise
+        if own:
+            await self.commit(conn)
+        if any(sql.startswith("CREATE EXTENSION") for sql in statements):
+            # connections opened before the extension existed lack its type codec
+            await self._init_connection(conn)
+            pool = self._pools.get(asyncio.get_running_loop())
+            if pool is not None:
+                await pool.expire_connections()
+
+    async def apply_step(self, conn: Any, step: Step) -> None:
+        """Steps without plain SQL: nullability and column type changes."""
+        c, model = self.compiler, step.model
+        if step.kind != "alter_column" or step.column is None:
+            raise UnsupportedError(f"PostgreSQL cannot apply '{step.describe()}'.",
+                                   model=model.name)
+        f = model.fields[step.column]
+        col = f"ALTER TABLE {c.table(model)} ALTER COLUMN {c.quote(f.name)}"
+        if "type" in step.reason:
+            new = c.column_type(f)
+            sql = [f"{col} TYPE {new} USING {c.quote(f.name)}::{new}"]
+        elif f.nullable:
+            sql = [f"{col} DROP NOT NULL"]
+        else:
+            sql = [f"{col} SET NOT NULL"]
+        await self.apply_ddl(conn, sql)
+
+    async def introspect(self, conn: Any, tables: list[str] | None = None) -> dict[str, TableInfo]:
+        names = list(tables) if tables is not None else None
+        cols = await self.fetch(conn, """
+            SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                   pg_get_expr(d.adbin, d.adrelid), col_description(c.oid, a.attnum),
+                   a.attidentity::text, t.typname
+            FROM pg_class c
+            JOIN pg_namespace n ON n.oid = c.relnamespace
+            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+            JOIN pg_type t ON t.oid = a.atttypid
+            LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
+            WHERE c.relkind IN ('r', 'p') AND n.nspname = current_schema()
+              AND ($1::text[] IS NULL OR c.relname = ANY($1::text[]))
+            ORDER BY c.relname, a.attnum""", (names,))
+        out: dict[str, TableInfo] = {}
+        for table, name, sql_type, notnull, default, comment, identity, typname in cols:
+            info = out.setdefault(table, TableInfo(table))
+            ltype = logical_type(sql_type)
+            if ltype is LogicalType.STR and comment == ENUM_COMMENT:
+                ltype = LogicalType.ENUM
+            if identity in ("a", "d"):
+                default = f"generated {'always' if identity == 'a' else 'by default'} as identity"
+            col = ColumnInfo(name, sql_type, not notnull, False, default, ltype)
+            if typname == "vector":
+                col.ltype = None  # pgvector: matched by the model's vector declaration
+            info.columns[name] = col
+        if not out:
+            return out
+        present = list(out)
+        for table, index, unique, primary, columns, predicate, method in await self.fetch(conn, """
+            SELECT c.relname, i.relname, x.indisunique, x.indisprimary,
+                   ARRAY(SELECT a.attname FROM unnest(x.indkey) WITH ORDINALITY k(num, ord)
+                         JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.num
+                         ORDER BY k.ord),
+                   pg_get_expr(x.indpred, x.indrelid), am.amname
+            FROM pg_index x
+            JOIN pg_class c ON c.oid = x.indrelid
+            JOIN pg_class i ON i.oid = x.indexrelid
+            JOIN pg_am am ON am.oid = i.relam
+            JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = current_schema() AND c.relname = ANY($1::text[])
+            ORDER BY c.relname, i.relname""", (present,)):
+            info = out[table]
+            if primary:
+                for col_name in columns:
+                    if col_name in info.columns:
+                        info.columns[col_name].primary_key = True
+                        info.columns[col_name].nullable = False
+            info.indexes.append({"name": index, "unique": bool(unique), "primary": bool(primary),
+                                 "columns": list(columns), "where": predicate, "method": method})
+        for table, name, columns, ref_table, ref_columns, on_delete in await self.fetch(conn, """
+            SELECT c.relname, k.conname,
+                   ARRAY(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY u(num, ord)
+                         JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.num
+                         ORDER BY u.ord),
+                   r.relname,
+                   ARRAY(SELECT a.attname FROM unnest(k.confkey) WITH ORDINALITY u(num, ord)
+                         JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.num
+                         ORDER BY u.ord),
+                   k.confdeltype::text
+            FROM pg_constraint k
+            JOIN pg_class c ON c.oid = k.conrelid
+            JOIN pg_class r ON r.oid = k.confrelid
+            JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE k.contype = 'f' AND n.nspname = current_schema() AND c.relname = ANY($1::text[])
+            ORDER BY c.relname, k.conname""", (present,)):
+            actions = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL",
+                       "d": "SET DEFAULT"}
+            out[table].foreign_keys.append({
+                "name": name, "columns": list(columns), "table": ref_table,
+                "references": list(ref_columns), "on_delete": actions.get(on_delete, on_delete),
+                # single-column shape, as other adapters report it
+                "column": columns[0] if len(columns) == 1 else None,
+            })
+        return out
+
+
+def dsn_from_env(default: str = "postgresql://postgres@127.0.0.1:5432/test") -> str:
+    return os.environ.get("DATAFLOW_POSTGRES_URL", default)
