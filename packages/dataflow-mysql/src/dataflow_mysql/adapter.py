@@ -1,0 +1,737 @@
+"""The MySQL / MariaDB adapter on aiomysql.
+
+* One aiomysql pool per event loop (DataFlow runs on the caller's loop and on the sync
+  API's background loop); its size comes from the server's ``max_connections``
+  through the ``dataflow_pool_size`` hook, unless ``pool_size=`` or
+  ``DATAFLOW_POOL_SIZE`` says otherwise.
+* Sessions are pinned: ``autocommit=1``, ``time_zone='+00:00'``, a strict
+  ``sql_mode`` without ``NO_BACKSLASH_ESCAPES`` or ``ANSI_QUOTES``, and the
+  ``CLIENT_FOUND_ROWS`` flag (UPDATE reports rows matched, not rows changed).
+* No RETURNING: a create or update that must return the stored row sends the write
+  and a ``SELECT`` by key as one multi-statement round trip, inside a transaction.
+* Bulk inserts and upserts are multi-row statements cut to ``max_allowed_packet``;
+  upsert counts come from the server's ``Records: N  Duplicates: D`` info line
+  (exact with ``CLIENT_FOUND_ROWS``), never from the 1-or-2 affected-rows convention.
+* A connection the server killed is dropped by the pool; a read that meets one is
+  retried once on a fresh connection; a write reports ``ConnectionLostError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as _dt
+import functools
+import re
+from collections.abc import AsyncIterator, Callable, Iterable
+from decimal import Decimal
+from typing import Any
+
+import aiomysql
+import pymysql  # type: ignore[import-untyped]
+from pymysql.constants import CLIENT  # type: ignore[import-untyped]
+from pymysql.converters import escape_item, escape_string  # type: ignore[import-untyped]
+
+from dataflow import plugins
+from dataflow.adapter import ColumnInfo, DatabaseURL, SQLAdapter, TableInfo, UpsertOutcome
+from dataflow.errors import (
+    ConfigurationError,
+    ConnectionLostError,
+    DatabaseError,
+    IntegrityError,
+    UnsupportedError,
+)
+from dataflow.migrations import Step
+from dataflow.model import LogicalType, ModelSpec
+from dataflow.pool import ServerInfo, configured_pool_size, worker_count
+from dataflow.query.ast import FALSE, And, Comparison, Expr, InList, Insert, Or, Select, Update, Upsert
+
+from .capabilities import MySQLCapabilities
+from .dialect import COMMENT_PREFIX, MySQLCompiler
+
+#: errors meaning the connection is gone (client 2006/2013/2055, server kill/shutdown/timeout)
+LOST_CODES = frozenset({2003, 2006, 2013, 2055, 1053, 1927, 4031})
+#: DDL errors meaning another process already did it: duplicate column, no such column
+CONVERGED_CODES = frozenset({1060, 1091})
+SQL_MODE = ("STRICT_ALL_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ZERO_DATE,NO_ZERO_IN_DATE,"
+            "NO_ENGINE_SUBSTITUTION")
+INIT_COMMAND = f"SET time_zone = '+00:00', sql_mode = '{SQL_MODE}', sql_notes = 0"
+#: adapter methods that only read, retried once when they meet a dead connection
+READ_ONLY = frozenset({"select", "count", "read_by_id", "introspect", "rows_by_ids"})
+_INFO = re.compile(rb"Records:\s*(\d+)\s+Duplicates:\s*(\d+)")
+_MYSQL_TYPES = {
+    "tinyint": LogicalType.INT, "smallint": LogicalType.INT, "mediumint": LogicalType.INT,
+    "int": LogicalType.INT, "integer": LogicalType.INT, "bigint": LogicalType.INT,
+    "double": LogicalType.FLOAT, "float": LogicalType.FLOAT, "real": LogicalType.FLOAT,
+    "decimal": LogicalType.DECIMAL, "numeric": LogicalType.DECIMAL,
+    "datetime": LogicalType.DATETIME, "timestamp": LogicalType.DATETIME,
+    "date": LogicalType.DATE, "json": LogicalType.JSON,
+    "char": LogicalType.STR, "varchar": LogicalType.STR, "tinytext": LogicalType.STR,
+    "text": LogicalType.STR, "mediumtext": LogicalType.STR, "longtext": LogicalType.STR,
+    "enum": LogicalType.STR, "set": LogicalType.STR,
+}
+
+
+# --- literals for multi-row statements (the driver's own escaping, without its dispatch) --
+def _lit_str(v: str) -> str:
+    text: str = "'" + escape_string(v) + "'"
+    return text
+
+
+def _lit_datetime(v: _dt.datetime) -> str:
+    return f"'{v.year:04}-{v.month:02}-{v.day:02} {v.hour:02}:{v.minute:02}:{v.second:02}.{v.microsecond:06}'"
+
+
+_LITERALS: dict[type, Callable[[Any], str]] = {
+    str: _lit_str,
+    int: int.__repr__,
+    bool: lambda v: "1" if v else "0",
+    type(None): lambda v: "NULL",
+    _dt.datetime: _lit_datetime,
+    Decimal: lambda v: format(v, "f"),
+}
+
+
+def literal(value: Any) -> str:
+    """A SQL literal for ``value``, as the driver would write it for ``%s``."""
+    fn = _LITERALS.get(type(value))
+    if fn is not None:
+        return fn(value)
+    text: str = escape_item(value, "utf8mb4")
+    return text
+
+
+# --- errors ------------------------------------------------------------------------------
+def _code(exc: BaseException | None) -> int:
+    args = getattr(exc, "args", ())
+    return args[0] if args and isinstance(args[0], int) else 0
+
+
+def _is_lost(exc: BaseException) -> bool:
+    if isinstance(exc, ConnectionLostError):
+        return True
+    if isinstance(exc, pymysql.err.InterfaceError):
+        return True
+    return isinstance(exc, pymysql.err.OperationalError) and _code(exc) in LOST_CODES
+
+
+def translate(exc: BaseException) -> BaseException:
+    """A driver exception as the DataFlow error it means (or ``exc`` itself)."""
+    if _is_lost(exc) or isinstance(exc, (ConnectionError, OSError)):
+        return ConnectionLostError(f"the MySQL connection was lost: {exc}.",
+                                   fix="retry; the pool has dropped the dead connection.")
+    if isinstance(exc, pymysql.err.IntegrityError):
+        return IntegrityError(f"the database refused the write: {exc}.",
+                              fix="check unique keys, required fields and foreign keys.")
+    if isinstance(exc, pymysql.err.Error):
+        return DatabaseError(f"MySQL error: {exc}.")
+    return exc
+
+
+def _translating(fn: Any) -> Any:
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await fn(*args, **kwargs)
+        except (pymysql.err.Error, ConnectionError, OSError) as exc:
+            raise translate(exc) from exc
+
+    return wrapper
+
+
+class _QuietCursor(aiomysql.Cursor):  # type: ignore[misc]
+    """Sessions run in strict mode, where data problems are errors; the remaining notes
+    (e.g. MySQL 8's deprecation of ``VALUES()``) would each cost a ``SHOW WARNINGS``."""
+
+    async def _show_warnings(self, conn: Any) -> None:
+        return None
+
+
+class _Collect:
+    """Counts of one multi-row write."""
+
+    __slots__ = ("collisions", "duplicates", "records")
+
+    def __init__(self) -> None:
+        self.records = 0
+        self.duplicates = 0
+        self.collisions = 0
+
+
+class MySQLAdapter(SQLAdapter):
+    capabilities = MySQLCapabilities
+
+    def __init__(self, url: DatabaseURL, *, pool_size: int | None = None, **options: Any) -> None:
+        super().__init__(url, pool_size=pool_size, **options)
+        compiler = plugins.dialect_compiler("mysql")
+        self.compiler = compiler if compiler is not None else MySQLCompiler()
+        q = url.query
+        self.connect_kwargs: dict[str, Any] = {
+            "host": url.host or "127.0.0.1",
+            "port": url.port or 3306,
+            "user": url.username or "root",
+            "password": url.password or "",
+            "db": url.database,
+            "charset": "utf8mb4",
+            "autocommit": True,
+            "client_flag": CLIENT.FOUND_ROWS | CLIENT.MULTI_STATEMENTS,
+            "init_command": INIT_COMMAND,
+            "cursorclass": _QuietCursor,
+            "connect_timeout": float(q.get("connect_timeout", options.get("connect_timeout", 10))),
+        }
+        if "unix_socket" in q:
+            self.connect_kwargs["unix_socket"] = q["unix_socket"]
+        if not url.database:
+            raise ConfigurationError("a MySQL URL must name a database: mysql://user@host/db.")
+        self.pool_recycle = int(q.get("pool_recycle", options.get("pool_recycle", -1)))
+        #: bytes (as characters x 4) per multi-row statement; set from max_allowed_packet
+        self.statement_chars = int(options.get("statement_chars", 1 << 20))
+        #: SELECT each created row back instead of deriving it (tables with triggers)
+        self.read_back = bool(options.get("read_back", False))
+        self.migration_lock_timeout = int(options.get("migration_lock_timeout", 60))
+        self.server: ServerInfo | None = None
+        self.server_version = ""
+        self.max_allowed_packet = 4 << 20
+        self.max_pool_size = 0
+        self._pools: dict[asyncio.AbstractEventLoop, aiomysql.Pool] = {}
+        self._creating: dict[asyncio.AbstractEventLoop, asyncio.Future[aiomysql.Pool]] = {}
+        self._sql_cache: dict[tuple[Any, ...], str] = {}
+
+    # --- connections ------------------------------------------------------------------------
+    @property
+    def is_mariadb(self) -> bool:
+        return "mariadb" in self.server_version.lower()
+
+    async def _probe(self) -> None:
+        """Read the server's limits once: pool size, packet size, collation to use."""
+        try:
+            conn = await aiomysql.connect(**self.connect_kwargs)
+        except (pymysql.err.Error, OSError) as exc:
+            raise ConnectionLostError(
+                f"cannot connect to MySQL at {self.url.redacted()}: {exc}.",
+                fix="check that the server runs and the URL's user, password and database.",
+            ) from exc
+        try:
+            async with conn.cursor() as cur:
+                await cur.execute("SELECT VERSION(), @@max_connections, @@max_allowed_packet")
+                version, max_conn, packet = (await cur.fetchall())[0]
+                await cur.execute("SHOW STATUS LIKE 'Threads_connected'")
+                rows = await cur.fetchall()
+        finally:
+            conn.close()
+        self.server_version = str(version)
+        self.max_allowed_packet = int(packet)
+        current = int(rows[0][1]) if rows else 0
+        self.server = ServerInfo(max_connections=int(max_conn), current_connections=current)
+        size = configured_pool_size(self.pool_size)
+        if size is None:
+            size = plugins.pool_size("mysql", self.server, worker_count())
+        self.max_pool_size = max(1, int(size))
+        # statements stay under max_allowed_packet even if every character takes 4 bytes
+        self.statement_chars = max(1024, min(self.statement_chars, (self.max_allowed_packet - 4096) // 4))
+        if isinstance(self.compiler, MySQLCompiler):
+            self.compiler.str_collation = self.text_collation()  # type: ignore[misc]
+
+    def text_collation(self) -> str:
+        """The binary, no-pad utf8mb4 collation of this server."""
+        if self.is_mariadb:
+            return "utf8mb4_nopad_bin"
+        major = int(re.match(r"(\d+)", self.server_version).group(1))  # type: ignore[union-attr]
+        return "utf8mb4_0900_bin" if major >= 8 else "utf8mb4_bin"
+
+    async def _pool(self) -> aiomysql.Pool:
+        loop = asyncio.get_running_loop()
+        pool = self._pools.get(loop)
+        if pool is not None:
+            return pool
+        pending = self._creating.get(loop)
+        if pending is not None:
+            return await pending
+        pending = loop.create_future()
+        self._creating[loop] = pending
+        try:
+            self._forget_dead_loops()
+            if self.server is None:
+                await self._probe()
+            try:
+                pool = await aiomysql.create_pool(minsize=1, maxsize=self.max_pool_size,
+                                                  pool_recycle=self.pool_recycle, **self.connect_kwargs)
+            except (pymysql.err.Error, OSError) as exc:
+                raise ConnectionLostError(f"cannot connect to MySQL at {self.url.redacted()}: {exc}.",
+                                          fix="check the server and the URL.") from exc
+        except BaseException as exc:
+            del self._creating[loop]
+            pending.set_exception(exc)
+            pending.exception()
+            raise
+        self._pools[loop] = pool
+        del self._creating[loop]
+        pending.set_result(pool)
+        return pool
+
+    def _forget_dead_loops(self) -> None:
+        """Close the sockets of pools whose event loop has been closed."""
+        for owner in [lp for lp in self._pools if lp.is_closed()]:
+            _abandon(self._pools.pop(owner))
+
+    async def acquire(self) -> Any:
+        pool = self._pools.get(asyncio.get_running_loop()) or await self._pool()
+        try:
+            return await pool.acquire()
+        except (pymysql.err.Error, OSError) as exc:
+            raise translate(exc) from exc
+
+    async def release(self, conn: Any) -> None:
+        pool = self._pools.get(asyncio.get_running_loop())
+        if pool is not None:
+            pool.release(conn)
+        else:
+            conn.close()
+
+    async def run(self, fn: Any, *args: Any) -> Any:
+        pool = self._pools.get(asyncio.get_running_loop()) or await self._pool()
+        retry = getattr(fn, "__self__", None) is self and getattr(fn, "__name__", "") in READ_ONLY
+        while True:
+            try:
+                conn = await pool.acquire()
+            except (pymysql.err.Error, OSError) as exc:
+                raise translate(exc) from exc
+            try:
+                return await fn(conn, *args)
+            except ConnectionLostError:
+                if not retry:
+                    raise
+                retry = False  # a read is safe to repeat, once, on a fresh connection
+            finally:
+                pool.release(conn)
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        pools, self._pools = self._pools, {}
+        for owner, pool in pools.items():
+            if owner is loop:
+                await _close_pool(pool)
+            elif not owner.is_closed() and owner.is_running():
+                fut = asyncio.run_coroutine_threadsafe(_close_pool(pool), owner)
+                await asyncio.wrap_future(fut)
+            else:
+                _abandon(pool)
+
+    def pool_stats(self) -> dict[str, Any]:
+        size = sum(p.size for p in self._pools.values())
+        idle = sum(p.freesize for p in self._pools.values())
+        active = size - idle
+        per_loop = self.max_pool_size or (configured_pool_size(self.pool_size) or 0)
+        limit = per_loop * max(1, len(self._pools))
+        return {
+            "active": active,
+            "idle": idle,
+            "max": limit,
+            "utilization": active / limit if limit else 0.0,
+            "pools": len(self._pools),
+            "server_max_connections": self.server.max_connections if self.server else None,
+        }
+
+    # --- driver primitives --------------------------------------------------------------------
+    @_translating
+    async def fetch(self, conn: Any, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        async with conn.cursor() as cur:
+            await cur.execute(sql, params or None)
+            return list(await cur.fetchall())
+
+    @_translating
+    async def execute(self, conn: Any, sql: str, params: tuple[Any, ...]) -> int:
+        async with conn.cursor() as cur:
+            await cur.execute(sql, params or None)
+            return int(cur.rowcount)
+
+    @_translating
+    async def executemany(self, conn: Any, sql: str, rows: list[tuple[Any, ...]]) -> int:
+        total = 0
+        async with conn.cursor() as cur:
+            for params in rows:
+                await cur.execute(sql, params)
+                total += int(cur.rowcount)
+        return total
+
+    @_translating
+    async def script(self, conn: Any, sql: str, params: tuple[Any, ...]
+                     ) -> list[tuple[int, list[Any]]]:
+        """Run several ``;``-separated statements in one round trip: (rowcount, rows) each."""
+        out: list[tuple[int, list[Any]]] = []
+        async with conn.cursor() as cur:
+            await cur.execute(sql, params or None)
+            out.append((int(cur.rowcount), list(await cur.fetchall() or ())))
+            while await cur.nextset():
+                out.append((int(cur.rowcount), list(await cur.fetchall() or ())))
+        result: list[tuple[int, list[Any]]] = out
+        return result
+
+    @_translating
+    async def _send(self, conn: Any, sql: str) -> tuple[int, bytes]:
+        """A statement with literals already inlined: (affected rows, server info line)."""
+        async with conn.cursor() as cur:
+            await cur.execute(sql)
+            result = conn._result
+            return int(cur.rowcount), (result.message or b"") if result is not None else b""
+
+    async def begin(self, conn: Any) -> None:
+        await self.execute(conn, "START TRANSACTION", ())
+
+    async def commit(self, conn: Any) -> None:
+        await self.execute(conn, "COMMIT", ())
+
+    async def rollback(self, conn: Any) -> None:
+        try:
+            await self.execute(conn, "ROLLBACK", ())
+        except ConnectionLostError:
+            conn.close()  # the server rolls back a dead session's transaction itself
+
+    @staticmethod
+    def in_transaction(conn: Any) -> bool:
+        return bool(conn.get_transaction_status())
+
+    # --- reads --------------------------------------------------------------------------------
+    def _select_by_id_sql(self, model: ModelSpec, key_sql: str = "%s") -> str:
+        ck = ("by_id", id(model), model, key_sql)
+        sql = self._sql_cache.get(ck)
+        if sql is None:
+            c = self.compiler
+            sql = f"SELECT {c.column_list(model)} FROM {c.table(model)} WHERE {c.quote('id')} = {key_sql}"
+            self._sql_cache[ck] = sql
+        return sql
+
+    async def read_by_id(self, conn: Any, model: ModelSpec, key: Any) -> dict[str, Any] | None:
+        rows = await self.fetch(conn, self._select_by_id_sql(model), (self.compiler.encode(model.pk, key),))
+        if not rows:
+            return None
+        return self.compiler.row_decoder(model, tuple(model.fields))(rows[0])
+
+    # --- writes -------------------------------------------------------------------------------
+    async def _wrapped(self, conn: Any, statements: list[str], params: tuple[Any, ...]
+                       ) -> list[tuple[int, list[Any]]]:
+        """``statements`` in one round trip, inside a transaction (opened here if none is)."""
+        own = not self.in_transaction(conn)
+        if own:
+            statements = ["START TRANSACTION", *statements, "COMMIT"]
+        try:
+            results: list[tuple[int, list[Any]]] = await self.script(conn, "; ".join(statements), params)
+        except BaseException:
+            if own:
+                await self.rollback(conn)
+            raise
+        return results[1:-1] if own else results
+
+    async def insert(self, conn: Any, stmt: Insert) -> list[dict[str, Any]]:
+        if not stmt.rows:
+            return []
+        if not stmt.returning:
+            await self._write_rows(conn, stmt.model, stmt.columns, stmt.rows, None)
+            return []
+        return [await self._insert_one(conn, stmt.model, stmt.columns, row) for row in stmt.rows]
+
+    async def _insert_one(self, conn: Any, model: ModelSpec, columns: tuple[str, ...],
+                          row: dict[str, Any]) -> dict[str, Any]:
+        """INSERT one row and return it as stored.
+
+        The only value the server generates is the AUTO_INCREMENT id: DataFlow computes
+        defaults and timestamps itself, and strict mode refuses any value a column cannot
+        hold exactly. So the stored row is the written row, decoded as a read decodes it,
+        plus ``LAST_INSERT_ID()`` -- no second statement. When a column is left to a server
+        default, or with ``read_back=True`` (tables with triggers), the row is SELECTed by
+        id in the same round trip and transaction instead.
+        """
+        c = self.compiler
+        params = c.row_encoder(model, columns)(row)
+        if self.read_back or len(columns) + ("id" not in columns) < len(model.fields):
+            # asked to, or a column is left to a server default (discovered tables)
+            if "id" in columns:
+                select = self._select_by_id_sql(model)
+                params += (c.encode(model.pk, row["id"]),)
+            else:
+                select = self._select_by_id_sql(model, "LAST_INSERT_ID()")
+            results = await self._wrapped(conn, [c.insert_sql(model, columns, 1), select], params)
+            return c.row_decoder(model, tuple(model.fields))(results[1][1][0])
+        new_id = await self._insert_id(conn, c.insert_sql(model, columns, 1), params)
+        stored = dict(zip(columns, params, strict=True))
+        if "id" not in stored:
+            stored["id"] = new_id
+        fields = tuple(model.fields)
+        return c.row_decoder(model, fields)(tuple([stored.get(n) for n in fields]))
+
+    @_translating
+    async def _insert_id(self, conn: Any, sql: str, params: tuple[Any, ...]) -> int:
+        async with conn.cursor() as cur:
+            await cur.execute(sql, params)
+            return int(cur.lastrowid)
+
+    def _head(self, model: ModelSpec, columns: tuple[str, ...]) -> str:
+        c = self.compiler
+        return f"INSERT INTO {c.table(model)} ({c.column_list(model, columns)}) VALUES "
+
+    async def _write_rows(self, conn: Any, model: ModelSpec, columns: tuple[str, ...],
+                          rows: Iterable[dict[str, Any]], tail: str | None,
+                          conflict: tuple[str, ...] | None = None) -> _Collect:
+        """Multi-row INSERT (``tail``: ON DUPLICATE KEY ...), cut to the packet size."""
+        head = self._head(model, columns)
+        tail = tail or ""
+        limit = self.statement_chars - len(head) - len(tail)
+        enc = self.compiler.row_encoder(model, columns)
+        counts = _Collect()
+        parts: list[str] = []
+        last: dict[str, Any] = {}
+        size = 0
+        lit = literal
+        for row in rows:
+            text = "(" + ",".join([lit(v) for v in enc(row)]) + ")"
+            if parts and size + len(text) > limit:
+                await self._flush(conn, model, head, parts, tail, last, conflict, counts)
+                parts, size = [], 0
+            parts.append(text)
+            last = row
+            size += len(text) + 1
+        if parts:
+            await self._flush(conn, model, head, parts, tail, last, conflict, counts)
+        return counts
+
+    async def _flush(self, conn: Any, model: ModelSpec, head: str, parts: list[str], tail: str,
+                     last: dict[str, Any], conflict: tuple[str, ...] | None, counts: _Collect) -> None:
+        existed = 0
+        if conflict is not None and len(parts) == 1:
+            # a one-row statement gets no info line, and CLIENT_FOUND_ROWS reports 1 for both
+            # an insert and an unchanged update: look (and lock) first
+            existed = len(await self._existing(conn, model, conflict, [last]))
+        affected, info = await self._send(conn, head + ",".join(parts) + tail)
+        m = _INFO.search(info)
+        if m is not None:
+            counts.records += int(m.group(1))
+            counts.duplicates += int(m.group(2))
+        elif len(parts) == 1:
+            counts.records += 1
+            counts.duplicates += existed
+            if conflict is not None and not existed and affected != 1:
+                counts.collisions += 1  # "inserted" row updated another row: another key
+        else:  # pragma: no cover - every multi-row INSERT reports Records/Duplicates
+            raise DatabaseError(f"MySQL did not report the row counts of a multi-row write ({info!r}).")
+
+    async def upsert(self, conn: Any, stmt: Upsert) -> UpsertOutcome:
+        """Exact inserted / updated counts from the server's ``Duplicates`` count.
+
+        ``ON DUPLICATE KEY`` fires on *any* unique key; when the model has unique keys
+        besides the conflict target, the rows already present are locked and counted
+        first, and a row that collided on another key is refused (IntegrityError), as
+        ``ON CONFLICT (target)`` would refuse it.
+        """
+        if not stmt.rows:
+            return UpsertOutcome([], 0, 0)
+        model = stmt.model
+        c = self.compiler
+        assert isinstance(c, MySQLCompiler)
+        other_keys = [k for k in model.unique_keys() if set(k) != set(stmt.conflict)]
+        expected: int | None = None
+        if other_keys and len(stmt.rows) > 1:
+            expected = len(await self._existing(conn, model, stmt.conflict, stmt.rows))
+        counts = await self._write_rows(conn, model, stmt.columns, stmt.rows,
+                                        c.on_duplicate(stmt.conflict, stmt.update), stmt.conflict)
+        duplicates = counts.duplicates
+        if counts.collisions or (expected is not None and duplicates != expected):
+            raise IntegrityError(
+                f"an upserted row collided on a unique key other than {list(stmt.conflict)}; "
+                "MySQL would have updated a different row.",
+                model=model.name, fix="upsert on that key, or remove the duplicate value.")
+        outcome = UpsertOutcome([], len(stmt.rows) - duplicates, duplicates)
+        if stmt.returning:
+            found = await self._rows_by_keys(conn, model, stmt.conflict, stmt.rows)
+            outcome.rows = [found[tuple(r[k] for k in stmt.conflict)] for r in stmt.rows]
+        return outcome
+
+    def _key_filter(self, conflict: tuple[str, ...], rows: list[dict[str, Any]]) -> Expr:
+        if len(conflict) == 1:
+            return InList(conflict[0], tuple(r[conflict[0]] for r in rows))
+        return Or(tuple(And(tuple(Comparison(k, "eq", r[k]) for k in conflict)) for r in rows))
+
+    async def _existing(self, conn: Any, model: ModelSpec, conflict: tuple[str, ...],
+                        rows: list[dict[str, Any]]) -> list[Any]:
+        """Rows whose conflict key is present, locked until the transaction ends."""
+        found: list[Any] = []
+        c = self.compiler
+        for start in range(0, len(rows), 1000):
+            compiled = c.compile(Select(model, self._key_filter(conflict, rows[start:start + 1000])))
+            sql = compiled.sql.replace(f"SELECT {c.column_list(model)}", "SELECT 1", 1)
+            found += await self.fetch(conn, sql + " FOR UPDATE", compiled.params)
+        return found
+
+    async def _rows_by_keys(self, conn: Any, model: ModelSpec, conflict: tuple[str, ...],
+                            rows: list[dict[str, Any]]) -> dict[tuple[Any, ...], dict[str, Any]]:
+        out: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for start in range(0, len(rows), 1000):
+            where = self._key_filter(conflict, rows[start:start + 1000])
+            for r in await self.select(conn, Select(model, where)):
+                out[tuple(r[k] for k in conflict)] = r
+        return out
+
+    async def update(self, conn: Any, stmt: Update) -> tuple[int, list[dict[str, Any]]]:
+        if stmt.where is FALSE:
+            return 0, []
+        c = self.compiler
+        if not stmt.returning:
+            compiled = c.compile(stmt)
+            return await self.execute(conn, compiled.sql, compiled.params), []
+        model = stmt.model
+        w = stmt.where
+        if isinstance(w, Comparison) and w.field == "id" and w.op == "eq":
+            compiled = c.compile(Update(model, w, stmt.values))
+            key = c.encode(model.pk, w.value)
+            results = await self._wrapped(conn, [compiled.sql, self._select_by_id_sql(model)],
+                                          (*compiled.params, key))
+            matched, rows = results[0][0], results[1][1]
+            decode = c.row_decoder(model, tuple(model.fields))
+            return matched, [decode(r) for r in rows] if matched else []
+        # any other filter: lock the matching keys, update exactly those, read them back
+        compiled = c.compile(Select(model, w))
+        sql = compiled.sql.replace(f"SELECT {c.column_list(model)}", f"SELECT {c.quote('id')}", 1)
+        ids = [r[0] for r in await self.fetch(conn, sql + " FOR UPDATE", compiled.params)]
+        if not ids:
+            return 0, []
+        decode_id = c.decoder(model.pk)
+        keys = tuple(decode_id(i) if decode_id else i for i in ids)
+        upd = c.compile(Update(model, InList("id", keys), stmt.values))
+        matched = await self.execute(conn, upd.sql, upd.params)
+        return matched, await self.rows_by_ids(conn, model, list(keys))
+
+    # --- schema -----------------------------------------------------------------------------
+    async def introspect(self, conn: Any, tables: list[str] | None = None) -> dict[str, TableInfo]:
+        where = "TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE'"
+        params: tuple[Any, ...] = ()
+        if tables is not None:
+            if not tables:
+                return {}
+            where += f" AND TABLE_NAME IN ({', '.join(['%s'] * len(tables))})"
+            params = tuple(tables)
+        names = [r[0] for r in await self.fetch(
+            conn, f"SELECT TABLE_NAME FROM information_schema.TABLES WHERE {where} ORDER BY TABLE_NAME",
+            params)]
+        if not names:
+            return {}
+        marks = ", ".join(["%s"] * len(names))
+        scope = f"TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN ({marks})"
+        out = {n: TableInfo(n) for n in names}
+        json_cols = {(r[0], r[1]) for r in await self.fetch(
+            conn, "SELECT TABLE_NAME, CONSTRAINT_NAME FROM information_schema.CHECK_CONSTRAINTS "
+            f"WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME IN ({marks}) "
+            "AND CHECK_CLAUSE LIKE 'json\\_valid(%%'", tuple(names))} if self.is_mariadb else set()
+        for (table, col, dtype, ctype, nullable, key, default, comment, extra) in await self.fetch(
+                conn, "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, COLUMN_KEY, "
+                f"COLUMN_DEFAULT, COLUMN_COMMENT, EXTRA FROM information_schema.COLUMNS WHERE {scope} "
+                "ORDER BY TABLE_NAME, ORDINAL_POSITION", tuple(names)):
+            ltype = _logical_type(str(dtype), str(ctype), str(comment or ""),
+                                  (table, col) in json_cols)
+            if default == "NULL":  # MariaDB spells "DEFAULT NULL" so; string literals are quoted
+                default = None
+            if "auto_increment" in str(extra).lower():
+                default = "AUTO_INCREMENT"  # the server fills it: discovery makes it auto
+            out[table].columns[col] = ColumnInfo(col, str(ctype).upper(), nullable == "YES",
+                                                 key == "PRI", default, ltype)
+        indexes: dict[tuple[str, str], dict[str, Any]] = {}
+        for table, name, non_unique, col in await self.fetch(
+                conn, "SELECT TABLE_NAME, INDEX_NAME, NON_UNIQUE, COLUMN_NAME "
+                f"FROM information_schema.STATISTICS WHERE {scope} "
+                "ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX", tuple(names)):
+            ix = indexes.setdefault((table, name), {"name": name, "unique": not int(non_unique),
+                                                    "columns": []})
+            ix["columns"].append(col)
+        for (table, _), ix in indexes.items():
+            if ix["name"] != "PRIMARY":
+                out[table].indexes.append(ix)
+        for table, col, ref_table, ref_col, on_delete in await self.fetch(
+                conn, "SELECT k.TABLE_NAME, k.COLUMN_NAME, k.REFERENCED_TABLE_NAME, "
+                "k.REFERENCED_COLUMN_NAME, r.DELETE_RULE FROM information_schema.KEY_COLUMN_USAGE k "
+                "JOIN information_schema.REFERENTIAL_CONSTRAINTS r "
+                "ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME "
+                "AND r.TABLE_NAME = k.TABLE_NAME "
+                f"WHERE k.TABLE_SCHEMA = DATABASE() AND k.TABLE_NAME IN ({marks}) "
+                "AND k.REFERENCED_TABLE_NAME IS NOT NULL", tuple(names)):
+            out[table].foreign_keys.append({"column": col, "table": ref_table, "references": ref_col,
+                                            "on_delete": on_delete})
+        return out
+
+    async def discover_schema(self, conn: Any) -> dict[str, TableInfo]:
+        """Every base table of the database, from ``information_schema``."""
+        return await self.introspect(conn, None)
+
+    async def apply_ddl(self, conn: Any, statements: list[str]) -> None:
+        """DDL under ``GET_LOCK``, so processes migrating at once take turns.
+
+        MySQL DDL commits implicitly, so nothing here is transactional: each DataFlow
+        step is one statement (indexes are declared inside CREATE TABLE), and core
+        reports exactly the statements applied before a failure. A process that waited
+        for the lock converges: CREATE TABLE is IF NOT EXISTS, and a column another
+        process has just added (1060) or dropped (1091) counts as done.
+        """
+        async with self.ddl_lock(conn):
+            for sql in statements:
+                try:
+                    await self.execute(conn, sql, ())
+                except DatabaseError as exc:
+                    if sql.startswith("ALTER TABLE") and _code(exc.__cause__) in CONVERGED_CODES:
+                        continue
+                    raise
+
+    @contextlib.asynccontextmanager
+    async def ddl_lock(self, conn: Any) -> AsyncIterator[None]:
+        """Hold the database's migration lock on ``conn`` (re-entrant, session-scoped)."""
+        name = self.migration_lock_name
+        rows = await self.fetch(conn, "SELECT GET_LOCK(%s, %s)", (name, self.migration_lock_timeout))
+        if not rows or rows[0][0] != 1:
+            raise DatabaseError(
+                f"timed out after {self.migration_lock_timeout}s waiting for the migration lock "
+                f"{name!r}.", fix="another process is migrating; retry when it has finished.")
+        try:
+            yield
+        finally:
+            with contextlib.suppress(ConnectionLostError):
+                await self.fetch(conn, "SELECT RELEASE_LOCK(%s)", (name,))
+
+    @property
+    def migration_lock_name(self) -> str:
+        return f"dataflow:migrate:{self.url.database}"[:64]
+
+    async def apply_step(self, conn: Any, step: Step) -> None:
+        """``alter_column`` (type or nullability) as ALTER TABLE ... MODIFY COLUMN."""
+        if step.kind != "alter_column" or step.column is None:
+            raise UnsupportedError(f"MySQL cannot apply '{step.describe()}'.", model=step.model.name)
+        assert isinstance(self.compiler, MySQLCompiler)
+        sql = self.compiler.modify_column(step.model, step.model.fields[step.column])
+        await self.execute(conn, sql, ())
+
+
+def _logical_type(dtype: str, ctype: str, comment: str, json_check: bool) -> LogicalType | None:
+    if comment.startswith(COMMENT_PREFIX):
+        with contextlib.suppress(ValueError):
+            return LogicalType(comment[len(COMMENT_PREFIX):])
+    dtype = dtype.lower()
+    if json_check or dtype == "json":
+        return LogicalType.JSON
+    if dtype == "tinyint" and ctype.lower().startswith("tinyint(1)"):
+        return LogicalType.BOOL
+    if dtype in ("bit", "bool", "boolean"):
+        return LogicalType.BOOL
+    return _MYSQL_TYPES.get(dtype)
+
+
+async def _close_pool(pool: aiomysql.Pool) -> None:
+    pool.close()
+    await pool.wait_closed()
+
+
+def _abandon(pool: Any) -> None:
+    """Close the sockets of a pool whose event loop is gone (its transports cannot run)."""
+    for conn in [*pool._free, *pool._used]:
+        transport = getattr(getattr(conn, "_writer", None), "transport", None)
+        sock = getattr(transport, "_sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()
+        conn._writer = conn._reader = None  # so the driver's __del__ does not touch the loop
+    pool._free.clear()
+    pool._used.clear()

@@ -1,0 +1,25 @@
+"""What the MySQL / MariaDB adapter can do (read by the contract kit)."""
+
+from dataflow.capabilities import Capabilities
+
+
+class MySQLCapabilities(Capabilities):
+    name = "mysql"
+    transactions = True
+    # SAVEPOINT / ROLLBACK TO SAVEPOINT on InnoDB
+    savepoints = True
+    # no RETURNING clause on MySQL; the adapter still returns the stored rows, by reading
+    # them back by key in the same transaction (and the same round trip)
+    returning = False
+    # REGEXP with an inline (?-i) / (?i) flag: exact whatever the collation
+    regex = True
+    # LOWER() on both sides under a binary collation: Unicode case mapping, accents kept
+    unicode_ilike = True
+    # DECIMAL(65, 30) columns compare numerically
+    decimal_ordering = True
+    # InnoDB row locks
+    concurrent_writers = True
+    drop_column = True
+    alter_column_type = True
+    schema_discovery = True
+    nul_in_text = True
