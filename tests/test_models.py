@@ -135,10 +135,3 @@ async def test_unknown_model_says_did_you_mean(db: DataFlow) -> None:
         await db.express.list("Persn")
     assert "Did you mean 'Person'?" in str(err.value)
 
-
-def test_multi_tenant_is_refused_until_it_isolates() -> None:
-    from dataflow.errors import UnsupportedError
-
-    with pytest.raises(UnsupportedError) as err:
-        DataFlow("sqlite://:memory:", multi_tenant=True)
-    assert err.value.code == "DF-501"

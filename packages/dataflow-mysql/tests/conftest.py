@@ -1,14 +1,13 @@
 """Run DataFlow's contract kit, and the adapter's own tests, against a real MySQL / MariaDB.
 
 The server comes from ``DATAFLOW_MYSQL_URL`` (default ``mysql://root@127.0.0.1:3306/test``;
-``.ci/mysql-user.sh`` creates a TCP user where root can only use the socket). An
-unreachable server skips these tests locally, and FAILS them under ``CI=true``.
+``.ci/mysql-user.sh`` creates a TCP user where root may only use the local socket). An
+unreachable server skips these tests locally and FAILS them under ``CI=true``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 
 import aiomysql
@@ -16,38 +15,31 @@ import pytest
 
 from dataflow.adapter import DatabaseURL
 from dataflow.testkit import Backend
+from dataflow.testkit.plugin import *  # noqa: F403  (the kit's fixtures, markers and gate)
+from dataflow.testkit.servers import server_url
 from dataflow_mysql.capabilities import MySQLCapabilities
 
-pytest_plugins = ["dataflow.testkit.plugin"]
+# The kit is imported above rather than named in ``pytest_plugins``: this conftest sits
+# below the monorepo's rootdir, where pytest refuses ``pytest_plugins``.
 
-MYSQL_URL = os.environ.get("DATAFLOW_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
+DEFAULT_URL = "mysql://root@127.0.0.1:3306/test"
 
 
-def connect_kwargs(url: str = MYSQL_URL) -> dict[str, object]:
+def connect_kwargs(url: str) -> dict[str, object]:
     u = DatabaseURL.parse(url)
     return {"host": u.host or "127.0.0.1", "port": u.port or 3306, "user": u.username or "root",
             "password": u.password or "", "db": u.database, "autocommit": True,
             "init_command": "SET sql_notes = 0"}
 
 
-async def _reachable() -> str | None:
-    try:
-        conn = await asyncio.wait_for(aiomysql.connect(**connect_kwargs()), 10)
-    except Exception as exc:  # any failure to connect is reported the same way
-        return f"{type(exc).__name__}: {exc}"
+async def _probe(url: str) -> None:
+    conn = await asyncio.wait_for(aiomysql.connect(**connect_kwargs(url)), 10)
     conn.close()
-    return None
 
 
 @pytest.fixture(scope="session")
 def mysql_url() -> str:
-    problem = asyncio.run(_reachable())
-    if problem is not None:
-        message = f"MySQL / MariaDB at {DatabaseURL.parse(MYSQL_URL).redacted()} is unreachable: {problem}"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return MYSQL_URL
+    return server_url("DATAFLOW_MYSQL_URL", DEFAULT_URL, _probe, what="MySQL / MariaDB")
 
 
 @pytest.fixture(scope="session")

@@ -123,6 +123,28 @@ class Transaction:
             await adapter.release(tx.conn)
 
 
+class TenantScope:
+    """Binds a tenant for a block; usable with ``async with`` and ``with``."""
+
+    def __init__(self, var: contextvars.ContextVar[str | None], tenant_id: str) -> None:
+        self._var = var
+        self.tenant_id = tenant_id
+        self._tokens: list[contextvars.Token[str | None]] = []
+
+    def __enter__(self) -> TenantScope:
+        self._tokens.append(self._var.set(self.tenant_id))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._var.reset(self._tokens.pop())
+
+    async def __aenter__(self) -> TenantScope:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.__exit__()
+
+
 class DataFlow:
     """A database, its models and their operations.
 
@@ -145,13 +167,6 @@ class DataFlow:
     ) -> None:
         from .adapter import DatabaseURL
 
-        if multi_tenant:
-            raise UnsupportedError(
-                "multi_tenant=True is not available yet: tenant scoping in the query AST is "
-                "not built, and a flag that did not isolate tenants would be worse than none.",
-                fix="construct DataFlow without multi_tenant, and scope by a tenant field in "
-                "your filters for now.",
-            )
         url = url or os.environ.get("DATABASE_URL") or "sqlite://:memory:"
         self.url = DatabaseURL.parse(url)
         self.name = name or f"dataflow_{next(_names)}"
@@ -170,6 +185,9 @@ class DataFlow:
         self._tx_var: contextvars.ContextVar[_Tx | None] = contextvars.ContextVar(
             f"dataflow_tx_{self.name}", default=None
         )
+        self._tenant_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+            f"dataflow_tenant_{self.name}", default=None
+        )
         self._express: Express | None = None
         self._express_sync: ExpressSync | None = None
         self.last_plan: Plan | None = None
@@ -184,7 +202,7 @@ class DataFlow:
     # --- models -----------------------------------------------------------------------
     def model(self, cls: C) -> C:
         """Class decorator: register ``cls`` as a model of this instance."""
-        spec = build_model_spec(cls)
+        spec = build_model_spec(cls, tenant_scoped=self.multi_tenant)
         for other in self._models.values():
             if other.table == spec.table and other.name != spec.name:
                 from .errors import ModelDefinitionError
@@ -241,6 +259,22 @@ class DataFlow:
     def transaction(self) -> Transaction:
         """``async with db.transaction():`` -- express calls and nodes inside join it."""
         return Transaction(self)
+
+    def tenant(self, tenant_id: str) -> TenantScope:
+        """Bind the current tenant: ``async with db.tenant("acme"):`` (or plain ``with``).
+
+        The binding lives in a context variable, so it follows ``await``, tasks created
+        inside the block, workflows, and the sync API called from inside it.
+        """
+        if not isinstance(tenant_id, str) or not tenant_id:
+            from .errors import ValidationError
+
+            raise ValidationError(f"tenant id must be a non-empty str, got {tenant_id!r:.60}.",
+                                  field="tenant_id")
+        return TenantScope(self._tenant_var, tenant_id)
+
+    def current_tenant(self) -> str | None:
+        return self._tenant_var.get()
 
     def in_transaction(self) -> bool:
         return self._tx_var.get() is not None

@@ -164,6 +164,18 @@ class TransactionError(DataFlowError):
     code = "DF-801"
 
 
+class TenantRequiredError(DataFlowError):
+    """A tenant-scoped model was used with no tenant bound (``async with db.tenant(...)``)."""
+
+    code = "DF-802"
+
+
+class TenantViolationError(DataFlowError):
+    """An operation would read or write another tenant's rows."""
+
+    code = "DF-803"
+
+
 class DatabaseError(DataFlowError):
     """The database refused a statement; the driver's exception is ``__cause__``."""
 

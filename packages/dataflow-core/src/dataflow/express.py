@@ -16,10 +16,15 @@ from .errors import (
     ConfirmationRequiredError,
     DataFlowError,
     IntegrityError,
+    TenantRequiredError,
+    TenantViolationError,
     ValidationError,
 )
-from .model import ModelSpec
+from .model import TENANT_FIELD, ModelSpec
 from .query.ast import (
+    FALSE,
+    TRUE,
+    And,
     Comparison,
     Count,
     Delete,
@@ -85,13 +90,55 @@ class Express:
         return spec, validator
 
     def _where(self, spec: ModelSpec, validator: RowValidator, flt: Any) -> Expr:
-        return parse_filter(spec, flt, validator)
+        return self._scoped(spec, parse_filter(spec, flt, validator))
+
+    # --- tenancy: the bound tenant's predicate is added to the AST, never to SQL text -------
+    def _tenant(self, spec: ModelSpec) -> str | None:
+        """The bound tenant for a tenant-scoped model (None for shared models)."""
+        if not spec.tenant_scoped:
+            return None
+        tenant = self._db._tenant_var.get()
+        if tenant is None:
+            raise TenantRequiredError(
+                "no tenant is bound for a tenant-scoped model; nothing was sent to the database.",
+                model=spec.name, fix='wrap the call in: async with db.tenant("<tenant id>"):')
+        return tenant
+
+    def _scoped(self, spec: ModelSpec, expr: Expr) -> Expr:
+        tenant = self._tenant(spec)
+        if tenant is None or expr is FALSE:
+            return expr
+        pred = Comparison(TENANT_FIELD, "eq", tenant)
+        return pred if expr is TRUE else And((pred, expr))
+
+    def _by_id(self, spec: ModelSpec, key: Any) -> Expr:
+        return self._scoped(spec, Comparison("id", "eq", key))
+
+    @staticmethod
+    def _tenant_data(spec: ModelSpec, data: Any, tenant: str | None) -> Any:
+        """``data`` with the bound tenant set; a different tenant_id is refused."""
+        if tenant is None or not isinstance(data, Mapping):
+            return data
+        given = data.get(TENANT_FIELD, tenant)
+        if given != tenant:
+            raise TenantViolationError(
+                f"tenant_id {given!r:.60} differs from the bound tenant; nothing was written.",
+                model=spec.name, field=TENANT_FIELD,
+                fix="omit tenant_id (DataFlow sets it) or bind that tenant with db.tenant(...).")
+        return data if TENANT_FIELD in data else {**data, TENANT_FIELD: tenant}
+
+    @staticmethod
+    def _no_tenant_change(spec: ModelSpec, fields: Any) -> None:
+        if spec.tenant_scoped and isinstance(fields, Mapping) and TENANT_FIELD in fields:
+            raise TenantViolationError(
+                "tenant_id cannot be changed by an update; nothing was written.",
+                model=spec.name, field=TENANT_FIELD, fix="remove tenant_id from the fields.")
 
     # --- single records ------------------------------------------------------------------
     async def create(self, model: ModelRef, data: Mapping[str, Any]) -> dict[str, Any]:
         """Insert one record; returns it as persisted (id, defaults, timestamps)."""
         spec, v = await self._prepare(model)
-        row = v.for_create(data, utcnow())
+        row = v.for_create(self._tenant_data(spec, data, self._tenant(spec)), utcnow())
         stmt = Insert(spec, tuple(row), [row], returning=True)
         adapter = self._db.adapter
         rows = await self._db._run(adapter.insert, stmt)
@@ -101,6 +148,10 @@ class Express:
         """The record with primary key ``id``, or None."""
         spec, v = await self._prepare(model)
         key = v.key(id)
+        if spec.tenant_scoped:
+            rows = await self._db._run(self._db.adapter.select,
+                                       Select(spec, self._by_id(spec, key), limit=1))
+            return rows[0] if rows else None
         return await self._db._run(self._db.adapter.read_by_id, spec, key)
 
     async def find_one(self, model: ModelRef, filter: Mapping[str, Any] | None = None,
@@ -136,8 +187,9 @@ class Express:
         """Update the record ``id``; returns it as persisted, or None if there is none."""
         spec, v = await self._prepare(model)
         key = v.key(id)
+        self._no_tenant_change(spec, fields)
         values = v.for_update(fields, utcnow())
-        stmt = Update(spec, Comparison("id", "eq", key), values, returning=True)
+        stmt = Update(spec, self._by_id(spec, key), values, returning=True)
         adapter = self._db.adapter
         _, rows = await self._db._run_atomic(adapter.update, stmt)
         return rows[0] if rows else None
@@ -146,7 +198,7 @@ class Express:
         """Delete the record ``id``; True if it existed."""
         spec, v = await self._prepare(model)
         key = v.key(id)
-        n = await self._db._run(self._db.adapter.delete, Delete(spec, Comparison("id", "eq", key)))
+        n = await self._db._run(self._db.adapter.delete, Delete(spec, self._by_id(spec, key)))
         return n > 0
 
     def _conflict(self, spec: ModelSpec, conflict_on: Any, sample: Mapping[str, Any]) -> tuple[str, ...]:
@@ -224,7 +276,10 @@ class Express:
         """Insert many rows: ``{"inserted": n, "failed": [...]}``."""
         spec, v = await self._prepare(model)
         now = utcnow()
-        good, failed = self._validate_rows(spec, rows, lambda d: v.for_create(d, now), partial,
+        tenant = self._tenant(spec)
+        good, failed = self._validate_rows(
+            spec, rows, (lambda d: v.for_create(self._tenant_data(spec, d, tenant), now))
+            if tenant is not None else (lambda d: v.for_create(d, now)), partial,
                                            "bulk_create")
         total = len(good)
 
@@ -292,6 +347,7 @@ class Express:
                     "bulk_update with an empty filter would change every row.",
                     model=spec.name, fix="pass confirmed=True to update all rows.")
             where = self._where(spec, v, filter_or_rows)
+            self._no_tenant_change(spec, fields)
             values = v.for_update(fields, now)
             n, _ = await self._db._run_atomic(adapter.update, Update(spec, where, values))
             return {"updated": n, "failed": [], "ok": True}
@@ -301,6 +357,7 @@ class Express:
                 raise ValidationError("each row of bulk_update needs an 'id'.", model=spec.name,
                                       field="id", fix="include the primary key in every row.")
             rest = {k: val for k, val in data.items() if k != "id"}
+            self._no_tenant_change(spec, rest)
             return {"id": v.key(data["id"]), **v.for_update(rest, now)}
 
         good, failed = self._validate_rows(spec, filter_or_rows, make, partial, "bulk_update")
@@ -309,7 +366,7 @@ class Express:
             total = 0
             for _, row in good:
                 key = row.pop("id")
-                n, _ = await adapter.update(conn, Update(spec, Comparison("id", "eq", key), row))
+                n, _ = await adapter.update(conn, Update(spec, self._by_id(spec, key), row))
                 total += n
             return total
 
@@ -339,11 +396,16 @@ class Express:
             raise ValidationError(f"bulk_upsert takes a list of dicts, got {type(rows).__name__}.",
                                   model=spec.name)
         rows = list(rows)
+        tenant = self._tenant(spec)
+        if tenant is not None and conflict_on is not None:
+            named = (conflict_on,) if isinstance(conflict_on, str) else tuple(conflict_on)
+            conflict_on = named if TENANT_FIELD in named or named == ("id",) else (TENANT_FIELD, *named)
         conflict = self._conflict(spec, conflict_on, rows[0] if rows else {})
         now = utcnow()
         seen: dict[tuple[Any, ...], int] = {}
 
         def make(data: Mapping[str, Any]) -> dict[str, Any]:
+            data = self._tenant_data(spec, data, tenant)
             if type(data) is dict or isinstance(data, Mapping):  # skip the ABC check for dicts
                 for c in conflict:
                     if c not in data:
@@ -372,6 +434,8 @@ class Express:
         adapter = self._db.adapter
 
         async def write(conn: Any) -> tuple[int, int, List[dict[str, Any]]]:
+            if tenant is not None and "id" in conflict:
+                await self._refuse_foreign_ids(conn, spec, [r["id"] for _, r in good], tenant)
             inserted = updated = 0
             records: List[dict[str, Any]] = []
             # an update sets only the fields the caller gave (defaults fill inserts only)
@@ -381,7 +445,8 @@ class Express:
                 keys = tuple(rows[index])
                 given = given_of.get(keys)
                 if given is None:
-                    given = given_of[keys] = tuple(k for k in keys if k not in conflict and k != "id")
+                    given = given_of[keys] = tuple(k for k in keys if k not in conflict and k != "id"
+                                                   and k != TENANT_FIELD)
                 groups.setdefault((tuple(row), given), []).append(row)
             for (columns, given), items in groups.items():
                 cols = update_cols if update_cols is not None else given
@@ -405,12 +470,25 @@ class Express:
             result["records"] = records
         return result
 
+    async def _refuse_foreign_ids(self, conn: Any, spec: ModelSpec, ids: List[Any], tenant: str) -> None:
+        """An upsert by id must not reach a row another tenant owns (checked in its transaction)."""
+        from .query.ast import Not
+
+        for start in range(0, len(ids), 500):
+            where = And((InList("id", tuple(ids[start:start + 500])),
+                         Not(Comparison(TENANT_FIELD, "eq", tenant))))
+            if await self._db.adapter.count(conn, Count(spec, where)):
+                raise TenantViolationError(
+                    "an upsert names ids that belong to another tenant; nothing was written.",
+                    model=spec.name, field="id", fix="use ids of the bound tenant's own records.")
+
     # --- by key helpers --------------------------------------------------------------------
     async def read_many(self, model: ModelRef, ids: Iterable[Any]) -> List[dict[str, Any]]:
         """Records whose id is in ``ids`` (missing ids are skipped)."""
         spec, v = await self._prepare(model)
         keys = tuple(v.key(i) for i in ids)
-        return await self._db._run(self._db.adapter.select, Select(spec, InList("id", keys)))
+        return await self._db._run(self._db.adapter.select,
+                                   Select(spec, self._scoped(spec, InList("id", keys))))
 
 
 class ExpressSync:

@@ -23,6 +23,7 @@ from .errors import ModelDefinitionError
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 MANAGED_TIMESTAMPS = ("created_at", "updated_at")
+TENANT_FIELD = "tenant_id"
 
 
 class LogicalType(enum.Enum):
@@ -116,6 +117,8 @@ class FieldSpec:
     vector: int | None = None
     #: SQL default the database applies when an insert omits the column (discovered tables)
     server_default: str | None = None
+    #: the tenant column of a tenant-scoped model (set from the bound tenant, never widened)
+    tenant: bool = False
 
     @property
     def required(self) -> bool:
@@ -157,6 +160,12 @@ class ModelSpec:
     @property
     def pk(self) -> FieldSpec:
         return self.fields["id"]
+
+    @property
+    def tenant_scoped(self) -> bool:
+        """Does every statement on this model carry the bound tenant's predicate?"""
+        f = self.fields.get(TENANT_FIELD)
+        return f is not None and f.tenant
 
     @property
     def columns(self) -> list[str]:
@@ -235,7 +244,8 @@ def _check_identifier(model: str, kind: str, name: str) -> None:
         )
 
 
-def build_model_spec(cls: type, *, extra_fields: dict[str, FieldSpec] | None = None) -> ModelSpec:
+def build_model_spec(cls: type, *, extra_fields: dict[str, FieldSpec] | None = None,
+                     tenant_scoped: bool = False) -> ModelSpec:
     """Read a class's type hints into a :class:`ModelSpec`."""
     name = cls.__name__
     _check_identifier(name, "model", name)
@@ -313,6 +323,16 @@ def build_model_spec(cls: type, *, extra_fields: dict[str, FieldSpec] | None = N
             **fields,
         }
     fields = {"id": fields.pop("id"), **fields}
+    tenant_scoped = tenant_scoped and options.get("tenant_scoped", True)
+    if tenant_scoped:
+        if TENANT_FIELD in fields:
+            raise ModelDefinitionError(
+                f"'{TENANT_FIELD}' is added by multi-tenant DataFlow and cannot be declared.",
+                model=name, field=TENANT_FIELD,
+                fix="remove it, or set __dataflow__ = {{'tenant_scoped': False}} for a shared model.")
+        fields = {"id": fields.pop("id"),
+                  TENANT_FIELD: FieldSpec(TENANT_FIELD, LogicalType.STR, str, tenant=True, index=True),
+                  **fields}
     for extra_name, extra in (extra_fields or {}).items():
         fields.setdefault(extra_name, extra)
     fields["created_at"] = FieldSpec("created_at", LogicalType.DATETIME, _dt.datetime, managed=True)
@@ -326,4 +346,11 @@ def build_model_spec(cls: type, *, extra_fields: dict[str, FieldSpec] | None = N
                 raise ModelDefinitionError(
                     f"constraint names unknown field '{col}'.", model=name, field=col
                 )
+    if tenant_scoped:
+        # uniqueness holds within a tenant: unique fields become (tenant_id, field)
+        for fname, f in fields.items():
+            if f.unique and not f.primary_key:
+                f.unique = False
+                unique_together.append((TENANT_FIELD, fname))
+        unique_together = [g if TENANT_FIELD in g else (TENANT_FIELD, *g) for g in unique_together]
     return ModelSpec(name, table, fields, cls, unique_together, indexes, options)

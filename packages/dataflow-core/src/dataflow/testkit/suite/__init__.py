@@ -15,6 +15,7 @@ from .express_sync import TestExpressSync
 from .filters import TestFilters
 from .migrations import TestMigrationCapabilities, TestMigrations
 from .model_types import TestIds, TestTypes
+from .tenancy import TestTenancy
 from .transactions import TestTransactionCapabilities, TestTransactions
 from .workflows import TestWorkflows
 
@@ -28,6 +29,7 @@ __all__ = [
     "TestIds",
     "TestMigrationCapabilities",
     "TestMigrations",
+    "TestTenancy",
     "TestTransactionCapabilities",
     "TestTransactions",
     "TestTypes",

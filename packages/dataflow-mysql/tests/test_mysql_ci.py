@@ -17,7 +17,7 @@ def test_unreachable_server_fails_under_ci(tmp_path: Path) -> None:
     here = Path(__file__).parent
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(here),
-         str(here / "test_contract.py"), "-k", "test_create_returns_the_persisted_record"],
+         str(here / "test_mysql_contract.py"), "-k", "test_create_returns_the_persisted_record"],
         env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode != 0, proc.stdout
     assert "unreachable" in proc.stdout and " skipped" not in proc.stdout.splitlines()[-1]
