@@ -138,7 +138,7 @@ async def test_discover_schema_from_information_schema(make_db: Any, raw: aiomys
             "id": LogicalType.INT, "shape_id": LogicalType.INT, "label": LogicalType.STR,
             "flag": LogicalType.BOOL, "data": LogicalType.JSON, "amount": LogicalType.DECIMAL}
         assert other.foreign_keys == [{"column": "shape_id", "table": "my_shape", "references": "id",
-                                       "on_delete": "CASCADE"}]
+                                       "on_delete": "CASCADE", "name": "my_foreign_ibfk_1"}]
         assert {"name": "ix_label", "unique": False, "columns": ["label"]} in other.indexes
         # the planner sees DataFlow's own tables exactly: nothing to migrate
         assert not (await db.plan())

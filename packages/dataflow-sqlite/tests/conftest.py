@@ -38,11 +38,13 @@ class ReducedCapabilities(SQLiteCapabilities):
     drop_column = False
     schema_discovery = False
     savepoints = False
+    row_locks = False
 
 
 class ReducedCompiler(SQLiteCompiler):
     name = "sqlite-reduced"
     unicode_ilike = False
+    lock_clause = None  # no row locks: for_update=True is refused
     visit_regex = None  # type: ignore[assignment]  # no regex: the compiler refuses it
 
 

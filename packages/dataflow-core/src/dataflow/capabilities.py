@@ -30,10 +30,17 @@ class Capabilities:
     decimal_ordering: ClassVar[bool] = False
     #: several connections writing at once (row-level locking)
     concurrent_writers: ClassVar[bool] = False
+    #: ``express.read(..., for_update=True)`` inside a transaction keeps the row from
+    #: changing under the caller until the transaction ends: ``SELECT ... FOR UPDATE``, or
+    #: write transactions that are serialised anyway (SQLite's ``BEGIN IMMEDIATE``)
+    row_locks: ClassVar[bool] = False
     #: ALTER TABLE ... DROP COLUMN (destructive migration, on opt-in)
     drop_column: ClassVar[bool] = False
     #: change a column's type in place (destructive migration, on opt-in)
     alter_column_type: ClassVar[bool] = False
+    #: ALTER TABLE ... ADD CONSTRAINT ... FOREIGN KEY: a foreign key added to a live table
+    #: is an additive step; without it the adapter rebuilds the table (destructive, opt-in)
+    alter_add_foreign_key: ClassVar[bool] = False
     #: read an existing database's tables, columns and keys
     schema_discovery: ClassVar[bool] = False
     #: strings with NUL characters stored intact

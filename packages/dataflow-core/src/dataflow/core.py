@@ -17,12 +17,13 @@ from .errors import (
     ClosedError,
     MigrationFailedError,
     MigrationRefusedError,
+    TransactionConflictError,
     UnknownModelError,
     UnsupportedError,
     did_you_mean,
 )
-from .migrations import Plan, plan_migration
-from .model import ModelSpec, build_model_spec
+from .migrations import Plan, dependency_order, plan_migration
+from .model import ModelSpec, build_model_spec, resolve_foreign_keys
 
 if TYPE_CHECKING:
     from .adapter import Adapter, TableInfo
@@ -32,6 +33,8 @@ T = TypeVar("T")
 C = TypeVar("C", bound=type)
 
 _names = itertools.count(1)
+#: attempts of a restartable operation whose transaction the database aborted (DF-904)
+CONFLICT_RETRIES = 5
 _live: weakref.WeakValueDictionary[str, DataFlow] = weakref.WeakValueDictionary()
 _live_lock = threading.Lock()
 
@@ -212,7 +215,13 @@ class DataFlow:
                     model=spec.name,
                     fix="set __tablename__ on one of them.",
                 )
+        # foreign keys: checked against their targets now where those are declared, and
+        # at first use (DF-201) for targets declared later
+        resolve_foreign_keys({**self._models, spec.name: spec}, [spec], require=False)
         self._models[spec.name] = spec
+        resolve_foreign_keys(self._models, [m for m in self._models.values()
+                                            if any(fk.target == spec.name for fk in m.foreign_keys)],
+                             require=False)
         self._ready_models.discard(spec.name)
         self._init_error = None  # a changed model deserves a fresh migration attempt
         cls.__dataflow_model__ = spec  # type: ignore[attr-defined]
@@ -293,8 +302,15 @@ class DataFlow:
             raise ClosedError(f"DataFlow {self.name!r} is closed.", fix="create a new instance.")
         return await self.adapter.run(fn, *args)
 
-    async def _run_atomic(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """Like :meth:`_run`, but all of ``fn``'s statements commit or roll back together."""
+    async def _run_atomic(self, fn: Callable[..., Awaitable[T]], *args: Any,
+                          restartable: bool = False) -> T:
+        """Like :meth:`_run`, but all of ``fn``'s statements commit or roll back together.
+
+        ``restartable``: ``fn`` keeps no state across calls, so when DataFlow owns the
+        transaction and the database aborts it to break a deadlock (DF-904: everything
+        rolled back), it is run again, up to ``CONFLICT_RETRIES`` times. Inside the
+        caller's transaction the error propagates: the caller's block is the unit to retry.
+        """
         adapter = self.adapter
         tx = self._tx_var.get()
         if tx is not None:
@@ -325,7 +341,16 @@ class DataFlow:
             await adapter.commit(conn)
             return result
 
-        return await adapter.run(atomic)
+        if not restartable:
+            return await adapter.run(atomic)
+        for attempt in range(CONFLICT_RETRIES):
+            try:
+                return await adapter.run(atomic)
+            except TransactionConflictError:
+                if attempt == CONFLICT_RETRIES - 1:
+                    raise
+                await asyncio.sleep(0)  # let the transaction that won go on first
+        raise AssertionError("unreachable")
 
     # --- schema -----------------------------------------------------------------------
     async def initialize(self, *, allow_destructive: bool | None = None) -> Plan:
@@ -370,11 +395,13 @@ class DataFlow:
     async def plan(self) -> Plan:
         """The migration plan for every model, without applying it."""
         compiler = getattr(self.adapter, "compiler", None)
+        resolve_foreign_keys(self._models)
         live = await self.adapter.run(self.adapter.introspect, [m.table for m in self._models.values()])
         return plan_migration(list(self._models.values()), live, compiler)  # type: ignore[arg-type]
 
     async def _apply(self, models: list[ModelSpec], allow_destructive: bool | None) -> Plan:
         adapter = self.adapter
+        resolve_foreign_keys(self._models)
         live: dict[str, TableInfo] = await adapter.run(adapter.introspect, [m.table for m in models])
         compiler = getattr(adapter, "compiler", None)
         plan = plan_migration(models, live, compiler)  # type: ignore[arg-type]
@@ -460,7 +487,8 @@ class DataFlow:
     async def drop_tables(self) -> None:
         """Drop every model's table (test teardown, demos). Irreversible."""
         adapter = self.adapter
-        for m in reversed(list(self._models.values())):
+        ordered, _ = dependency_order(list(self._models.values()))
+        for m in reversed(ordered):  # referencing tables before the tables they reference
             await adapter.run(adapter.drop_table, m.table)
         self._ready_models.clear()
 

@@ -7,12 +7,25 @@ plain text: no terminal colour codes, so they read the same in logs and tests.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 from typing import Any
+
+#: characters that would let caller input colour a terminal, forge a log line or reorder the
+#: text of a message (ANSI escapes, NUL, C1 controls, bidirectional overrides): rendered as
+#: ``\x1b``-style escapes. ``_CONTROL_ALL`` also covers newlines and tabs (model / field names).
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_CONTROL_ALL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    return match.group().encode("unicode_escape").decode("ascii")
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return `` Did you mean 'x'?`` for the closest choice, or an empty string."""
+    if not isinstance(name, str):  # a non-str key (1, None, b"x") resembles no name
+        return ""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f" Did you mean '{close[0]}'?" if close else ""
 
@@ -45,10 +58,10 @@ class DataFlowError(Exception):
             where = f"{self.model}.{self.field}: "
         elif self.model:
             where = f"{self.model}: "
-        text = f"[{self.code}] {where}{self.message}"
+        text = f"{_CONTROL_ALL.sub(_escape, where)}{self.message}"
         if self.fix:
             text += f" Fix: {self.fix}"
-        return text
+        return f"[{self.code}] {_CONTROL.sub(_escape, text)}"
 
 
 # --- configuration and plugins (DF-1xx) -------------------------------------------------
@@ -126,6 +139,12 @@ class RecordNotFoundError(DataFlowError):
     code = "DF-404"
 
 
+class RecordDeletedError(DataFlowError):
+    """The operation names a soft-deleted (tombstoned) record; restore it first."""
+
+    code = "DF-405"
+
+
 # --- backend capabilities (DF-5xx) ------------------------------------------------------
 class UnsupportedError(DataFlowError):
     """The backend cannot do this exactly; it refuses rather than answer differently."""
@@ -190,6 +209,15 @@ class IntegrityError(DatabaseError):
 
 class ConnectionLostError(DatabaseError):
     code = "DF-903"
+
+
+class TransactionConflictError(DatabaseError):
+    """The database aborted the transaction to break a deadlock (or a serialization
+    conflict): everything in it was rolled back, and running it again is safe. DataFlow
+    restarts the operations whose transaction it owns (upserts); inside
+    ``db.transaction()`` the caller's block is the unit to retry."""
+
+    code = "DF-904"
 
 
 __all__ = [name for name in dir() if name.endswith("Error")] + ["did_you_mean"]

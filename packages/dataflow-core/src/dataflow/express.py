@@ -16,11 +16,13 @@ from .errors import (
     ConfirmationRequiredError,
     DataFlowError,
     IntegrityError,
+    RecordDeletedError,
     TenantRequiredError,
     TenantViolationError,
+    UnsupportedError,
     ValidationError,
 )
-from .model import TENANT_FIELD, ModelSpec
+from .model import SOFT_DELETE_FIELD, TENANT_FIELD, ModelSpec
 from .query.ast import (
     FALSE,
     TRUE,
@@ -31,6 +33,8 @@ from .query.ast import (
     Expr,
     InList,
     Insert,
+    IsNull,
+    Or,
     Select,
     Update,
     Upsert,
@@ -56,12 +60,31 @@ def _failure(index: int, exc: BaseException) -> dict[str, Any]:
     return out
 
 
+def _names(model: ModelSpec, value: Any, what: str) -> tuple[str, ...]:
+    """``"a"`` or ``["a", "b"]`` as a tuple of names; anything else is refused (DF-301)."""
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, Iterable) and not isinstance(value, (bytes, bytearray)):
+        names = tuple(value)
+        if all(isinstance(n, str) for n in names):
+            return names
+    raise ValidationError(f"{what} takes a field name or a list of field names, got {value!r:.80}.",
+                          model=model.name, fix=f"e.g. {what}=['email'].")
+
+
 def _check_limit(model: ModelSpec, name: str, value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValidationError(f"{name} must be a non-negative int, got {value!r:.40}.",
                               model=model.name)
+    return value
+
+
+def _check_flag(model: ModelSpec, name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValidationError(f"{name} must be True or False, got {value!r:.40}.",
+                              model=model.name, field=name)
     return value
 
 
@@ -89,8 +112,9 @@ class Express:
             await db._ensure_ready()
         return spec, validator
 
-    def _where(self, spec: ModelSpec, validator: RowValidator, flt: Any) -> Expr:
-        return self._scoped(spec, parse_filter(spec, flt, validator))
+    def _where(self, spec: ModelSpec, validator: RowValidator, flt: Any,
+               include_deleted: bool = False) -> Expr:
+        return self._scoped(spec, parse_filter(spec, flt, validator), include_deleted)
 
     # --- tenancy: the bound tenant's predicate is added to the AST, never to SQL text -------
     def _tenant(self, spec: ModelSpec) -> str | None:
@@ -104,15 +128,62 @@ class Express:
                 model=spec.name, fix='wrap the call in: async with db.tenant("<tenant id>"):')
         return tenant
 
-    def _scoped(self, spec: ModelSpec, expr: Expr) -> Expr:
+    def _scoped(self, spec: ModelSpec, expr: Expr, include_deleted: bool = False) -> Expr:
         tenant = self._tenant(spec)
-        if tenant is None or expr is FALSE:
+        preds: List[Expr] = []
+        if tenant is not None:
+            preds.append(Comparison(TENANT_FIELD, "eq", tenant))
+        # soft delete: tombstoned rows are invisible unless the caller asks for them
+        if spec.soft_delete and not include_deleted:
+            preds.append(IsNull(SOFT_DELETE_FIELD))
+        if not preds or expr is FALSE:
             return expr
-        pred = Comparison(TENANT_FIELD, "eq", tenant)
-        return pred if expr is TRUE else And((pred, expr))
+        if expr is not TRUE:
+            preds.append(expr)
+        return preds[0] if len(preds) == 1 else And(tuple(preds))
 
-    def _by_id(self, spec: ModelSpec, key: Any) -> Expr:
-        return self._scoped(spec, Comparison("id", "eq", key))
+    def _by_id(self, spec: ModelSpec, key: Any, include_deleted: bool = False) -> Expr:
+        return self._scoped(spec, Comparison("id", "eq", key), include_deleted)
+
+    # --- soft delete: the tombstone predicate is added to the AST like the tenant's ---------
+    def _tombstoned(self, spec: ModelSpec, expr: Expr) -> Expr:
+        """``expr`` narrowed to the (bound tenant's) tombstoned rows."""
+        dead = IsNull(SOFT_DELETE_FIELD, negate=True)
+        return self._scoped(spec, dead if expr is TRUE else And((dead, expr)), include_deleted=True)
+
+    @staticmethod
+    def _tombstone(spec: ModelSpec, when: Any) -> dict[str, Any]:
+        """The SET clause that tombstones (``when`` a datetime) or restores (None) a row."""
+        values: dict[str, Any] = {SOFT_DELETE_FIELD: when}
+        if "updated_at" in spec.fields:
+            values["updated_at"] = utcnow() if when is None else when
+        return values
+
+    @staticmethod
+    def _deleted_error(spec: ModelSpec, op: str, key: Any) -> RecordDeletedError:
+        return RecordDeletedError(
+            f"{op} reaches the soft-deleted record with id {key!r:.80}; nothing was written.",
+            model=spec.name, field="id",
+            fix=f"restore it first with express.restore({spec.name!r}, {key!r:.80}), "
+            "or leave it out.")
+
+    async def _refuse_tombstoned(self, conn: Any, spec: ModelSpec, columns: tuple[str, ...],
+                                 keys: List[tuple[Any, ...]], op: str) -> None:
+        """Refuse a write whose keys reach tombstoned rows (checked in its transaction)."""
+        keys = [k for k in keys if None not in k]  # NULL never matches a key
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            match: Expr
+            if len(columns) == 1:
+                match = InList(columns[0], tuple(k[0] for k in chunk))
+            else:
+                match = Or(tuple(And(tuple(Comparison(c, "eq", val)
+                                           for c, val in zip(columns, k, strict=True)))
+                                 for k in chunk))
+            rows = await self._db.adapter.select(conn, Select(spec, self._tombstoned(spec, match),
+                                                              limit=1))
+            if rows:
+                raise self._deleted_error(spec, op, rows[0]["id"])
 
     @staticmethod
     def _tenant_data(spec: ModelSpec, data: Any, tenant: str | None) -> Any:
@@ -144,19 +215,40 @@ class Express:
         rows = await self._db._run(adapter.insert, stmt)
         return rows[0]
 
-    async def read(self, model: ModelRef, id: Any) -> dict[str, Any] | None:
-        """The record with primary key ``id``, or None."""
+    async def read(self, model: ModelRef, id: Any, *, for_update: bool = False,
+                   include_deleted: bool = False) -> dict[str, Any] | None:
+        """The record with primary key ``id``, or None (also for a soft-deleted record,
+        unless ``include_deleted=True``).
+
+        ``for_update=True`` (inside ``db.transaction()``) keeps the row from changing until
+        the transaction ends -- read, compute, ``update`` without losing a concurrent
+        update. ``SELECT ... FOR UPDATE`` where the backend locks rows; on SQLite a plain
+        read, since its write transactions are serialised. An adapter that does not declare
+        ``row_locks`` refuses it (DF-501) before any SQL.
+        """
         spec, v = await self._prepare(model)
         key = v.key(id)
-        if spec.tenant_scoped:
+        if for_update:
+            caps = self._db.adapter.capabilities
+            if not caps.row_locks:
+                raise UnsupportedError(
+                    f"{caps.name} cannot lock rows (for_update=True); nothing was sent.",
+                    model=spec.name,
+                    fix="read without for_update, or make the update conditional in one "
+                    "statement (bulk_update with a filter).")
+        live_only = not _check_flag(spec, "include_deleted", include_deleted) and spec.soft_delete
+        if spec.tenant_scoped or for_update or live_only:
             rows = await self._db._run(self._db.adapter.select,
-                                       Select(spec, self._by_id(spec, key), limit=1))
+                                       Select(spec, self._by_id(spec, key, include_deleted), limit=1,
+                                              for_update=for_update))
             return rows[0] if rows else None
         return await self._db._run(self._db.adapter.read_by_id, spec, key)
 
     async def find_one(self, model: ModelRef, filter: Mapping[str, Any] | None = None,
-                       *, order_by: Any = None) -> dict[str, Any] | None:
-        rows = await self.list(model, filter, order_by=order_by, limit=1)
+                       *, order_by: Any = None, include_deleted: bool = False
+                       ) -> dict[str, Any] | None:
+        rows = await self.list(model, filter, order_by=order_by, limit=1,
+                               include_deleted=include_deleted)
         return rows[0] if rows else None
 
     async def list(
@@ -167,20 +259,23 @@ class Express:
         order_by: str | Iterable[str] | None = None,
         limit: int | None = None,
         offset: int | None = None,
+        include_deleted: bool = False,
     ) -> List[dict[str, Any]]:
         spec, v = await self._prepare(model)
         stmt = Select(
             spec,
-            self._where(spec, v, filter),
+            self._where(spec, v, filter, _check_flag(spec, "include_deleted", include_deleted)),
             parse_order_by(spec, order_by),
             _check_limit(spec, "limit", limit),
             _check_limit(spec, "offset", offset),
         )
         return await self._db._run(self._db.adapter.select, stmt)
 
-    async def count(self, model: ModelRef, filter: Mapping[str, Any] | None = None) -> int:
+    async def count(self, model: ModelRef, filter: Mapping[str, Any] | None = None, *,
+                    include_deleted: bool = False) -> int:
         spec, v = await self._prepare(model)
-        return await self._db._run(self._db.adapter.count, Count(spec, self._where(spec, v, filter)))
+        where = self._where(spec, v, filter, _check_flag(spec, "include_deleted", include_deleted))
+        return await self._db._run(self._db.adapter.count, Count(spec, where))
 
     async def update(self, model: ModelRef, id: Any, fields: Mapping[str, Any]
                      ) -> dict[str, Any] | None:
@@ -191,27 +286,68 @@ class Express:
         values = v.for_update(fields, utcnow())
         stmt = Update(spec, self._by_id(spec, key), values, returning=True)
         adapter = self._db.adapter
-        _, rows = await self._db._run_atomic(adapter.update, stmt)
+        if spec.soft_delete:  # a tombstoned row is refused, not silently skipped
+            dead = Count(spec, self._tombstoned(spec, Comparison("id", "eq", key)))
+
+            async def update_live(conn: Any) -> tuple[int, List[dict[str, Any]]]:
+                n, rows = await adapter.update(conn, stmt)
+                if not n and await adapter.count(conn, dead):
+                    raise self._deleted_error(spec, "update", key)
+                return n, rows
+
+            _, rows = await self._db._run_atomic(update_live)
+        else:
+            _, rows = await self._db._run_atomic(adapter.update, stmt)
         return rows[0] if rows else None
 
     async def delete(self, model: ModelRef, id: Any) -> bool:
-        """Delete the record ``id``; True if it existed."""
+        """Delete the record ``id``; True if it existed. A soft-delete model's record is
+        tombstoned (``deleted_at`` set) instead, and True only if it was not already."""
         spec, v = await self._prepare(model)
         key = v.key(id)
-        n = await self._db._run(self._db.adapter.delete, Delete(spec, self._by_id(spec, key)))
+        adapter = self._db.adapter
+        if spec.soft_delete:
+            stmt = Update(spec, self._by_id(spec, key), self._tombstone(spec, utcnow()))
+            n, _ = await self._db._run(adapter.update, stmt)
+        else:
+            n = await self._db._run(adapter.delete, Delete(spec, self._by_id(spec, key)))
+        return n > 0
+
+    async def restore(self, model: ModelRef, id: Any) -> dict[str, Any] | None:
+        """Bring back the soft-deleted record ``id`` and return it; a live record is returned
+        unchanged; None if there is no such record."""
+        spec, v = await self._prepare(model)
+        if not spec.soft_delete:
+            raise ValidationError("restore applies to soft-delete models only.", model=spec.name,
+                                  fix='declare __dataflow__ = {"soft_delete": True} on the model.')
+        key = v.key(id)
+        adapter = self._db.adapter
+        stmt = Update(spec, self._tombstoned(spec, Comparison("id", "eq", key)),
+                      self._tombstone(spec, None), returning=True)
+        live = Select(spec, self._by_id(spec, key), limit=1)
+
+        async def run(conn: Any) -> dict[str, Any] | None:
+            _, rows = await adapter.update(conn, stmt)
+            if not rows:
+                rows = await adapter.select(conn, live)
+            return rows[0] if rows else None
+
+        return await self._db._run_atomic(run)
+
+    async def purge(self, model: ModelRef, id: Any) -> bool:
+        """Remove the record ``id`` for good, live or soft-deleted; True if it existed."""
+        spec, v = await self._prepare(model)
+        key = v.key(id)
+        n = await self._db._run(self._db.adapter.delete,
+                                Delete(spec, self._by_id(spec, key, include_deleted=True)))
         return n > 0
 
     def _conflict(self, spec: ModelSpec, conflict_on: Any, sample: Mapping[str, Any]) -> tuple[str, ...]:
-        if conflict_on is None:
-            conflict: tuple[str, ...] = ("id",)
-        elif isinstance(conflict_on, str):
-            conflict = (conflict_on,)
-        else:
-            conflict = tuple(conflict_on)
+        conflict = ("id",) if conflict_on is None else _names(spec, conflict_on, "conflict_on")
         keys = {tuple(sorted(k)) for k in spec.unique_keys()}
         if tuple(sorted(conflict)) not in keys:
             raise ValidationError(
-                f"conflict_on {list(conflict)} is not a primary key or unique constraint.",
+                f"conflict_on {list(conflict)!r:.120} is not a primary key or unique constraint.",
                 model=spec.name,
                 fix=f"use one of: {[list(k) for k in spec.unique_keys()]}.",
             )
@@ -220,7 +356,11 @@ class Express:
     async def upsert(self, model: ModelRef, data: Mapping[str, Any], *,
                      conflict_on: str | Iterable[str] | None = None,
                      update_fields: Iterable[str] | None = None) -> dict[str, Any]:
-        """Insert ``data``, or update the record it conflicts with; returns the record."""
+        """Insert ``data``, or update the record it conflicts with; returns the record.
+
+        On a soft-delete model, a conflict key that reaches a tombstoned record is refused
+        (DF-405, nothing written): restore it first, or purge it to reuse the key.
+        """
         try:
             result = await self.bulk_upsert(model, [data], conflict_on=conflict_on,
                                             update_fields=update_fields, _return_rows=True)
@@ -236,7 +376,7 @@ class Express:
     def _validate_rows(self, spec: ModelSpec, rows: Iterable[Mapping[str, Any]],
                        make: Callable[[Mapping[str, Any]], dict[str, Any]], partial: bool,
                        op: str) -> tuple[List[tuple[int, dict[str, Any]]], List[dict[str, Any]]]:
-        if isinstance(rows, (Mapping, str, bytes)):
+        if isinstance(rows, (Mapping, str, bytes)) or not isinstance(rows, Iterable):
             raise ValidationError(f"{op} takes a list of dicts, got {type(rows).__name__}.",
                                   model=spec.name)
         good: List[tuple[int, dict[str, Any]]] = []
@@ -363,6 +503,9 @@ class Express:
         good, failed = self._validate_rows(spec, filter_or_rows, make, partial, "bulk_update")
 
         async def write(conn: Any) -> int:
+            if spec.soft_delete:
+                await self._refuse_tombstoned(conn, spec, ("id",), [(r["id"],) for _, r in good],
+                                              "bulk_update")
             total = 0
             for _, row in good:
                 key = row.pop("id")
@@ -382,7 +525,11 @@ class Express:
                 "bulk_delete with an empty filter would delete every row.",
                 model=spec.name, fix="pass confirmed=True to delete all rows.")
         where = self._where(spec, v, filter or {})
-        n = await self._db._run_atomic(self._db.adapter.delete, Delete(spec, where))
+        if spec.soft_delete:  # tombstone the live rows that match
+            n, _ = await self._db._run_atomic(self._db.adapter.update,
+                                              Update(spec, where, self._tombstone(spec, utcnow())))
+        else:
+            n = await self._db._run_atomic(self._db.adapter.delete, Delete(spec, where))
         return {"deleted": n, "failed": [], "ok": True}
 
     async def bulk_upsert(self, model: ModelRef, rows: Iterable[Mapping[str, Any]], *,
@@ -392,7 +539,7 @@ class Express:
                           ) -> dict[str, Any]:
         """Insert rows or update those that conflict: ``{"inserted", "updated", "failed"}``."""
         spec, v = await self._prepare(model)
-        if isinstance(rows, (Mapping, str, bytes)):
+        if isinstance(rows, (Mapping, str, bytes)) or not isinstance(rows, Iterable):
             raise ValidationError(f"bulk_upsert takes a list of dicts, got {type(rows).__name__}.",
                                   model=spec.name)
         rows = list(rows)
@@ -426,16 +573,20 @@ class Express:
         if update_fields is None:
             update_cols = None
         else:
-            update_cols = tuple(update_fields)
+            update_cols = _names(spec, update_fields, "update_fields")
             for c in update_cols:
                 if c not in spec.writable or c in conflict:
-                    raise ValidationError(f"update_fields names '{c}', which upsert cannot set.",
-                                          model=spec.name, field=c)
+                    raise ValidationError(f"update_fields names {c!r:.80}, which upsert cannot set.",
+                                          model=spec.name, field=c[:80])
         adapter = self._db.adapter
 
         async def write(conn: Any) -> tuple[int, int, List[dict[str, Any]]]:
             if tenant is not None and "id" in conflict:
                 await self._refuse_foreign_ids(conn, spec, [r["id"] for _, r in good], tenant)
+            if spec.soft_delete:  # a key that reaches a tombstoned row is refused
+                await self._refuse_tombstoned(conn, spec, conflict,
+                                              [tuple(r[c] for c in conflict) for _, r in good],
+                                              "upsert")
             inserted = updated = 0
             records: List[dict[str, Any]] = []
             # an update sets only the fields the caller gave (defaults fill inserts only)
@@ -463,7 +614,9 @@ class Express:
         if not good:
             return {"inserted": 0, "updated": 0, "failed": failed, "ok": not failed,
                     **({"records": []} if _return_rows else {})}
-        inserted, updated, records = await self._db._run_atomic(write)
+        # write keeps no state across calls: a deadlock victim (MySQL's gap locks, when
+        # many callers upsert one new key at once) is restarted
+        inserted, updated, records = await self._db._run_atomic(write, restartable=True)
         result: dict[str, Any] = {"inserted": inserted, "updated": updated, "failed": failed,
                                   "ok": not failed}
         if _return_rows:
@@ -483,12 +636,14 @@ class Express:
                     model=spec.name, field="id", fix="use ids of the bound tenant's own records.")
 
     # --- by key helpers --------------------------------------------------------------------
-    async def read_many(self, model: ModelRef, ids: Iterable[Any]) -> List[dict[str, Any]]:
+    async def read_many(self, model: ModelRef, ids: Iterable[Any], *,
+                        include_deleted: bool = False) -> List[dict[str, Any]]:
         """Records whose id is in ``ids`` (missing ids are skipped)."""
         spec, v = await self._prepare(model)
         keys = tuple(v.key(i) for i in ids)
-        return await self._db._run(self._db.adapter.select,
-                                   Select(spec, self._scoped(spec, InList("id", keys))))
+        where = self._scoped(spec, InList("id", keys),
+                             _check_flag(spec, "include_deleted", include_deleted))
+        return await self._db._run(self._db.adapter.select, Select(spec, where))
 
 
 class ExpressSync:
@@ -510,27 +665,39 @@ class ExpressSync:
     def create(self, model: ModelRef, data: Mapping[str, Any]) -> dict[str, Any]:
         return self._call(self._express.create(model, data))  # type: ignore[no-any-return]
 
-    def read(self, model: ModelRef, id: Any) -> dict[str, Any] | None:
-        return self._call(self._express.read(model, id))  # type: ignore[no-any-return]
+    def read(self, model: ModelRef, id: Any, *, for_update: bool = False,
+             include_deleted: bool = False) -> dict[str, Any] | None:
+        return self._call(self._express.read(  # type: ignore[no-any-return]
+            model, id, for_update=for_update, include_deleted=include_deleted))
 
     def find_one(self, model: ModelRef, filter: Mapping[str, Any] | None = None, *,
-                 order_by: Any = None) -> dict[str, Any] | None:
-        return self._call(self._express.find_one(model, filter, order_by=order_by))  # type: ignore[no-any-return]
+                 order_by: Any = None, include_deleted: bool = False) -> dict[str, Any] | None:
+        return self._call(self._express.find_one(  # type: ignore[no-any-return]
+            model, filter, order_by=order_by, include_deleted=include_deleted))
 
     def list(self, model: ModelRef, filter: Mapping[str, Any] | None = None, *,
              order_by: str | Iterable[str] | None = None, limit: int | None = None,
-             offset: int | None = None) -> List[dict[str, Any]]:
+             offset: int | None = None, include_deleted: bool = False) -> List[dict[str, Any]]:
         return self._call(self._express.list(  # type: ignore[no-any-return]
-            model, filter, order_by=order_by, limit=limit, offset=offset))
+            model, filter, order_by=order_by, limit=limit, offset=offset,
+            include_deleted=include_deleted))
 
-    def count(self, model: ModelRef, filter: Mapping[str, Any] | None = None) -> int:
-        return self._call(self._express.count(model, filter))  # type: ignore[no-any-return]
+    def count(self, model: ModelRef, filter: Mapping[str, Any] | None = None, *,
+              include_deleted: bool = False) -> int:
+        return self._call(self._express.count(  # type: ignore[no-any-return]
+            model, filter, include_deleted=include_deleted))
 
     def update(self, model: ModelRef, id: Any, fields: Mapping[str, Any]) -> dict[str, Any] | None:
         return self._call(self._express.update(model, id, fields))  # type: ignore[no-any-return]
 
     def delete(self, model: ModelRef, id: Any) -> bool:
         return self._call(self._express.delete(model, id))  # type: ignore[no-any-return]
+
+    def restore(self, model: ModelRef, id: Any) -> dict[str, Any] | None:
+        return self._call(self._express.restore(model, id))  # type: ignore[no-any-return]
+
+    def purge(self, model: ModelRef, id: Any) -> bool:
+        return self._call(self._express.purge(model, id))  # type: ignore[no-any-return]
 
     def upsert(self, model: ModelRef, data: Mapping[str, Any], **options: Any) -> dict[str, Any]:
         return self._call(self._express.upsert(model, data, **options))  # type: ignore[no-any-return]
@@ -552,5 +719,7 @@ class ExpressSync:
                     ) -> dict[str, Any]:
         return self._call(self._express.bulk_upsert(model, rows, **options))  # type: ignore[no-any-return]
 
-    def read_many(self, model: ModelRef, ids: Iterable[Any]) -> List[dict[str, Any]]:
-        return self._call(self._express.read_many(model, ids))  # type: ignore[no-any-return]
+    def read_many(self, model: ModelRef, ids: Iterable[Any], *, include_deleted: bool = False
+                  ) -> List[dict[str, Any]]:
+        return self._call(self._express.read_many(  # type: ignore[no-any-return]
+            model, ids, include_deleted=include_deleted))

@@ -24,6 +24,8 @@ from .errors import ModelDefinitionError
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 MANAGED_TIMESTAMPS = ("created_at", "updated_at")
 TENANT_FIELD = "tenant_id"
+#: the tombstone column of a model declared with ``__dataflow__ = {"soft_delete": True}``
+SOFT_DELETE_FIELD = "deleted_at"
 
 
 class LogicalType(enum.Enum):
@@ -74,6 +76,8 @@ class FieldOptions:
     max_length: int | None = None
     primary_key: bool = False
     vector: int | None = None
+    foreign_key: Any = None
+    on_delete: str | None = None
 
 
 def field(
@@ -84,13 +88,57 @@ def field(
     index: bool = False,
     max_length: int | None = None,
     vector: int | None = None,
+    foreign_key: Any = None,
+    on_delete: str | None = None,
 ) -> Any:
     """Declare column options for a model field (unique, index, max_length, default).
 
     ``vector=n`` marks a ``list[float]`` field as an n-dimensional embedding, for
     backends with a vector type (pgvector); elsewhere it is a JSON list.
+
+    ``foreign_key=`` references another model's key: the model class, ``"Model"`` (its
+    ``id``) or ``"Model.field"`` (its primary key or a ``unique`` field).
+    ``on_delete=`` says what deleting the referenced row does: ``"restrict"`` (the
+    default: refused while rows reference it), ``"cascade"`` (the referencing rows are
+    deleted too) or ``"set null"`` (they keep living with the field set to None; the
+    field must be ``Optional``).
     """
-    return FieldOptions(default, default_factory, unique, index, max_length, vector=vector)
+    return FieldOptions(default, default_factory, unique, index, max_length, vector=vector,
+                        foreign_key=foreign_key, on_delete=on_delete)
+
+
+#: ``on_delete`` spellings -> the SQL action
+ON_DELETE_ACTIONS = {"cascade": "CASCADE", "set null": "SET NULL", "restrict": "RESTRICT"}
+
+
+@dataclass(eq=False)
+class ForeignKey:
+    """A foreign key of a model: ``column`` references ``target.target_field``.
+
+    ``target_table`` is filled in when the owning DataFlow instance knows the target
+    model (:func:`resolve_foreign_keys`); DDL needs it.
+    """
+
+    column: str
+    target: str
+    target_field: str
+    on_delete: str
+    name: str
+    target_table: str | None = None
+
+    @property
+    def action(self) -> str:
+        return ON_DELETE_ACTIONS[self.on_delete]
+
+
+def constraint_name(prefix: str, table: str, columns: tuple[str, ...] | list[str]) -> str:
+    """``{prefix}_{table}_{cols}``, shortened with a hash to fit 63 characters."""
+    name = f"{prefix}_{table}_{'_'.join(columns)}"
+    if len(name) > 63:
+        import hashlib
+
+        name = name[:50] + "_" + hashlib.sha1(name.encode()).hexdigest()[:12]
+    return name
 
 
 @dataclass
@@ -119,6 +167,8 @@ class FieldSpec:
     server_default: str | None = None
     #: the tenant column of a tenant-scoped model (set from the bound tenant, never widened)
     tenant: bool = False
+    #: the soft-delete tombstone (managed; NULL while the row is live)
+    tombstone: bool = False
 
     @property
     def required(self) -> bool:
@@ -156,6 +206,7 @@ class ModelSpec:
     unique_together: list[tuple[str, ...]] = dc_field(default_factory=list)
     indexes: list[tuple[str, ...]] = dc_field(default_factory=list)
     options: dict[str, Any] = dc_field(default_factory=dict)
+    foreign_keys: list[ForeignKey] = dc_field(default_factory=list)
 
     @property
     def pk(self) -> FieldSpec:
@@ -166,6 +217,12 @@ class ModelSpec:
         """Does every statement on this model carry the bound tenant's predicate?"""
         f = self.fields.get(TENANT_FIELD)
         return f is not None and f.tenant
+
+    @property
+    def soft_delete(self) -> bool:
+        """Do deletes set the ``deleted_at`` tombstone, and do reads skip tombstoned rows?"""
+        f = self.fields.get(SOFT_DELETE_FIELD)
+        return f is not None and f.tombstone
 
     @property
     def columns(self) -> list[str]:
@@ -234,6 +291,89 @@ def _field_from_hint(model: str, name: str, hint: Any) -> FieldSpec:
     return FieldSpec(name, ltype, base, nullable, json_kind=json_kind)
 
 
+_KEY_TYPES = (LogicalType.INT, LogicalType.STR, LogicalType.UUID)
+
+
+def _parse_foreign_key(model: str, spec: FieldSpec, opts: FieldOptions) -> tuple[str, str, str]:
+    """``field(foreign_key=..., on_delete=...)`` -> (target model, target field, on_delete),
+    checked for everything that does not need the target model itself."""
+    fname = spec.name
+    target = opts.foreign_key
+    if target is None:
+        raise ModelDefinitionError(
+            "on_delete is set but the field has no foreign_key.", model=model, field=fname,
+            fix="add foreign_key='Model' (or 'Model.id', or the model class), or drop on_delete.")
+    target_field = "id"
+    if isinstance(target, str):
+        target_name, _, ref = target.partition(".")
+        target_field = ref or "id"
+        if not IDENTIFIER.match(target_name) or not IDENTIFIER.match(target_field) or (
+                ref == "" and target.endswith(".")):
+            raise ModelDefinitionError(
+                f"foreign_key {target!r:.80} is not 'Model' or 'Model.field'.",
+                model=model, field=fname,
+                fix="name the referenced model (and optionally its key field), e.g. "
+                "foreign_key='Author' or foreign_key='Author.id'.")
+    elif isinstance(target, type):
+        declared = getattr(target, "__dataflow_model__", None)
+        target_name = declared.name if declared is not None else target.__name__
+    else:
+        raise ModelDefinitionError(
+            f"foreign_key must be a model class or a 'Model' / 'Model.field' string, "
+            f"not {type(target).__name__}.", model=model, field=fname,
+            fix="write foreign_key=Author or foreign_key='Author.id'.")
+    on_delete = "restrict" if opts.on_delete is None else opts.on_delete
+    key = on_delete.strip().lower().replace("_", " ") if isinstance(on_delete, str) else None
+    if key not in ON_DELETE_ACTIONS:
+        raise ModelDefinitionError(
+            f"on_delete {on_delete!r:.40} is not one of 'cascade', 'set null', 'restrict'.",
+            model=model, field=fname,
+            fix="use on_delete='cascade', 'set null' or 'restrict' (the default).")
+    if key == "set null" and not spec.nullable:
+        raise ModelDefinitionError(
+            "on_delete='set null' needs a field that can hold None.", model=model, field=fname,
+            fix=f"declare it Optional ({fname}: int | None = field(...)), or use 'cascade' "
+            "or 'restrict'.")
+    if spec.ltype not in _KEY_TYPES:
+        raise ModelDefinitionError(
+            f"a foreign key field must be int, str or UUID, not {spec.python_type!r}.",
+            model=model, field=fname, fix="give it the type of the referenced key.")
+    return target_name, target_field, key
+
+
+def resolve_foreign_keys(models: dict[str, ModelSpec], only: list[ModelSpec] | None = None,
+                         *, require: bool = True) -> None:
+    """Link each foreign key of ``only`` (default: all ``models``) to its target's table,
+    checking the target exists, is a key, and has the same type (DF-201 otherwise).
+    With ``require=False``, keys whose target model is not declared yet are left open."""
+    for spec in (models.values() if only is None else only):
+        for fk in spec.foreign_keys:
+            target = models.get(fk.target)
+            if target is None:
+                if not require:
+                    continue
+                raise ModelDefinitionError(
+                    f"foreign key references unknown model '{fk.target}'.",
+                    model=spec.name, field=fk.column,
+                    fix=f"declare @db.model class {fk.target} on the same DataFlow instance, "
+                    "or correct the name.")
+            ref = target.fields.get(fk.target_field)
+            if ref is None or not (ref.primary_key or ref.unique):
+                raise ModelDefinitionError(
+                    f"foreign key references {fk.target}.{fk.target_field}, which is not "
+                    f"{'a field' if ref is None else 'its primary key or a unique field'}.",
+                    model=spec.name, field=fk.column,
+                    fix=f"reference '{fk.target}.id' or a field declared field(unique=True).")
+            own = spec.fields[fk.column]
+            if own.ltype is not ref.ltype:
+                raise ModelDefinitionError(
+                    f"foreign key type {own.ltype.value} does not match "
+                    f"{fk.target}.{fk.target_field} ({ref.ltype.value}).",
+                    model=spec.name, field=fk.column,
+                    fix=f"declare the field with the type of {fk.target}.{fk.target_field}.")
+            fk.target_table = target.table
+
+
 def _check_identifier(model: str, kind: str, name: str) -> None:
     if not IDENTIFIER.match(name):
         raise ModelDefinitionError(
@@ -262,6 +402,7 @@ def build_model_spec(cls: type, *, extra_fields: dict[str, FieldSpec] | None = N
     _check_identifier(name, "table", table)
 
     fields: dict[str, FieldSpec] = {}
+    fk_targets: dict[str, tuple[str, str, str]] = {}
     for fname, hint in hints.items():
         if fname.startswith("__") or typing.get_origin(hint) is typing.ClassVar:
             continue
@@ -287,6 +428,9 @@ def build_model_spec(cls: type, *, extra_fields: dict[str, FieldSpec] | None = N
             spec.index = raw_default.index
             spec.max_length = raw_default.max_length
             spec.vector = raw_default.vector
+            if raw_default.foreign_key is not None or raw_default.on_delete is not None:
+                fk_targets[fname] = _parse_foreign_key(name, spec, raw_default)
+                spec.index = spec.index or not spec.unique  # parent deletes look children up
         else:
             spec.default = raw_default
         if isinstance(spec.default, (dict, list)):
@@ -337,6 +481,19 @@ def build_model_spec(cls: type, *, extra_fields: dict[str, FieldSpec] | None = N
         fields.setdefault(extra_name, extra)
     fields["created_at"] = FieldSpec("created_at", LogicalType.DATETIME, _dt.datetime, managed=True)
     fields["updated_at"] = FieldSpec("updated_at", LogicalType.DATETIME, _dt.datetime, managed=True)
+    soft_delete = options.get("soft_delete", False)
+    if not isinstance(soft_delete, bool):
+        raise ModelDefinitionError(
+            f"__dataflow__['soft_delete'] must be True or False, got {soft_delete!r:.40}.",
+            model=name, fix='use __dataflow__ = {"soft_delete": True}.')
+    if soft_delete:
+        if SOFT_DELETE_FIELD in fields:
+            raise ModelDefinitionError(
+                f"'{SOFT_DELETE_FIELD}' is managed by soft delete and cannot be declared.",
+                model=name, field=SOFT_DELETE_FIELD,
+                fix=f"remove '{SOFT_DELETE_FIELD}' from the class; soft delete adds it.")
+        fields[SOFT_DELETE_FIELD] = FieldSpec(SOFT_DELETE_FIELD, LogicalType.DATETIME, _dt.datetime,
+                                              nullable=True, managed=True, tombstone=True)
 
     unique_together = [tuple(u) for u in options.get("unique", options.get("unique_together", []))]
     indexes = [tuple([i] if isinstance(i, str) else i) for i in options.get("indexes", [])]
@@ -353,4 +510,8 @@ def build_model_spec(cls: type, *, extra_fields: dict[str, FieldSpec] | None = N
                 f.unique = False
                 unique_together.append((TENANT_FIELD, fname))
         unique_together = [g if TENANT_FIELD in g else (TENANT_FIELD, *g) for g in unique_together]
-    return ModelSpec(name, table, fields, cls, unique_together, indexes, options)
+    foreign_keys = [ForeignKey(col, target, target_field, on_delete,
+                               constraint_name("fk", table, (col,)))
+                    for col, (target, target_field, on_delete) in fk_targets.items()]
+    return ModelSpec(name, table, fields, cls, unique_together, indexes, options,
+                     foreign_keys=foreign_keys)

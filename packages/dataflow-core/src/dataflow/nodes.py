@@ -41,9 +41,10 @@ class Node(Protocol):
 def _only(params: Mapping[str, Any], allowed: set[str], node: str) -> None:
     for key in params:
         if key not in allowed and key not in RESERVED:
+            name = key[:80] if isinstance(key, str) else repr(key)[:80]
             raise ValidationError(
-                f"{node} does not take parameter '{key}'.{did_you_mean(key, allowed)}",
-                field=key, fix=f"use: {', '.join(sorted(allowed))}.")
+                f"{node} does not take parameter {key!r:.80}.{did_you_mean(name, allowed)}",
+                field=name, fix=f"use: {', '.join(sorted(allowed))}.")
 
 
 class ModelNode:
@@ -84,10 +85,11 @@ class ModelNode:
         return await self.db.express.create(self.model, self._data(params))
 
     async def _read(self, params: dict[str, Any]) -> dict[str, Any]:
-        _only(params, {"id", "raise_on_not_found"}, self.type_name)
+        _only(params, {"id", "raise_on_not_found", "include_deleted"}, self.type_name)
         if "id" not in params:
             raise ValidationError(f"{self.type_name} needs 'id'.", model=self.model, field="id")
-        record = await self.db.express.read(self.model, params["id"])
+        record = await self.db.express.read(self.model, params["id"],
+                                            include_deleted=params.get("include_deleted", False))
         if record is None:
             if params.get("raise_on_not_found", True):
                 raise RecordNotFoundError(
@@ -112,15 +114,17 @@ class ModelNode:
         return {"deleted": int(deleted)}
 
     async def _list(self, params: dict[str, Any]) -> dict[str, Any]:
-        _only(params, {"filter", "order_by", "limit", "offset"}, self.type_name)
+        _only(params, {"filter", "order_by", "limit", "offset", "include_deleted"}, self.type_name)
         records = await self.db.express.list(
             self.model, params.get("filter"), order_by=params.get("order_by"),
-            limit=params.get("limit"), offset=params.get("offset"))
+            limit=params.get("limit"), offset=params.get("offset"),
+            include_deleted=params.get("include_deleted", False))
         return {"records": records, "count": len(records)}
 
     async def _count(self, params: dict[str, Any]) -> dict[str, Any]:
-        _only(params, {"filter"}, self.type_name)
-        return {"count": await self.db.express.count(self.model, params.get("filter"))}
+        _only(params, {"filter", "include_deleted"}, self.type_name)
+        return {"count": await self.db.express.count(
+            self.model, params.get("filter"), include_deleted=params.get("include_deleted", False))}
 
     async def _upsert(self, params: dict[str, Any]) -> dict[str, Any]:
         spec = self.db.get_model(self.model)

@@ -61,12 +61,19 @@ def _check_str(f: FieldSpec) -> Checker:
     return check
 
 
+#: every backend stores ``int`` as a signed 64-bit integer (INTEGER / BIGINT)
+INT_MIN, INT_MAX = -(2 ** 63), 2 ** 63 - 1
+
+
 def _check_int(v: Any) -> Any:
-    if type(v) is int:
-        return v
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise _Bad(f"expected int, got {type(v).__name__} {v!r:.60}")
-    return int(v)
+    if type(v) is not int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise _Bad(f"expected int, got {type(v).__name__} {v!r:.60}")
+        v = int(v)
+    if not INT_MIN <= v <= INT_MAX:
+        # refused here, not by the driver (SQLite's raised a bare OverflowError)
+        raise _Bad(f"{v!r:.60} is outside the 64-bit integer range every backend stores")
+    return v
 
 
 def _check_float(v: Any) -> Any:
@@ -275,10 +282,13 @@ class RowValidator:
                     field=key,
                     fix=f"remove '{key}' from the data; DataFlow sets it.",
                 )
+            # the caller's key is echoed as a short repr: never raw control characters or
+            # a 10k-character name in a message or a log line
+            name = key[:80] if isinstance(key, str) else repr(key)[:80]
             raise UnknownFieldError(
-                f"unknown field '{key}' in {op}.{did_you_mean(str(key), self.writable)}",
+                f"unknown field {key!r:.80} in {op}.{did_you_mean(name, self.writable)}",
                 model=self.model.name,
-                field=str(key),
+                field=name,
                 fix=f"use one of: {', '.join(sorted(self.writable))}.",
             )
 
@@ -299,7 +309,7 @@ class RowValidator:
         row: dict[str, Any] = {}
         for name, f in self.model.fields.items():
             if f.managed:
-                row[name] = now
+                row[name] = None if f.tombstone else now  # a new row is live
             elif name in data:
                 row[name] = self.value(name, data[name], op="create")
             elif f.auto_increment or f.server_default is not None:
@@ -370,7 +380,7 @@ def _compile_create(
     for i, (name, f) in enumerate(model.fields.items()):
         key = repr(name)
         if f.managed:
-            lines.append(f"        row[{key}] = now")
+            lines.append(f"        row[{key}] = {'None' if f.tombstone else 'now'}")
             continue
         chk = f"_c{i}"
         env[chk] = validator.checkers[name]
@@ -379,7 +389,7 @@ def _compile_create(
         if lt is LogicalType.STR and f.max_length is None:
             fast_test = 'type(v) is str and "\\x00" not in v' if nul_check else "type(v) is str"
         elif lt is LogicalType.INT:
-            fast_test = "type(v) is int"
+            fast_test = f"type(v) is int and {INT_MIN} <= v <= {INT_MAX}"
         elif lt is LogicalType.FLOAT:
             fast_test = "type(v) is float and v - v == 0.0"  # finite floats only
         elif lt is LogicalType.BOOL:

@@ -39,6 +39,7 @@ from dataflow.errors import (
     ConnectionLostError,
     DatabaseError,
     IntegrityError,
+    TransactionConflictError,
     UnsupportedError,
 )
 from dataflow.migrations import Step
@@ -51,6 +52,8 @@ from .dialect import COMMENT_PREFIX, MySQLCompiler
 
 #: errors meaning the connection is gone (client 2006/2013/2055, server kill/shutdown/timeout)
 LOST_CODES = frozenset({2003, 2006, 2013, 2055, 1053, 1927, 4031})
+#: ER_LOCK_DEADLOCK: the transaction was chosen as a deadlock victim and rolled back
+DEADLOCK = 1213
 #: DDL errors meaning another process already did it: duplicate column, no such column
 CONVERGED_CODES = frozenset({1060, 1091})
 SQL_MODE = ("STRICT_ALL_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ZERO_DATE,NO_ZERO_IN_DATE,"
@@ -102,6 +105,9 @@ def literal(value: Any) -> str:
 
 
 # --- errors ------------------------------------------------------------------------------
+_CONSTRAINT_IN_MESSAGE = re.compile(r"CONSTRAINT `([^`]+)`|for key '(?:[^'.]+\.)?([^']+)'")
+
+
 def _code(exc: BaseException | None) -> int:
     args = getattr(exc, "args", ())
     return args[0] if args and isinstance(args[0], int) else 0
@@ -121,8 +127,17 @@ def translate(exc: BaseException) -> BaseException:
         return ConnectionLostError(f"the MySQL connection was lost: {exc}.",
                                    fix="retry; the pool has dropped the dead connection.")
     if isinstance(exc, pymysql.err.IntegrityError):
+        # 1451/1452 (foreign keys) name the constraint as CONSTRAINT `x`, 1062 as key 'x'
+        named = _CONSTRAINT_IN_MESSAGE.search(str(exc))
         return IntegrityError(f"the database refused the write: {exc}.",
-                              fix="check unique keys, required fields and foreign keys.")
+                              fix="check unique keys, required fields and foreign keys.",
+                              constraint=next((g for g in named.groups() if g), None)
+                              if named else None)
+    if isinstance(exc, pymysql.err.OperationalError) and _code(exc) == DEADLOCK:
+        # InnoDB rolled the whole transaction back to break the deadlock
+        return TransactionConflictError(
+            f"MySQL aborted the transaction to break a deadlock: {exc}.",
+            fix="run the transaction again (it was rolled back entirely).")
     if isinstance(exc, pymysql.err.Error):
         return DatabaseError(f"MySQL error: {exc}.")
     return exc
@@ -499,8 +514,10 @@ class MySQLAdapter(SQLAdapter):
         existed = 0
         if conflict is not None and len(parts) == 1:
             # a one-row statement gets no info line, and CLIENT_FOUND_ROWS reports 1 for both
-            # an insert and an unchanged update: look (and lock) first
-            existed = len(await self._existing(conn, model, conflict, [last]))
+            # an insert and an unchanged update: look first. Without a lock: a locking read
+            # of a missing key takes a gap lock, and two callers upserting new keys in one
+            # gap then deadlock on their inserts (MariaDB 1213 under concurrent upserts)
+            existed = len(await self._existing(conn, model, conflict, [last], lock=False))
         affected, info = await self._send(conn, head + ",".join(parts) + tail)
         m = _INFO.search(info)
         if m is not None:
@@ -508,9 +525,15 @@ class MySQLAdapter(SQLAdapter):
             counts.duplicates += int(m.group(2))
         elif len(parts) == 1:
             counts.records += 1
-            counts.duplicates += existed
             if conflict is not None and not existed and affected != 1:
-                counts.collisions += 1  # "inserted" row updated another row: another key
+                # it updated a row that was not there when we looked: one committed under
+                # our conflict key since (a locking read sees it: a duplicate), or a row
+                # of another unique key (a collision)
+                if await self._existing(conn, model, conflict, [last]):
+                    existed = 1
+                else:
+                    counts.collisions += 1
+            counts.duplicates += existed
         else:  # pragma: no cover - every multi-row INSERT reports Records/Duplicates
             raise DatabaseError(f"MySQL did not report the row counts of a multi-row write ({info!r}).")
 
@@ -551,14 +574,15 @@ class MySQLAdapter(SQLAdapter):
         return Or(tuple(And(tuple(Comparison(k, "eq", r[k]) for k in conflict)) for r in rows))
 
     async def _existing(self, conn: Any, model: ModelSpec, conflict: tuple[str, ...],
-                        rows: list[dict[str, Any]]) -> list[Any]:
-        """Rows whose conflict key is present, locked until the transaction ends."""
+                        rows: list[dict[str, Any]], lock: bool = True) -> list[Any]:
+        """Rows whose conflict key is present (``lock``: locked until the transaction ends,
+        and read as last committed rather than from the transaction's snapshot)."""
         found: list[Any] = []
         c = self.compiler
         for start in range(0, len(rows), 1000):
             compiled = c.compile(Select(model, self._key_filter(conflict, rows[start:start + 1000])))
             sql = compiled.sql.replace(f"SELECT {c.column_list(model)}", "SELECT 1", 1)
-            found += await self.fetch(conn, sql + " FOR UPDATE", compiled.params)
+            found += await self.fetch(conn, sql + (" FOR UPDATE" if lock else ""), compiled.params)
         return found
 
     async def _rows_by_keys(self, conn: Any, model: ModelSpec, conflict: tuple[str, ...],
@@ -643,17 +667,29 @@ class MySQLAdapter(SQLAdapter):
         for (table, _), ix in indexes.items():
             if ix["name"] != "PRIMARY":
                 out[table].indexes.append(ix)
-        for table, col, ref_table, ref_col, on_delete in await self.fetch(
+        for table, col, ref_table, ref_col, on_delete, fk_name in await self.fetch(
                 conn, "SELECT k.TABLE_NAME, k.COLUMN_NAME, k.REFERENCED_TABLE_NAME, "
-                "k.REFERENCED_COLUMN_NAME, r.DELETE_RULE FROM information_schema.KEY_COLUMN_USAGE k "
+                "k.REFERENCED_COLUMN_NAME, r.DELETE_RULE, k.CONSTRAINT_NAME "
+                "FROM information_schema.KEY_COLUMN_USAGE k "
                 "JOIN information_schema.REFERENTIAL_CONSTRAINTS r "
                 "ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME "
                 "AND r.TABLE_NAME = k.TABLE_NAME "
                 f"WHERE k.TABLE_SCHEMA = DATABASE() AND k.TABLE_NAME IN ({marks}) "
                 "AND k.REFERENCED_TABLE_NAME IS NOT NULL", tuple(names)):
             out[table].foreign_keys.append({"column": col, "table": ref_table, "references": ref_col,
-                                            "on_delete": on_delete})
+                                            "on_delete": on_delete, "name": fk_name})
         return out
+
+    async def drop_table(self, conn: Any, table: str) -> None:
+        """DROP TABLE, first dropping other tables' foreign keys that reference it (what
+        PostgreSQL's DROP ... CASCADE does; MySQL parses CASCADE and ignores it)."""
+        q = self.compiler.quote
+        for child, name in await self.fetch(
+                conn, "SELECT TABLE_NAME, CONSTRAINT_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS "
+                "WHERE CONSTRAINT_SCHEMA = DATABASE() AND REFERENCED_TABLE_NAME = %s "
+                "AND TABLE_NAME <> %s", (table, table)):
+            await self.execute(conn, f"ALTER TABLE {q(child)} DROP FOREIGN KEY {q(name)}", ())
+        await self.execute(conn, self.compiler.drop_table(table), ())
 
     async def discover_schema(self, conn: Any) -> dict[str, TableInfo]:
         """Every base table of the database, from ``information_schema``."""

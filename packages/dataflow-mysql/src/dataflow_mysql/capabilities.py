@@ -19,7 +19,10 @@ class MySQLCapabilities(Capabilities):
     decimal_ordering = True
     # InnoDB row locks
     concurrent_writers = True
+    # SELECT ... FOR UPDATE: a locking read sees the latest committed row, not the snapshot
+    row_locks = True
     drop_column = True
     alter_column_type = True
+    alter_add_foreign_key = True  # ALTER TABLE ... ADD CONSTRAINT ... FOREIGN KEY (InnoDB)
     schema_discovery = True
     nul_in_text = True

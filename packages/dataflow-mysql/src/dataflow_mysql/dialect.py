@@ -33,7 +33,7 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from dataflow.errors import UnsupportedError, ValidationError
-from dataflow.model import FieldSpec, LogicalType, ModelSpec
+from dataflow.model import FieldSpec, ForeignKey, LogicalType, ModelSpec
 from dataflow.query.ast import Regex
 from dataflow.sql.compiler import Decoder, Encoder, SQLCompiler
 
@@ -102,6 +102,7 @@ class MySQLCompiler(SQLCompiler):
     unicode_ilike = True
     # backslash is already LIKE's escape character; sessions never set NO_BACKSLASH_ESCAPES
     like_escape = ""
+    lock_clause = " FOR UPDATE"
     #: the binary no-pad collation of text columns; the adapter picks the server's own
     #: (utf8mb4_nopad_bin on MariaDB, utf8mb4_0900_bin on MySQL 8) before any DDL
     str_collation: ClassVar[str] = "utf8mb4_bin"
@@ -206,12 +207,17 @@ class MySQLCompiler(SQLCompiler):
         parts.append(f"COMMENT '{COMMENT_PREFIX}{f.ltype.value}'")
         return " ".join(parts)
 
-    def create_table(self, model: ModelSpec) -> list[str]:
-        """One CREATE TABLE with its indexes inline: one atomic DDL statement per step."""
+    def create_table(self, model: ModelSpec,
+                     foreign_keys: list[ForeignKey] | None = None) -> list[str]:
+        """One CREATE TABLE with its indexes inline: one atomic DDL statement per step.
+        Foreign keys need InnoDB (the table's engine) and the referenced column's exact
+        type: int keys are BIGINT on both sides, str keys VARCHAR (a key column is indexed)."""
         indexed = self.indexed_columns(model)
         parts = [self.column_ddl(f, f.name in indexed) for f in model.fields.values()]
         for group in model.unique_together:
-            parts.append(f"UNIQUE ({', '.join(self.quote(c) for c in group)})")
+            parts.append(self.unique_constraint(model, group))
+        for fk in model.foreign_keys if foreign_keys is None else foreign_keys:
+            parts.append(self.foreign_key_ddl(model, fk))
         groups: list[tuple[str, ...]] = [(n,) for n, f in model.fields.items()
                                          if f.index and not f.unique]
         groups += model.indexes
@@ -220,6 +226,9 @@ class MySQLCompiler(SQLCompiler):
                          f"({', '.join(self.quote(c) for c in g)})")
         return [f"CREATE TABLE IF NOT EXISTS {self.table(model)} ({', '.join(parts)}) ENGINE=InnoDB "
                 f"DEFAULT CHARSET=utf8mb4 COLLATE={self.str_collation}"]
+
+    def drop_foreign_key(self, model: ModelSpec, name: str) -> str:
+        return f"ALTER TABLE {self.table(model)} DROP FOREIGN KEY {self.quote(name)}"
 
     def add_column(self, model: ModelSpec, f: FieldSpec, default_sql: str | None) -> list[str]:
         ddl = f"{self.quote(f.name)} {self.column_type(f, f.name in self.indexed_columns(model))}"

@@ -68,8 +68,10 @@ _RETRYABLE: tuple[type[BaseException], ...] = (
 
 def _translate(exc: BaseException) -> BaseException:
     if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+        # the message names the constraint; ``constraint`` carries it for programs
         return IntegrityError(f"the database refused the write: {exc}.",
-                              fix="check unique keys, foreign keys and required fields.")
+                              fix="check unique keys, foreign keys and required fields.",
+                              constraint=getattr(exc, "constraint_name", None))
     if isinstance(exc, (asyncpg.exceptions.CharacterNotInRepertoireError,
                         asyncpg.exceptions.UntranslatableCharacterError)) and (
             "0x00" in str(exc) or "\\u0000" in str(exc)):

@@ -12,8 +12,10 @@ class PostgresCapabilities(Capabilities):
     unicode_ilike = True  # ILIKE folds case by the database's locale (UTF-8)
     decimal_ordering = True  # NUMERIC compares numerically and stays exact
     concurrent_writers = True  # MVCC, row-level locks
+    row_locks = True  # SELECT ... FOR UPDATE (READ COMMITTED: re-reads the latest version)
     drop_column = True
     alter_column_type = True  # ALTER COLUMN ... TYPE ... USING
+    alter_add_foreign_key = True  # ALTER TABLE ... ADD CONSTRAINT ... FOREIGN KEY
     schema_discovery = True
     transactional_ddl = True  # CREATE/ALTER roll back with their transaction
     nul_in_text = False  # TEXT and JSONB refuse U+0000; the adapter raises UnsupportedError

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from dataflow.model import FieldSpec, LogicalType, ModelSpec
+from dataflow.model import FieldSpec, ForeignKey, LogicalType, ModelSpec
 from dataflow.sql.compiler import Decoder, Encoder, SQLCompiler
 
 #: declared column types per logical type (str with max_length becomes VARCHAR(n))
@@ -75,6 +75,7 @@ class PostgresCompiler(SQLCompiler):
     decimal_ordering = True
     unicode_ilike = True  # ILIKE folds case by the database's (UTF-8) locale
     like_escape = " ESCAPE '\\'"
+    lock_clause = " FOR UPDATE"
 
     # --- types ----------------------------------------------------------------------------
     def column_type(self, f: FieldSpec) -> str:
@@ -127,10 +128,11 @@ class PostgresCompiler(SQLCompiler):
         return sql
 
     # --- DDL ----------------------------------------------------------------------------------
-    def create_table(self, model: ModelSpec) -> list[str]:
+    def create_table(self, model: ModelSpec,
+                     foreign_keys: list[ForeignKey] | None = None) -> list[str]:
         # IF NOT EXISTS everywhere: two processes migrating together (under the advisory
         # lock) converge instead of failing on each other's DDL
-        stmts = super().create_table(model)
+        stmts = super().create_table(model, foreign_keys)
         stmts[0] = stmts[0].replace("CREATE TABLE ", "CREATE TABLE IF NOT EXISTS ", 1)
         if any(vector_dimensions(f) is not None for f in model.fields.values()):
             stmts.insert(0, VECTOR_EXTENSION)
@@ -147,6 +149,10 @@ class PostgresCompiler(SQLCompiler):
         if f.ltype is LogicalType.ENUM:
             stmts.append(self.enum_comment(model, f))
         return stmts
+
+    def drop_table(self, table: str) -> str:
+        # CASCADE: a foreign key of another table that references this one goes with it
+        return f"DROP TABLE IF EXISTS {self.quote(table)} CASCADE"
 
     def enum_comment(self, model: ModelSpec, f: FieldSpec) -> str:
         return (f"COMMENT ON COLUMN {self.table(model)}.{self.quote(f.name)} "

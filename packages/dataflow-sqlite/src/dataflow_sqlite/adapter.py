@@ -24,8 +24,8 @@ from dataflow import plugins
 from dataflow.adapter import ColumnInfo, DatabaseURL, SQLAdapter, TableInfo, UpsertOutcome
 from dataflow.errors import ConnectionLostError, DatabaseError, IntegrityError, UnsupportedError
 from dataflow.migrations import Step
-from dataflow.model import ModelSpec
-from dataflow.query.ast import Insert, Upsert
+from dataflow.model import ModelSpec, constraint_name
+from dataflow.query.ast import Delete, Insert, Update, Upsert
 
 from .capabilities import SQLiteCapabilities
 from .dialect import LOGICAL_OF, SQLiteCompiler
@@ -36,7 +36,7 @@ _MAX_VARIABLES = 32766
 
 
 @lru_cache(maxsize=256)
-def _like_regex(pattern: str) -> re.Pattern[str]:
+def _like_regex(pattern: str, ignore_case: bool = True) -> re.Pattern[str]:
     out = []
     i = 0
     while i < len(pattern):
@@ -45,15 +45,26 @@ def _like_regex(pattern: str) -> re.Pattern[str]:
             out.append(re.escape(pattern[i + 1]))
             i += 2
             continue
+        if ch == "%" and out and out[-1] == ".*":
+            i += 1  # "%%" matches what "%" does; one ".*" backtracks far less
+            continue
         out.append(".*" if ch == "%" else "." if ch == "_" else re.escape(ch))
         i += 1
-    return re.compile("".join(out), re.IGNORECASE | re.DOTALL)
+    return re.compile("".join(out), (re.IGNORECASE if ignore_case else 0) | re.DOTALL)
 
 
 def _ilike(value: Any, pattern: Any) -> Any:
     if value is None or pattern is None:
         return None
     return 1 if _like_regex(str(pattern)).fullmatch(str(value)) else 0
+
+
+def _like(value: Any, pattern: Any) -> Any:
+    """Case-sensitive LIKE over the whole text: SQLite's own LIKE stops at a NUL character
+    (``'a' LIKE 'a' || char(0) || 'b'`` is true) and refuses patterns over 50,000 bytes."""
+    if value is None or pattern is None:
+        return None
+    return 1 if _like_regex(str(pattern), False).fullmatch(str(value)) else 0
 
 
 @lru_cache(maxsize=256)
@@ -88,6 +99,31 @@ def _translating(fn: Any) -> Any:
             if translated is exc:
                 raise
             raise translated from exc
+
+    return wrapper
+
+
+def _naming_constraints(fn: Any) -> Any:
+    """SQLite's constraint errors do not name the constraint ("FOREIGN KEY constraint
+    failed"); on one, find which of the statement's constraints it was and say so."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: SQLiteAdapter, conn: Any, stmt: Any) -> Any:
+        try:
+            return await fn(self, conn, stmt)
+        except IntegrityError as exc:
+            if exc.details.get("constraint") is not None:
+                raise
+            found = await self._violated_constraint(conn, stmt, str(exc.__cause__ or exc))
+            if found is None:
+                raise
+            name, detail = found
+            fix = exc.fix if not name.startswith("fk_") else (
+                "reference an existing row; to delete a referenced row, delete or re-point the "
+                "rows referencing it first (or declare on_delete='cascade' / 'set null').")
+            raise IntegrityError(f"the database refused the write: constraint {name!r} "
+                                 f"failed ({detail}).", fix=fix,
+                                 constraint=name) from exc.__cause__
 
     return wrapper
 
@@ -138,6 +174,7 @@ class SQLiteAdapter(SQLAdapter):
         await conn
         await conn.create_function("df_regexp", 3, _regexp, deterministic=True)
         await conn.create_function("df_ilike", 2, _ilike, deterministic=True)
+        await conn.create_function("df_like", 2, _like, deterministic=True)
         pragmas = ["PRAGMA foreign_keys = ON", "PRAGMA busy_timeout = 10000",
                    "PRAGMA case_sensitive_like = ON"]
         if not self.memory:
@@ -240,6 +277,81 @@ class SQLiteAdapter(SQLAdapter):
         if conn.in_transaction:
             await self.execute(conn, "ROLLBACK", ())
 
+    # --- naming violated constraints --------------------------------------------------------
+    async def _violated_constraint(self, conn: Any, stmt: Any, text: str
+                                   ) -> tuple[str, str] | None:
+        model: ModelSpec = stmt.model
+        c = self.compiler
+        if "UNIQUE constraint failed:" in text:
+            cols = tuple(part.strip().rsplit(".", 1)[-1].rstrip(".")
+                         for part in text.split("UNIQUE constraint failed:", 1)[1].split(","))
+            if cols in model.unique_together:
+                return constraint_name("uq", model.table, cols), f"unique ({', '.join(cols)})"
+            return None
+        if "FOREIGN KEY constraint failed" not in text:
+            return None
+        if isinstance(stmt, Delete):
+            return await self._restricting_key(conn, stmt)
+        rows = [stmt.values] if isinstance(stmt, Update) else list(stmt.rows)
+        for fk in model.foreign_keys:
+            f = model.fields[fk.column]
+            values = {c.encode(f, r[fk.column]) for r in rows if r.get(fk.column) is not None}
+            if not values or fk.target_table is None:
+                continue
+            p = c.params()
+            marks = ", ".join(p.add(v) for v in values)
+            present = {r[0] for r in await self.fetch(
+                conn, f"SELECT {c.quote(fk.target_field)} FROM {c.quote(fk.target_table)} "
+                f"WHERE {c.quote(fk.target_field)} IN ({marks})", tuple(p.values))}
+            if values - present:
+                return fk.name, (f"{model.table}.{fk.column} references {fk.target_table}."
+                                 f"{fk.target_field}, and no such row exists")
+        return None
+
+    async def _restricting_key(self, conn: Any, stmt: Delete) -> tuple[str, str] | None:
+        """The RESTRICT foreign key that still has rows referencing the rows ``stmt`` deletes."""
+        c = self.compiler
+        parent = stmt.model.table
+        tables = [r[0] for r in await self.fetch(
+            conn, "SELECT name FROM sqlite_master WHERE type = 'table'", ())]
+        for child in tables:
+            for fk in await self.fetch(conn, f"PRAGMA foreign_key_list({c.quote(child)})", ()):
+                if fk[2] != parent or str(fk[6]).upper() not in ("RESTRICT", "NO ACTION"):
+                    continue
+                p = c.params()
+                where = c.where_clause(stmt, p)
+                hit = await self.fetch(
+                    conn, f"SELECT 1 FROM {c.quote(child)} WHERE {c.quote(fk[3])} IN "
+                    f"(SELECT {c.quote(fk[4])} FROM {c.quote(parent)}{where}) LIMIT 1",
+                    tuple(p.values))
+                if hit:
+                    return constraint_name("fk", child, (fk[3],)), (
+                        f"rows of {child} reference the {parent} rows to delete "
+                        f"(ON DELETE {str(fk[6]).upper()})")
+        return None
+
+    async def _check_rebuilt_keys(self, conn: Any, model: ModelSpec) -> None:
+        bad = await self.fetch(conn, f"PRAGMA foreign_key_check({self.compiler.table(model)})", ())
+        if bad:
+            by_id = {r[0]: r for r in await self.fetch(
+                conn, f"PRAGMA foreign_key_list({self.compiler.table(model)})", ())}
+            fk = by_id.get(bad[0][3])
+            column = fk[3] if fk is not None else "?"
+            name = constraint_name("fk", model.table, (column,))
+            raise IntegrityError(
+                f"the database refused the migration: constraint {name!r} failed ({len(bad)} "
+                f"existing row(s) of {model.table} reference missing {bad[0][2]} rows).",
+                model=model.name, field=column, constraint=name,
+                fix="delete or correct those rows, then initialize again.")
+
+    @_naming_constraints
+    async def update(self, conn: Any, stmt: Update) -> tuple[int, list[dict[str, Any]]]:
+        return await super().update(conn, stmt)
+
+    @_naming_constraints
+    async def delete(self, conn: Any, stmt: Delete) -> int:
+        return await super().delete(conn, stmt)
+
     # --- fast paths -----------------------------------------------------------------------
     async def read_by_id(self, conn: Any, model: ModelSpec, key: Any) -> dict[str, Any] | None:
         cached = self._read_sql.get(id(model))
@@ -255,6 +367,7 @@ class SQLiteAdapter(SQLAdapter):
             return None
         return decode(rows[0])
 
+    @_naming_constraints
     async def insert(self, conn: Any, stmt: Insert) -> list[dict[str, Any]]:
         if stmt.returning and len(stmt.rows) == 1:
             c = self.compiler
@@ -284,6 +397,7 @@ class SQLiteAdapter(SQLAdapter):
             await self.execute(conn, sql, params)
         return []
 
+    @_naming_constraints
     async def upsert(self, conn: Any, stmt: Upsert) -> UpsertOutcome:
         if stmt.returning:
             return await super().upsert(conn, stmt)
@@ -351,8 +465,12 @@ class SQLiteAdapter(SQLAdapter):
         return out
 
     async def apply_step(self, conn: Any, step: Step) -> None:
-        """Steps SQLite has no ALTER for: relaxing NOT NULL, by rebuilding the table."""
-        if step.kind != "alter_column" or (step.destructive and "type" in step.reason):
+        """Steps SQLite has no ALTER for, by rebuilding the table: relaxing NOT NULL, and
+        adding or changing a foreign key (the copied rows must satisfy it, or nothing
+        changes: DF-902)."""
+        fk_step = step.kind in ("add_foreign_key", "alter_foreign_key")
+        if not fk_step and (step.kind != "alter_column"
+                            or (step.destructive and "type" in step.reason)):
             raise UnsupportedError(
                 f"SQLite cannot apply '{step.describe()}' in place.",
                 model=step.model.name, field=step.column,
@@ -376,6 +494,8 @@ class SQLiteAdapter(SQLAdapter):
                 await self.execute(conn, f"ALTER TABLE {c.quote(tmp)} RENAME TO {c.table(model)}", ())
                 for sql in c.create_indexes(model):
                     await self.execute(conn, sql, ())
+                if fk_step:
+                    await self._check_rebuilt_keys(conn, model)
                 await self.execute(conn, "COMMIT", ())
             except BaseException:
                 await self.rollback(conn)

@@ -24,6 +24,8 @@ COLUMN_TYPES = {
     LogicalType.ENUM: "ENUM_TEXT",
 }
 LOGICAL_OF = {v: k for k, v in COLUMN_TYPES.items()}
+#: SQLITE_MAX_LIKE_PATTERN_LENGTH: longer patterns are matched by df_like instead
+LIKE_PATTERN_BYTES = 50_000
 
 
 def _dt_text(v: _dt.datetime) -> str:
@@ -38,6 +40,9 @@ class SQLiteCompiler(SQLCompiler):
     upsert_style = "on_conflict"
     decimal_ordering = False
     unicode_ilike = True  # df_ilike: Python's case-insensitive matching
+    alter_add_foreign_key = False  # a foreign key reaches a live table by a rebuild
+    # no FOR UPDATE: transactions are BEGIN IMMEDIATE, so writers are serialised already
+    lock_clause = ""
 
     def column_type(self, f: FieldSpec) -> str:
         if f.ltype is LogicalType.STR and f.max_length is not None:
@@ -77,6 +82,20 @@ class SQLiteCompiler(SQLCompiler):
 
     def ilike(self, col: str, mark: str) -> str:
         return f"df_ilike({col}, {mark})"
+
+    def visit_like(self, e: Any, model: Any, p: Any) -> str:
+        """SQLite's LIKE reads text only up to a NUL character, so a stored ``'a\\x00b'``
+        would match ``'a'``: rows holding a NUL (and patterns holding one, or longer than
+        SQLite's 50,000-byte pattern limit) are matched by ``df_like`` over the whole text;
+        the others keep the native LIKE."""
+        if e.case_insensitive:
+            return super().visit_like(e, model, p)
+        col = self.col(model, e.field)
+        if "\x00" in e.pattern or len(e.pattern.encode("utf-8", "surrogatepass")) > LIKE_PATTERN_BYTES:
+            return f"df_like({col}, {p.add(e.pattern)})"
+        python = f"df_like({col}, {p.add(e.pattern)})"
+        return (f"(CASE WHEN instr(CAST({col} AS BLOB), X'00') > 0 THEN {python} "
+                f"ELSE {col} LIKE {p.add(e.pattern)}{self.like_escape} END)")
 
     def visit_regex(self, e: Any, model: Any, p: Any) -> str:
         flags = "i" if e.case_insensitive else ""

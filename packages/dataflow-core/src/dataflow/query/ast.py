@@ -121,6 +121,9 @@ class Select(Statement):
     order_by: tuple[OrderBy, ...] = ()
     limit: int | None = None
     offset: int | None = None
+    #: lock the selected rows until the transaction ends (``SELECT ... FOR UPDATE``);
+    #: a dialect that cannot lock rows, and does not serialise writers, refuses it
+    for_update: bool = False
 
 
 @dataclass(slots=True)

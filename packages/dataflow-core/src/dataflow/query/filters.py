@@ -188,6 +188,9 @@ class _Parser:
                     re.compile(operand)
                 except re.error as exc:
                     raise self.error(f"invalid regular expression: {exc}.", field=name) from None
+                except (RecursionError, OverflowError, MemoryError):  # e.g. 10,000 nested groups
+                    raise self.error("the regular expression is too deeply nested or too large.",
+                                     field=name, fix="simplify the pattern.") from None
                 return Regex(name, operand, case_insensitive=options == "i")
             return Like(name, operand, case_insensitive=op == "$ilike")
         if op == "$exists":

@@ -18,7 +18,7 @@ from functools import lru_cache
 from typing import Any, ClassVar
 
 from ..errors import UnsupportedError
-from ..model import IDENTIFIER, FieldSpec, LogicalType, ModelSpec
+from ..model import IDENTIFIER, FieldSpec, ForeignKey, LogicalType, ModelSpec, constraint_name
 from ..query.ast import (
     And,
     Comparison,
@@ -92,6 +92,15 @@ class SQLCompiler:
     #: refused (``LOWER()`` may fold ASCII only) -- mirrors ``Capabilities.unicode_ilike``
     unicode_ilike: ClassVar[bool] = False
     like_escape: ClassVar[str] = " ESCAPE '\\'"
+    #: ``ALTER TABLE ... ADD CONSTRAINT ... FOREIGN KEY`` exists; where it does not
+    #: (SQLite), a foreign key reaches a live table only by a rebuild (``apply_step``), and
+    #: CREATE TABLE may reference a table created later (no cycle deferral needed)
+    alter_add_foreign_key: ClassVar[bool] = True
+    #: what ``Select.for_update`` appends: ``" FOR UPDATE"`` where the database locks rows
+    #: until the transaction ends; ``""`` where it serialises write transactions, so a read
+    #: inside one is already stable (SQLite's ``BEGIN IMMEDIATE``); ``None``: refused
+    #: (DF-501). Mirrors ``Capabilities.row_locks``.
+    lock_clause: ClassVar[str | None] = None
 
     # --- identifiers and parameters -------------------------------------------------
     def quote(self, ident: str) -> str:
@@ -252,7 +261,17 @@ class SQLCompiler:
                 terms.append(self.order_term(self.quote(o.field), o.descending))
             sql += " ORDER BY " + ", ".join(terms)
         sql += self.limit_offset(stmt.limit, stmt.offset, p)
+        if stmt.for_update:
+            sql += self.for_update_clause(model)
         return Compiled(sql, tuple(p.values))
+
+    def for_update_clause(self, model: ModelSpec) -> str:
+        if self.lock_clause is None:
+            raise UnsupportedError(
+                f"the {self.name} dialect cannot lock rows (for_update=True).",
+                model=model.name,
+                fix="read without for_update, or use an adapter that declares row_locks.")
+        return self.lock_clause
 
     def order_term(self, col: str, descending: bool) -> str:
         """NULLs sort first ascending and last descending on every backend."""
@@ -348,13 +367,42 @@ class SQLCompiler:
     def primary_key_ddl(self, f: FieldSpec) -> str:
         return "PRIMARY KEY"
 
-    def create_table(self, model: ModelSpec) -> list[str]:
+    def create_table(self, model: ModelSpec,
+                     foreign_keys: list[ForeignKey] | None = None) -> list[str]:
+        """CREATE TABLE with its constraints; ``foreign_keys`` (default: all of the model's)
+        lets the planner defer the keys of a reference cycle to ``add_foreign_key``."""
         cols = [self.column_ddl(f) for f in model.fields.values()]
         for group in model.unique_together:
-            cols.append(f"UNIQUE ({', '.join(self.quote(c) for c in group)})")
+            cols.append(self.unique_constraint(model, group))
+        for fk in model.foreign_keys if foreign_keys is None else foreign_keys:
+            cols.append(self.foreign_key_ddl(model, fk))
         stmts = [f"CREATE TABLE {self.table(model)} ({', '.join(cols)})"]
         stmts += self.create_indexes(model)
         return stmts
+
+    def unique_constraint(self, model: ModelSpec, group: tuple[str, ...]) -> str:
+        """A named composite unique constraint (the name appears in violation errors)."""
+        name = self.quote(constraint_name("uq", model.table, group))
+        return f"CONSTRAINT {name} UNIQUE ({', '.join(self.quote(c) for c in group)})"
+
+    def foreign_key_ddl(self, model: ModelSpec, fk: ForeignKey) -> str:
+        """``CONSTRAINT fk_... FOREIGN KEY (col) REFERENCES parent (id) ON DELETE ...``."""
+        if fk.target_table is None:
+            from ..errors import ModelDefinitionError
+
+            raise ModelDefinitionError(
+                f"foreign key to '{fk.target}' is not resolved.", model=model.name,
+                field=fk.column, fix=f"declare model {fk.target} on the same DataFlow instance.")
+        return (f"CONSTRAINT {self.quote(fk.name)} FOREIGN KEY ({self.quote(fk.column)}) "
+                f"REFERENCES {self.quote(fk.target_table)} ({self.quote(fk.target_field)}) "
+                f"ON DELETE {fk.action}")
+
+    def add_foreign_key(self, model: ModelSpec, fk: ForeignKey) -> list[str]:
+        """Add a foreign key to a live table (the database checks the existing rows)."""
+        return [f"ALTER TABLE {self.table(model)} ADD {self.foreign_key_ddl(model, fk)}"]
+
+    def drop_foreign_key(self, model: ModelSpec, name: str) -> str:
+        return f"ALTER TABLE {self.table(model)} DROP CONSTRAINT {self.quote(name)}"
 
     def index_name(self, model: ModelSpec, columns: tuple[str, ...]) -> str:
         name = f"ix_{model.table}_{'_'.join(columns)}"

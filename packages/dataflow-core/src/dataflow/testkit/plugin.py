@@ -36,6 +36,27 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "unsupported(*capabilities): runs only where none of these capabilities is declared",
     )
+    # registered once, however many adapter conftests import this plugin
+    if not config.pluginmanager.has_plugin(_CaseReport.name):
+        config.pluginmanager.register(_CaseReport(), _CaseReport.name)
+
+
+class _CaseReport:
+    """Prints how many generated attack cases ran per backend (``suite/attacks.py``)."""
+
+    name = "dataflow-testkit-case-report"
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        from .suite._helpers import CASE_BUDGET, CASE_COUNTS
+
+        if not CASE_COUNTS:
+            return
+        terminalreporter.section("dataflow contract kit: generated attack cases")
+        for label, per_test in sorted(CASE_COUNTS.items()):
+            total = sum(per_test.values())
+            parts = ", ".join(f"{k} {v:,}" for k, v in sorted(per_test.items()))
+            terminalreporter.write_line(
+                f"{label}: {total:,} cases ({parts}); budget {CASE_BUDGET:,} generated")
 
 
 @pytest.fixture(autouse=True)

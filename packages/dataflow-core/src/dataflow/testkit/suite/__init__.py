@@ -8,6 +8,7 @@ from this source tree. Tests name capabilities (``@pytest.mark.requires("savepoi
 never databases.
 """
 
+from .attacks import TestBadInput, TestInjection
 from .bulk import TestBulk
 from .capability_pairs import TestCapabilityDeclaration, TestCapabilityPairs
 from .crud import TestCrud, TestValidation
@@ -15,20 +16,29 @@ from .express_sync import TestExpressSync
 from .filters import TestFilters
 from .migrations import TestMigrationCapabilities, TestMigrations
 from .model_types import TestIds, TestTypes
+from .relations import TestRelations
+from .reliability import TestAtomicity, TestConcurrency
+from .soft_delete import TestSoftDelete
 from .tenancy import TestTenancy
 from .transactions import TestTransactionCapabilities, TestTransactions
 from .workflows import TestWorkflows
 
 __all__ = [
+    "TestAtomicity",
+    "TestBadInput",
     "TestBulk",
     "TestCapabilityDeclaration",
     "TestCapabilityPairs",
+    "TestConcurrency",
     "TestCrud",
     "TestExpressSync",
     "TestFilters",
     "TestIds",
+    "TestInjection",
     "TestMigrationCapabilities",
     "TestMigrations",
+    "TestRelations",
+    "TestSoftDelete",
     "TestTenancy",
     "TestTransactionCapabilities",
     "TestTransactions",

@@ -55,3 +55,31 @@ class raises_df:
         for fragment in self.fragments:
             assert fragment in text, f"{fragment!r} not in {text!r}"
         return suppressed
+
+
+# --- generated-case accounting (the attack tests) -------------------------------------------
+#: generated cases each backend must run across the attack tests (issue 5: 10,000)
+CASE_BUDGET = 10_000
+#: backend label -> test -> cases checked in this session (printed by the kit plugin)
+CASE_COUNTS: dict[str, dict[str, int]] = {}
+
+
+def backend_label(backend: Any) -> str:
+    """``postgresql (127.0.0.1:5432/test)``: the capability name and where it runs, no password."""
+    from ...adapter import DatabaseURL
+
+    url = DatabaseURL.parse(backend.url)
+    if url.host:
+        where = f"{url.host}:{url.port}/{url.database}" if url.port else f"{url.host}/{url.database}"
+    else:
+        where = url.database.rsplit("/", 1)[-1] or url.location
+    return f"{backend.capabilities.name} ({where})"
+
+
+def count_cases(backend: Any, test: str, n: int) -> None:
+    per_test = CASE_COUNTS.setdefault(backend_label(backend), {})
+    per_test[test] = per_test.get(test, 0) + n
+
+
+def case_counts(backend: Any) -> dict[str, int]:
+    return dict(CASE_COUNTS.get(backend_label(backend), {}))

@@ -67,6 +67,7 @@ class TestCapabilityDeclaration:
             assert compiler.supports_returning == capabilities.returning
             assert compiler.decimal_ordering == capabilities.decimal_ordering
             assert compiler.unicode_ilike == capabilities.unicode_ilike
+            assert (compiler.lock_clause is not None) == capabilities.row_locks
         if capabilities.savepoints:
             assert capabilities.transactions, "savepoints need transactions"
 
