@@ -387,12 +387,28 @@ class Express:
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            for i, data in enumerate(rows):
-                try:
-                    good.append((i, make(data)))
-                except DataFlowError as exc:
-                    failed.append(_failure(i, exc))
-                    errors.append(exc)
+            rows = rows if isinstance(rows, list) else list(rows)
+            made: List[dict[str, Any]] = []
+            append = made.append
+            try:  # the usual case, every row valid: no per-row bookkeeping
+                for data in rows:
+                    append(make(data))
+            except DataFlowError as exc:  # row len(made) failed; go on row by row after it
+                start = len(made)
+                made.append(None)  # type: ignore[arg-type]  # placeholder for the failed row
+                failed.append(_failure(start, exc))
+                errors.append(exc)
+                for i in range(start + 1, len(rows)):
+                    try:
+                        made.append(make(rows[i]))
+                    except DataFlowError as later:
+                        failed.append(_failure(i, later))
+                        errors.append(later)
+                        made.append(None)  # type: ignore[arg-type]  # placeholder, dropped below
+                bad = {f["index"] for f in failed}
+                good = [(i, r) for i, r in enumerate(made) if i not in bad]
+            else:
+                good = list(enumerate(made))
         finally:
             if gc_was_enabled:
                 gc.enable()
@@ -419,7 +435,7 @@ class Express:
         tenant = self._tenant(spec)
         good, failed = self._validate_rows(
             spec, rows, (lambda d: v.for_create(self._tenant_data(spec, d, tenant), now))
-            if tenant is not None else (lambda d: v.for_create(d, now)), partial,
+            if tenant is not None else v.creator(now), partial,
                                            "bulk_create")
         total = len(good)
 

@@ -8,6 +8,7 @@ naming the model, the field and the fix.
 from __future__ import annotations
 
 import datetime as _dt
+import enum
 import json
 import math
 import uuid
@@ -23,7 +24,7 @@ from .errors import (
     ValidationError,
     did_you_mean,
 )
-from .model import FieldSpec, LogicalType, ModelSpec
+from .model import MISSING, FieldSpec, LogicalType, ModelSpec
 
 Checker = Callable[[Any], Any]
 UTC = _dt.UTC
@@ -292,6 +293,23 @@ class RowValidator:
                 fix=f"use one of: {', '.join(sorted(self.writable))}.",
             )
 
+    def creator(self, now: _dt.datetime) -> Callable[[Any], dict[str, Any]]:
+        """``for_create`` with ``now`` bound, one call per row (for bulk writes)."""
+        fast = self._fast_create
+        for_create = self.for_create
+        if fast is None:
+            return lambda data: for_create(data, now)
+
+        def create(data: Any) -> dict[str, Any]:
+            if type(data) is dict:
+                try:
+                    return fast(data, now)
+                except _Slow:
+                    pass
+            return for_create(data, now)
+
+        return create
+
     def for_create(self, data: Mapping[str, Any], now: _dt.datetime) -> dict[str, Any]:
         """A complete row for insert: defaults filled, ids generated, timestamps set."""
         fast = self._fast_create
@@ -359,6 +377,22 @@ class RowValidator:
 _MISSING_KEY = object()
 
 
+_NO_CONSTANT: Any = object()
+_IMMUTABLE = (str, int, float, bool, Decimal, _dt.date, uuid.UUID, enum.Enum, type(None))
+
+
+def _constant_default(validator: RowValidator, name: str, f: FieldSpec) -> Any:
+    """A plain immutable default, already canonical; ``_NO_CONSTANT`` otherwise."""
+    if f.default_factory is not None or f.default is MISSING or not isinstance(f.default, _IMMUTABLE):
+        return _NO_CONSTANT
+    if f.default is None:
+        return None if f.nullable else _NO_CONSTANT
+    try:
+        return validator.checkers[name](f.default)
+    except _Bad:
+        return _NO_CONSTANT
+
+
 def _compile_create(
     validator: RowValidator,
 ) -> Callable[[dict[str, Any], _dt.datetime], dict[str, Any]] | None:
@@ -397,11 +431,21 @@ def _compile_create(
         else:
             fast_test = ""
         lines.append(f"        v = data.get({key}, _M)")
-        lines.append("        if v is _M:")
+        # the common case first: a value of exactly the declared type (never _M or None)
+        first = "if"
+        if fast_test:
+            lines.append(f"        if {fast_test}:")
+            lines.append(f"            row[{key}] = v")
+            first = "elif"
+        lines.append(f"        {first} v is _M:")
+        constant = _constant_default(validator, name, f)
         if f.auto_increment or f.server_default is not None:
             lines.append("            pass")
         elif f.generated_uuid:
             lines.append(f"            row[{key}] = _uuid4()")
+        elif constant is not _NO_CONSTANT and not (nul_check and "\x00" in str(constant)):
+            env[f"_d{i}"] = constant  # an immutable default, checked once here
+            lines.append(f"            row[{key}] = _d{i}")
         elif f.has_default:
             env[f"_f{i}"] = f
             lines.append(f"            d = _f{i}.make_default()")
@@ -414,9 +458,6 @@ def _compile_create(
             lines.append("            raise _Slow")
         lines.append("        elif v is None:")
         lines.append(f"            row[{key}] = None" if f.nullable else "            raise _Slow")
-        if fast_test:
-            lines.append(f"        elif {fast_test}:")
-            lines.append(f"            row[{key}] = v")
         lines.append("        else:")
         lines.append(f"            row[{key}] = {chk}(v)")
         if nul_check:

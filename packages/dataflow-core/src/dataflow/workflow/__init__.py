@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,10 @@ from typing import Any
 
 from ..errors import DataFlowError, WorkflowError, did_you_mean
 from ..nodes import Node, resolve_node
+
+#: run ids: a random per-process prefix and a counter (unique without a syscall per run)
+_RUN_PREFIX = uuid.uuid4().hex[:16]
+_run_numbers = itertools.count(1)
 
 __all__ = ["AsyncLocalRuntime", "LocalRuntime", "Workflow", "WorkflowBuilder"]
 
@@ -136,7 +141,7 @@ class AsyncLocalRuntime:
                                      inputs: Mapping[str, Mapping[str, Any]] | None = None
                                      ) -> tuple[dict[str, dict[str, Any]], str]:
         """``inputs`` maps node id -> extra params. Returns ``(results, run_id)``."""
-        run_id = uuid.uuid4().hex
+        run_id = f"{_RUN_PREFIX}-{next(_run_numbers)}"
         results: dict[str, dict[str, Any]] = {}
         inputs = inputs or {}
         for node_id in inputs:
