@@ -567,16 +567,27 @@ class Express:
         now = utcnow()
         seen: dict[tuple[Any, ...], int] = {}
 
+        create = v.creator(now)
+        single = conflict[0] if len(conflict) == 1 else None
+
+        def lacks(c: str) -> ValidationError:
+            return ValidationError(
+                f"upsert row lacks conflict field '{c}'.", model=spec.name, field=c,
+                fix=f"include {list(conflict)} in every row, or set conflict_on.")
+
         def make(data: Mapping[str, Any]) -> dict[str, Any]:
-            data = self._tenant_data(spec, data, tenant)
+            if tenant is not None:
+                data = self._tenant_data(spec, data, tenant)
             if type(data) is dict or isinstance(data, Mapping):  # skip the ABC check for dicts
-                for c in conflict:
-                    if c not in data:
-                        raise ValidationError(
-                            f"upsert row lacks conflict field '{c}'.", model=spec.name, field=c,
-                            fix=f"include {list(conflict)} in every row, or set conflict_on.")
-            row = v.for_create(data, now)
-            key = tuple(row[c] for c in conflict)
+                if single is not None:
+                    if single not in data:
+                        raise lacks(single)
+                else:
+                    for c in conflict:
+                        if c not in data:
+                            raise lacks(c)
+            row = create(data)
+            key = (row[single],) if single is not None else tuple([row[c] for c in conflict])
             if key in seen:
                 raise ValidationError(
                     f"conflict key {list(key)!r:.80} repeats row {seen[key]} of this batch.",
