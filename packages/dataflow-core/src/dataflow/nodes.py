@@ -19,6 +19,7 @@ from .errors import (
     ValidationError,
     did_you_mean,
 )
+from .express import DEFAULT_BATCH
 
 if TYPE_CHECKING:
     from .core import DataFlow
@@ -141,7 +142,7 @@ class ModelNode:
         _only(params, {"data", "partial", "batch_size"}, self.type_name)
         return await self.db.express.bulk_create(
             self.model, params.get("data", []), partial=params.get("partial", False),
-            batch_size=params.get("batch_size", 10_000))
+            batch_size=params.get("batch_size", DEFAULT_BATCH))
 
     async def _bulkupdate(self, params: dict[str, Any]) -> dict[str, Any]:
         _only(params, {"filter", "fields", "data", "confirmed", "partial"}, self.type_name)
@@ -163,7 +164,7 @@ class ModelNode:
         return await self.db.express.bulk_upsert(
             self.model, params.get("data", []), conflict_on=params.get("conflict_on"),
             update_fields=params.get("update_fields"), partial=params.get("partial", False),
-            batch_size=params.get("batch_size", 10_000))
+            batch_size=params.get("batch_size", DEFAULT_BATCH))
 
 
 # --- lookup -----------------------------------------------------------------------------
