@@ -201,6 +201,12 @@ class SQLAdapter(Adapter):
     """Statement-level operations for SQL backends, on a dialect compiler."""
 
     compiler: SQLCompiler
+    #: ``insert`` takes ``Insert.encoded`` (rows encoded by :meth:`value_encoders`)
+    accepts_encoded_rows: ClassVar[bool] = False
+
+    def value_encoders(self, model: ModelSpec, columns: tuple[str, ...]) -> list[Any]:
+        """Per column: Python value -> driver value, or None where the driver takes it as is."""
+        return [self.compiler.encoder(model.fields[c]) for c in columns]
 
     # driver primitives -------------------------------------------------------------------
     @abstractmethod

@@ -241,6 +241,7 @@ class RowValidator:
         self.nul_in_text = nul_in_text
         self._fast_create: Callable[[dict[str, Any], _dt.datetime], dict[str, Any]] | None = (
             _compile_create(self))  # NUL text goes to the general path, which refuses it
+        self._tuple_creators: dict[tuple[int, ...], tuple[tuple[Any, ...], Any]] = {}
 
     def value(self, name: str, value: Any, *, op: str) -> Any:
         """Check one value of field ``name``; raises a DF error naming it."""
@@ -292,6 +293,24 @@ class RowValidator:
                 field=name,
                 fix=f"use one of: {', '.join(sorted(self.writable))}.",
             )
+
+    def insert_columns(self) -> tuple[str, ...]:
+        """The columns of a row that leaves generated ids and server defaults to the database."""
+        return tuple(n for n, f in self.model.fields.items()
+                     if not f.auto_increment and f.server_default is None)
+
+    def tuple_creator(self, encoders: tuple[Any, ...]
+                      ) -> Callable[[Any, Any], tuple[Any, ...] | None]:
+        """``fn(data, encoded_now)``: the encoded row of :meth:`insert_columns` for a plain
+        valid dict, or None for anything else (the caller then runs :meth:`for_create`,
+        which names the error). Validation is the same as ``for_create``'s, fused with the
+        driver encoding so no intermediate dict is built (bulk inserts)."""
+        key = tuple(map(id, encoders))
+        cached = self._tuple_creators.get(key)
+        if cached is None or cached[0] != encoders:
+            cached = (encoders, _compile_tuple_create(self, self.insert_columns(), encoders))
+            self._tuple_creators[key] = cached
+        return cached[1]
 
     def creator(self, now: _dt.datetime) -> Callable[[Any], dict[str, Any]]:
         """``for_create`` with ``now`` bound, one call per row (for bulk writes)."""
@@ -391,6 +410,86 @@ def _constant_default(validator: RowValidator, name: str, f: FieldSpec) -> Any:
         return validator.checkers[name](f.default)
     except _Bad:
         return _NO_CONSTANT
+
+
+def _compile_tuple_create(validator: RowValidator, columns: tuple[str, ...],
+                          encoders: tuple[Any, ...]) -> Callable[[Any, Any], tuple[Any, ...] | None]:
+    model = validator.model
+    settable = frozenset(c for c in columns if not model.fields[c].managed)
+    env: dict[str, Any] = {"_Bad": _Bad, "_M": _MISSING_KEY, "_uuid4": uuid.uuid4,
+                           "_settable": settable}
+    lines = ["def fused(data, now):",
+             "    if type(data) is not dict or not _settable.issuperset(data):",
+             "        return None"]
+    for i, name in enumerate(columns):
+        f = model.fields[name]
+        enc = encoders[i]
+        env[f"_e{i}"] = enc
+
+        def wrap(expr: str, i: int = i, enc: Any = enc) -> str:
+            return expr if enc is None else f"_e{i}({expr})"
+
+        if f.managed:
+            lines.append(f"    x{i} = {'None' if f.tombstone else 'now'}")
+            continue
+        key = repr(name)
+        env[f"_c{i}"] = validator.checkers[name]
+        lt = f.ltype
+        nul_check = lt is LogicalType.STR and not validator.nul_in_text
+        if lt is LogicalType.STR and f.max_length is None:
+            fast_test = 'type(v) is str and "\\x00" not in v' if nul_check else "type(v) is str"
+        elif lt is LogicalType.INT:
+            fast_test = f"type(v) is int and {-(2**63)} <= v <= {2**63 - 1}"
+        elif lt is LogicalType.FLOAT:
+            fast_test = "type(v) is float and v - v == 0.0"
+        elif lt is LogicalType.BOOL:
+            fast_test = "v is True or v is False"
+        else:
+            fast_test = ""
+        lines.append(f"    v = data.get({key}, _M)")
+        first = "if"
+        if fast_test:
+            lines.append(f"    if {fast_test}:")
+            lines.append(f"        x{i} = {wrap('v')}")
+            first = "elif"
+        lines.append(f"    {first} v is _M:")
+        constant = _constant_default(validator, name, f)
+        if f.generated_uuid:
+            lines.append(f"        x{i} = {wrap('_uuid4()')}")
+        elif constant is not _NO_CONSTANT and not (nul_check and "\x00" in str(constant)):
+            env[f"_d{i}"] = constant if constant is None or enc is None else enc(constant)
+            lines.append(f"        x{i} = _d{i}")
+        elif f.has_default:
+            env[f"_f{i}"] = f
+            lines.append(f"        v = _f{i}.make_default()")
+            lines.append("        if v is None:")
+            lines.append(f"            x{i} = None" if f.nullable else "            return None")
+            lines.append("        else:")
+            lines.append("            try:")
+            lines.append(f"                v = _c{i}(v)")
+            lines.append("            except _Bad:")
+            lines.append("                return None")
+            if nul_check:
+                lines.append('            if "\\x00" in v: return None')
+            lines.append(f"            x{i} = {wrap('v')}")
+        elif f.nullable:
+            lines.append(f"        x{i} = None")
+        else:
+            lines.append("        return None")
+        lines.append("    elif v is None:")
+        lines.append(f"        x{i} = None" if f.nullable else "        return None")
+        lines.append("    else:")
+        lines.append("        try:")
+        lines.append(f"            v = _c{i}(v)")
+        lines.append("        except _Bad:")
+        lines.append("            return None")
+        if nul_check:
+            lines.append('        if "\\x00" in v: return None')
+        lines.append(f"        x{i} = {wrap('v')}")
+    lines.append("    return (" + "".join(f"x{i}, " for i in range(len(columns))) + ")")
+    exec("\n".join(lines), env)  # names are validated identifiers, embedded with repr()
+    fused: Callable[[Any, Any], tuple[Any, ...] | None] = env["fused"]
+    return fused
 
 
 def _compile_create(

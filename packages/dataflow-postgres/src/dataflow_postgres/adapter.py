@@ -127,6 +127,7 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
 
 class PostgresAdapter(SQLAdapter):
     capabilities = PostgresCapabilities
+    accepts_encoded_rows = True
 
     def __init__(self, url: DatabaseURL, *, pool_size: int | None = None, **options: Any) -> None:
         super().__init__(url, pool_size=pool_size, **options)
@@ -367,8 +368,11 @@ class PostgresAdapter(SQLAdapter):
         elif stmt.returning:
             out = await super().insert(conn, stmt)
         else:
-            enc = c.row_encoder(model, stmt.columns)
-            records = [enc(r) for r in stmt.rows]
+            if stmt.encoded is not None:
+                records = stmt.encoded
+            else:
+                enc = c.row_encoder(model, stmt.columns)
+                records = [enc(r) for r in stmt.rows]
             if len(records) >= COPY_THRESHOLD and self._copyable(model, stmt.columns):
                 await self.copy_records(conn, model.table, stmt.columns, records)
             else:

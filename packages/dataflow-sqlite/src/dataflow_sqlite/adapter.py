@@ -137,8 +137,13 @@ class _LoopState:
         self.busy = False
 
 
+def _as_is(row: Any) -> Any:
+    return row
+
+
 class SQLiteAdapter(SQLAdapter):
     capabilities = SQLiteCapabilities
+    accepts_encoded_rows = True
 
     def __init__(self, url: DatabaseURL, *, pool_size: int | None = None, **options: Any) -> None:
         super().__init__(url, pool_size=pool_size, **options)
@@ -292,10 +297,15 @@ class SQLiteAdapter(SQLAdapter):
             return None
         if isinstance(stmt, Delete):
             return await self._restricting_key(conn, stmt)
-        rows = [stmt.values] if isinstance(stmt, Update) else list(stmt.rows)
+        encoded = isinstance(stmt, Insert) and stmt.encoded is not None
+        if encoded:  # rows already in driver form, in stmt.columns order
+            rows = [dict(zip(stmt.columns, t, strict=True)) for t in stmt.encoded]
+        else:
+            rows = [stmt.values] if isinstance(stmt, Update) else list(stmt.rows)
         for fk in model.foreign_keys:
             f = model.fields[fk.column]
-            values = {c.encode(f, r[fk.column]) for r in rows if r.get(fk.column) is not None}
+            values = {r[fk.column] if encoded else c.encode(f, r[fk.column])
+                      for r in rows if r.get(fk.column) is not None}
             if not values or fk.target_table is None:
                 continue
             p = c.params()
@@ -373,8 +383,8 @@ class SQLiteAdapter(SQLAdapter):
             c = self.compiler
             sql = c.insert_sql(stmt.model, stmt.columns, 1, returning=True)
             params = c.row_encoder(stmt.model, stmt.columns)(stmt.rows[0])
-            rows = await self.fetch(conn, sql, params)
-            return [c.row_decoder(stmt.model, tuple(stmt.model.fields))(rows[0])]
+            fetched = await self.fetch(conn, sql, params)
+            return [c.row_decoder(stmt.model, tuple(stmt.model.fields))(fetched[0])]
         if stmt.returning:
             return await super().insert(conn, stmt)
         # multi-row INSERT statements: far fewer VDBE resets and driver round trips than
@@ -382,7 +392,9 @@ class SQLiteAdapter(SQLAdapter):
         # caller runs bulk writes in a transaction or savepoint)
         c = self.compiler
         enc = c.row_encoder(stmt.model, stmt.columns)
-        rows = stmt.rows
+        rows: list[Any] = stmt.rows if stmt.encoded is None else stmt.encoded
+        if stmt.encoded is not None:
+            enc = _as_is
         per = max(1, min(_INSERT_ROWS, _MAX_VARIABLES // max(1, len(stmt.columns))))
         gc_was_enabled = gc.isenabled()
         for start in range(0, len(rows), per):

@@ -142,6 +142,9 @@ class Insert(Statement):
     columns: tuple[str, ...]
     rows: list[dict[str, Any]] = field(default_factory=list)
     returning: bool = True
+    #: rows already validated and encoded for the adapter's driver, in ``columns`` order
+    #: (only for adapters with ``accepts_encoded_rows``); ``rows`` is then empty
+    encoded: list[tuple[Any, ...]] | None = None
 
 
 @dataclass(slots=True)
