@@ -78,3 +78,33 @@ async def test_bulk_create_stores_the_same_through_either_path() -> None:
     assert err.value.failures[0]["index"] == 1
     assert await db.express.count("Item") == 100
     await db.close()
+
+
+async def test_bulk_upsert_counts_and_values_through_either_path() -> None:
+    db = DataFlow("sqlite://:memory:")
+
+    @db.model
+    class Stock:
+        sku: str = ""
+        qty: int = 0
+        note: str = "-"
+        __dataflow__ = {"unique": [("sku",)]}
+
+    await db.express.bulk_create("Stock", [{"sku": f"s{i}", "qty": i, "note": "kept"} for i in range(5)])
+    # fast path: same keys everywhere; the update sets only the given fields
+    res = await db.express.bulk_upsert("Stock", [{"sku": f"s{i}", "qty": 100 + i} for i in range(3, 8)],
+                                       conflict_on="sku")
+    assert (res["inserted"], res["updated"]) == (3, 2)
+    rows = {r["sku"]: r for r in await db.express.list("Stock")}
+    assert rows["s3"]["qty"] == 103 and rows["s3"]["note"] == "kept"
+    assert rows["s7"]["note"] == "-"
+    # a repeated key goes to the general path, which names the row
+    with pytest.raises(BulkValidationError) as err:
+        await db.express.bulk_upsert("Stock", [{"sku": "a"}, {"sku": "a"}], conflict_on="sku")
+    assert err.value.failures[0]["index"] == 1
+    # differing key sets also go to the general path, with the same result shape
+    res = await db.express.bulk_upsert("Stock", [{"sku": "s0", "qty": 9}, {"sku": "s1", "note": "n"}],
+                                       conflict_on="sku")
+    assert (res["inserted"], res["updated"]) == (0, 2)
+    assert (await db.express.find_one("Stock", {"sku": "s1"}))["note"] == "n"
+    await db.close()

@@ -273,8 +273,12 @@ class SQLAdapter(Adapter):
         model = stmt.model
         found: set[tuple[Any, ...]] = set()
         cols = stmt.conflict
-        enc = self.compiler.row_encoder(model, cols)
-        keys = [enc(r) for r in stmt.rows]
+        if stmt.encoded is not None:
+            at = [stmt.columns.index(c) for c in cols]
+            keys = [tuple([t[i] for i in at]) for t in stmt.encoded]
+        else:
+            enc = self.compiler.row_encoder(model, cols)
+            keys = [enc(r) for r in stmt.rows]
         q = self.compiler.quote
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]

@@ -499,6 +499,62 @@ class Express:
         inserted = await self._db._run_atomic(write) if encoded else 0
         return {"inserted": inserted, "failed": [], "ok": True}
 
+    async def _bulk_upsert_encoded(self, spec: ModelSpec, v: RowValidator, rows: List[Any],
+                                   conflict: tuple[str, ...], update_cols: tuple[str, ...] | None,
+                                   now: Any, batch_size: int) -> dict[str, Any] | None:
+        """The all-valid fast path of bulk_upsert: every row a plain dict with the same keys,
+        each validated and encoded straight into a driver tuple, no key repeated. Returns
+        None otherwise; the general path then validates each row and names each error."""
+        first = rows[0]
+        if type(first) is not dict:
+            return None
+        keys = first.keys()
+        for data in rows:
+            if type(data) is not dict or data.keys() != keys:
+                return None
+        adapter = self._db.adapter
+        columns = v.insert_columns(with_id="id" in first)
+        if any(c not in columns for c in conflict):
+            return None
+        encoders = tuple(adapter.value_encoders(spec, columns))  # type: ignore[attr-defined]
+        stamp = encoders[columns.index("created_at")] if "created_at" in columns else None
+        now_value = now if stamp is None else stamp(now)
+        fused = v.tuple_creator(encoders, columns)
+        gc_was_enabled = gc.isenabled()
+        gc.disable()  # tuples of immutable values: nothing for the cyclic GC to find
+        try:
+            encoded = [fused(d, now_value) for d in rows]
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        if None in encoded:
+            return None
+        at = [columns.index(c) for c in conflict]
+        if len(at) == 1:
+            i = at[0]
+            distinct = len({t[i] for t in encoded})  # type: ignore[index]  # no None left
+        else:
+            distinct = len({tuple([t[i] for i in at]) for t in encoded})  # type: ignore[index]
+        if distinct != len(encoded):
+            return None  # a key repeats: the general path reports which rows
+        given = tuple(k for k in first if k not in conflict and k != "id" and k != TENANT_FIELD)
+        cols = update_cols if update_cols is not None else given
+        if "updated_at" in spec.fields:
+            cols = tuple(dict.fromkeys((*cols, "updated_at")))
+
+        async def write(conn: Any) -> tuple[int, int]:
+            inserted = updated = 0
+            for start in range(0, len(encoded), batch_size):
+                out = await adapter.upsert(conn, Upsert(
+                    spec, columns, [], conflict, cols, returning=False,
+                    encoded=encoded[start:start + batch_size]))  # type: ignore[arg-type]
+                inserted += out.inserted
+                updated += out.updated
+            return inserted, updated
+
+        inserted, updated = await self._db._run_atomic(write, restartable=True)
+        return {"inserted": inserted, "updated": updated, "failed": [], "ok": True}
+
     async def _insert_batch(self, conn: Any, spec: ModelSpec, columns: tuple[str, ...],
                             batch: List[tuple[int, dict[str, Any]]], partial: bool,
                             failed: List[dict[str, Any]]) -> int:
@@ -639,7 +695,6 @@ class Express:
             seen[key] = len(seen)
             return row
 
-        good, failed = self._validate_rows(spec, rows, make, partial, "bulk_upsert")
         if update_fields is None:
             update_cols = None
         else:
@@ -649,6 +704,13 @@ class Express:
                     raise ValidationError(f"update_fields names {c!r:.80}, which upsert cannot set.",
                                           model=spec.name, field=c[:80])
         adapter = self._db.adapter
+        if (not partial and not _return_rows and tenant is None and not spec.soft_delete
+                and type(rows) is list and rows and getattr(adapter, "accepts_encoded_rows", False)):
+            fast = await self._bulk_upsert_encoded(spec, v, rows, conflict, update_cols, now,
+                                                   batch_size)
+            if fast is not None:
+                return fast
+        good, failed = self._validate_rows(spec, rows, make, partial, "bulk_upsert")
 
         async def write(conn: Any) -> tuple[int, int, List[dict[str, Any]]]:
             if tenant is not None and "id" in conflict:

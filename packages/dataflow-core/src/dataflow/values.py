@@ -241,7 +241,7 @@ class RowValidator:
         self.nul_in_text = nul_in_text
         self._fast_create: Callable[[dict[str, Any], _dt.datetime], dict[str, Any]] | None = (
             _compile_create(self))  # NUL text goes to the general path, which refuses it
-        self._tuple_creators: dict[tuple[int, ...], tuple[tuple[Any, ...], Any]] = {}
+        self._tuple_creators: dict[tuple[Any, ...], tuple[tuple[Any, ...], Any]] = {}
 
     def value(self, name: str, value: Any, *, op: str) -> Any:
         """Check one value of field ``name``; raises a DF error naming it."""
@@ -294,21 +294,23 @@ class RowValidator:
                 fix=f"use one of: {', '.join(sorted(self.writable))}.",
             )
 
-    def insert_columns(self) -> tuple[str, ...]:
-        """The columns of a row that leaves generated ids and server defaults to the database."""
+    def insert_columns(self, *, with_id: bool = False) -> tuple[str, ...]:
+        """The columns of a row that leaves generated ids (unless ``with_id``) and server
+        defaults to the database."""
         return tuple(n for n, f in self.model.fields.items()
-                     if not f.auto_increment and f.server_default is None)
+                     if (with_id or not f.auto_increment) and f.server_default is None)
 
-    def tuple_creator(self, encoders: tuple[Any, ...]
+    def tuple_creator(self, encoders: tuple[Any, ...], columns: tuple[str, ...] | None = None
                       ) -> Callable[[Any, Any], tuple[Any, ...] | None]:
         """``fn(data, encoded_now)``: the encoded row of :meth:`insert_columns` for a plain
         valid dict, or None for anything else (the caller then runs :meth:`for_create`,
         which names the error). Validation is the same as ``for_create``'s, fused with the
         driver encoding so no intermediate dict is built (bulk inserts)."""
-        key = tuple(map(id, encoders))
+        columns = columns if columns is not None else self.insert_columns()
+        key = (columns, *map(id, encoders))
         cached = self._tuple_creators.get(key)
         if cached is None or cached[0] != encoders:
-            cached = (encoders, _compile_tuple_create(self, self.insert_columns(), encoders))
+            cached = (encoders, _compile_tuple_create(self, columns, encoders))
             self._tuple_creators[key] = cached
         return cached[1]
 

@@ -125,6 +125,10 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
     sets no session state, so skip the RESET ALL / UNLISTEN round trip."""
 
 
+def _as_is(row: Any) -> Any:
+    return row
+
+
 class PostgresAdapter(SQLAdapter):
     capabilities = PostgresCapabilities
     accepts_encoded_rows = True
@@ -390,13 +394,18 @@ class PostgresAdapter(SQLAdapter):
         return all(vector_dimensions(model.fields[n]) is None for n in columns)
 
     async def _advance_identity(self, conn: Any, model: ModelSpec, columns: tuple[str, ...],
-                                rows: list[dict[str, Any]]) -> None:
+                                rows: list[dict[str, Any]],
+                                encoded: list[tuple[Any, ...]] | None = None) -> None:
         """Explicit ids written into an identity column: move the sequence past them, so
         the next generated id does not collide."""
         pk = model.pk
-        if "id" not in columns or not pk.auto_increment or not rows:
+        if "id" not in columns or not pk.auto_increment or not (rows or encoded):
             return
-        top = max(r["id"] for r in rows)
+        if encoded is not None:
+            at = columns.index("id")
+            top = max(t[at] for t in encoded)
+        else:
+            top = max(r["id"] for r in rows)
         await self.fetch(
             conn,
             "SELECT setval(s.seq, $2) FROM (SELECT pg_get_serial_sequence($1, 'id') AS seq) s "
@@ -407,7 +416,10 @@ class PostgresAdapter(SQLAdapter):
     async def upsert(self, conn: Any, stmt: Upsert) -> UpsertOutcome:
         model, c = stmt.model, self.compiler
         enc = c.row_encoder(model, stmt.columns)
-        total = len(stmt.rows)
+        rows: list[Any] = stmt.rows
+        if stmt.encoded is not None:  # already in driver form, in stmt.columns order
+            enc, rows = _as_is, stmt.encoded
+        total = len(rows)
         if stmt.returning:
             decode = c.row_decoder(model, tuple(model.fields))
             width = len(model.fields)
@@ -426,18 +438,19 @@ class PostgresAdapter(SQLAdapter):
             return UpsertOutcome(out, inserted, len(out) - inserted if stmt.update
                                  else total - inserted)
         if total >= UPSERT_COPY_THRESHOLD and self._copyable(model, stmt.columns):
-            inserted, affected = await self._upsert_via_copy(conn, stmt, [enc(r) for r in stmt.rows])
+            records = rows if stmt.encoded is not None else [enc(r) for r in rows]
+            inserted, affected = await self._upsert_via_copy(conn, stmt, records)
         else:
             inserted = affected = 0
             chunk = self.max_rows_per_statement(len(stmt.columns))
             for start in range(0, total, chunk):
-                part = stmt.rows[start:start + chunk]
+                part = rows[start:start + chunk]
                 sql = self._counting(c.upsert_sql(model, stmt.columns, stmt.conflict, stmt.update,
                                                   len(part)))
                 rows = await self.fetch(conn, sql, tuple(v for r in part for v in enc(r)))
                 inserted += int(rows[0][0])
                 affected += int(rows[0][1])
-        await self._advance_identity(conn, model, stmt.columns, stmt.rows)
+        await self._advance_identity(conn, model, stmt.columns, stmt.rows, stmt.encoded)
         updated = affected - inserted if stmt.update else total - inserted
         return UpsertOutcome([], inserted, updated)
 

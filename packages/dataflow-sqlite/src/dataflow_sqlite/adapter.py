@@ -416,7 +416,9 @@ class SQLiteAdapter(SQLAdapter):
         n_existing = await self._count_existing(conn, stmt)
         c = self.compiler
         enc = c.row_encoder(stmt.model, stmt.columns)
-        rows = stmt.rows
+        rows: list[Any] = stmt.rows
+        if stmt.encoded is not None:
+            enc, rows = _as_is, stmt.encoded
         # multi-row statements, as in insert (callers run upserts in a transaction)
         per = max(1, min(_INSERT_ROWS, _MAX_VARIABLES // max(1, len(stmt.columns))))
         gc_was_enabled = gc.isenabled()
@@ -437,7 +439,11 @@ class SQLiteAdapter(SQLAdapter):
         the conflict key is one int or text column: the keys travel as one JSON array."""
         if len(stmt.conflict) == 1:
             c = self.compiler
-            keys = [k for (k,) in map(c.row_encoder(stmt.model, stmt.conflict), stmt.rows)]
+            if stmt.encoded is not None:
+                at = stmt.columns.index(stmt.conflict[0])
+                keys = [t[at] for t in stmt.encoded]
+            else:
+                keys = [k for (k,) in map(c.row_encoder(stmt.model, stmt.conflict), stmt.rows)]
             if all(type(k) is int or type(k) is str for k in keys):
                 sql = (f"SELECT COUNT(*) FROM {c.table(stmt.model)} WHERE {c.quote(stmt.conflict[0])} "
                        "IN (SELECT value FROM json_each(?))")

@@ -174,3 +174,6 @@ class Upsert(Statement):
     conflict: tuple[str, ...]
     update: tuple[str, ...]
     returning: bool = True
+    #: rows already validated and encoded for the driver, in ``columns`` order (adapters
+    #: with ``accepts_encoded_rows``; ``rows`` is then empty and ``returning`` false)
+    encoded: list[tuple[Any, ...]] | None = None
