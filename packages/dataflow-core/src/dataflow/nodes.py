@@ -29,6 +29,17 @@ OPERATIONS = (
     "BulkCreate", "BulkUpdate", "BulkDelete", "BulkUpsert",
 )
 RESERVED = frozenset(["db_instance", "model_name"])
+#: parameters each node type takes (besides RESERVED)
+READ_PARAMS = frozenset({"id", "raise_on_not_found", "include_deleted"})
+UPDATE_PARAMS = frozenset({"id", "filter", "fields"})
+DELETE_PARAMS = frozenset({"id", "filter"})
+LIST_PARAMS = frozenset({"filter", "order_by", "limit", "offset", "include_deleted"})
+COUNT_PARAMS = frozenset({"filter", "include_deleted"})
+UPSERT_PARAMS = frozenset({"data", "conflict_on", "update_fields"})
+BULK_CREATE_PARAMS = frozenset({"data", "partial", "batch_size"})
+BULK_UPDATE_PARAMS = frozenset({"filter", "fields", "data", "confirmed", "partial"})
+BULK_DELETE_PARAMS = frozenset({"filter", "confirmed"})
+BULK_UPSERT_PARAMS = frozenset({"data", "conflict_on", "update_fields", "partial", "batch_size"})
 
 
 class Node(Protocol):
@@ -39,7 +50,7 @@ class Node(Protocol):
     async def run(self, params: dict[str, Any]) -> dict[str, Any]: ...
 
 
-def _only(params: Mapping[str, Any], allowed: set[str], node: str) -> None:
+def _only(params: Mapping[str, Any], allowed: frozenset[str], node: str) -> None:
     for key in params:
         if key not in allowed and key not in RESERVED:
             name = key[:80] if isinstance(key, str) else repr(key)[:80]
@@ -86,7 +97,7 @@ class ModelNode:
         return await self.db.express.create(self.model, self._data(params))
 
     async def _read(self, params: dict[str, Any]) -> dict[str, Any]:
-        _only(params, {"id", "raise_on_not_found", "include_deleted"}, self.type_name)
+        _only(params, READ_PARAMS, self.type_name)
         if "id" not in params:
             raise ValidationError(f"{self.type_name} needs 'id'.", model=self.model, field="id")
         record = await self.db.express.read(self.model, params["id"],
@@ -100,7 +111,7 @@ class ModelNode:
         return record
 
     async def _update(self, params: dict[str, Any]) -> dict[str, Any]:
-        _only(params, {"id", "filter", "fields"}, self.type_name)
+        _only(params, UPDATE_PARAMS, self.type_name)
         if "fields" not in params:
             raise ValidationError(f"{self.type_name} needs 'fields'.", model=self.model,
                                   fix='pass {"id": ..., "fields": {...}}.')
@@ -109,13 +120,13 @@ class ModelNode:
         return {"updated": 0 if record is None else 1, "record": record}
 
     async def _delete(self, params: dict[str, Any]) -> dict[str, Any]:
-        _only(params, {"id", "filter"}, self.type_name)
+        _only(params, DELETE_PARAMS, self.type_name)
         found, key = await self._single_id(params)
         deleted = await self.db.express.delete(self.model, key) if found else False
         return {"deleted": int(deleted)}
 
     async def _list(self, params: dict[str, Any]) -> dict[str, Any]:
-        _only(params, {"filter", "order_by", "limit", "offset", "include_deleted"}, self.type_name)
+        _only(params, LIST_PARAMS, self.type_name)
         records = await self.db.express.list(
             self.model, params.get("filter"), order_by=params.get("order_by"),
             limit=params.get("limit"), offset=params.get("offset"),
@@ -123,7 +134,7 @@ class ModelNode:
         return {"records": records, "count": len(records)}
 
     async def _count(self, params: dict[str, Any]) -> dict[str, Any]:
-        _only(params, {"filter", "include_deleted"}, self.type_name)
+        _only(params, COUNT_PARAMS, self.type_name)
         return {"count": await self.db.express.count(
             self.model, params.get("filter"), include_deleted=params.get("include_deleted", False))}
 
@@ -132,20 +143,20 @@ class ModelNode:
         opts = {k: params[k] for k in ("conflict_on", "update_fields") if k in params
                 and k not in spec.fields}
         if "data" in params and "data" not in spec.fields:
-            _only(params, {"data", "conflict_on", "update_fields"}, self.type_name)
+            _only(params, UPSERT_PARAMS, self.type_name)
             data = params["data"]
         else:
             data = {k: v for k, v in self._data(params).items() if k not in opts}
         return await self.db.express.upsert(self.model, data, **opts)
 
     async def _bulkcreate(self, params: dict[str, Any]) -> dict[str, Any]:
-        _only(params, {"data", "partial", "batch_size"}, self.type_name)
+        _only(params, BULK_CREATE_PARAMS, self.type_name)
         return await self.db.express.bulk_create(
             self.model, params.get("data", []), partial=params.get("partial", False),
             batch_size=params.get("batch_size", DEFAULT_BATCH))
 
     async def _bulkupdate(self, params: dict[str, Any]) -> dict[str, Any]:
-        _only(params, {"filter", "fields", "data", "confirmed", "partial"}, self.type_name)
+        _only(params, BULK_UPDATE_PARAMS, self.type_name)
         if "data" in params:
             return await self.db.express.bulk_update(self.model, params["data"],
                                                      partial=params.get("partial", False))
@@ -154,13 +165,12 @@ class ModelNode:
             confirmed=params.get("confirmed", False))
 
     async def _bulkdelete(self, params: dict[str, Any]) -> dict[str, Any]:
-        _only(params, {"filter", "confirmed"}, self.type_name)
+        _only(params, BULK_DELETE_PARAMS, self.type_name)
         return await self.db.express.bulk_delete(self.model, params.get("filter", {}),
                                                  confirmed=params.get("confirmed", False))
 
     async def _bulkupsert(self, params: dict[str, Any]) -> dict[str, Any]:
-        _only(params, {"data", "conflict_on", "update_fields", "partial", "batch_size"},
-              self.type_name)
+        _only(params, BULK_UPSERT_PARAMS, self.type_name)
         return await self.db.express.bulk_upsert(
             self.model, params.get("data", []), conflict_on=params.get("conflict_on"),
             update_fields=params.get("update_fields"), partial=params.get("partial", False),

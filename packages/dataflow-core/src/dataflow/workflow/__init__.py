@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import copy
 import itertools
 import uuid
 from collections.abc import Mapping
@@ -153,7 +152,7 @@ class AsyncLocalRuntime:
             extra = inputs.get(node_id)
             conns = workflow.incoming[node_id]
             if extra or conns:
-                params = copy.copy(params)
+                params = dict(params)
                 if extra:
                     params.update(extra)
                 for c in conns:
