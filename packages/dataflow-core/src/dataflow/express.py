@@ -49,7 +49,7 @@ List = list  # the Express class has a method named list, which shadows the buil
 
 ModelRef = str | type | ModelSpec
 Progress = Callable[[int, int], None]
-DEFAULT_BATCH = 50_000
+DEFAULT_BATCH = 100_000
 
 
 def _failure(index: int, exc: BaseException) -> dict[str, Any]:
