@@ -42,6 +42,7 @@ from dataflow.errors import (
     TransactionConflictError,
     UnsupportedError,
 )
+from dataflow.loops import PerLoop
 from dataflow.migrations import Step
 from dataflow.model import LogicalType, ModelSpec
 from dataflow.pool import ServerInfo, configured_pool_size, worker_count
@@ -209,7 +210,7 @@ class MySQLAdapter(SQLAdapter):
         self.max_allowed_packet = 4 << 20
         self.max_pool_size = 0
         self._pools: dict[asyncio.AbstractEventLoop, aiomysql.Pool] = {}
-        self._creating: dict[asyncio.AbstractEventLoop, asyncio.Future[aiomysql.Pool]] = {}
+        self._loop_pools: PerLoop[aiomysql.Pool] = PerLoop(self._new_pool, self._pools)
         self._sql_cache: dict[tuple[Any, ...], str] = {}
 
     # --- connections ------------------------------------------------------------------------
@@ -255,34 +256,18 @@ class MySQLAdapter(SQLAdapter):
         return "utf8mb4_0900_bin" if major >= 8 else "utf8mb4_bin"
 
     async def _pool(self) -> aiomysql.Pool:
-        loop = asyncio.get_running_loop()
-        pool = self._pools.get(loop)
-        if pool is not None:
-            return pool
-        pending = self._creating.get(loop)
-        if pending is not None:
-            return await pending
-        pending = loop.create_future()
-        self._creating[loop] = pending
+        return self._pools.get(asyncio.get_running_loop()) or await self._loop_pools.get()
+
+    async def _new_pool(self) -> aiomysql.Pool:
+        self._forget_dead_loops()
+        if self.server is None:
+            await self._probe()
         try:
-            self._forget_dead_loops()
-            if self.server is None:
-                await self._probe()
-            try:
-                pool = await aiomysql.create_pool(minsize=1, maxsize=self.max_pool_size,
-                                                  pool_recycle=self.pool_recycle, **self.connect_kwargs)
-            except (pymysql.err.Error, OSError) as exc:
-                raise ConnectionLostError(f"cannot connect to MySQL at {self.url.redacted()}: {exc}.",
-                                          fix="check the server and the URL.") from exc
-        except BaseException as exc:
-            del self._creating[loop]
-            pending.set_exception(exc)
-            pending.exception()
-            raise
-        self._pools[loop] = pool
-        del self._creating[loop]
-        pending.set_result(pool)
-        return pool
+            return await aiomysql.create_pool(minsize=1, maxsize=self.max_pool_size,
+                                              pool_recycle=self.pool_recycle, **self.connect_kwargs)
+        except (pymysql.err.Error, OSError) as exc:
+            raise ConnectionLostError(f"cannot connect to MySQL at {self.url.redacted()}: {exc}.",
+                                      fix="check the server and the URL.") from exc
 
     def _forget_dead_loops(self) -> None:
         """Close the sockets of pools whose event loop has been closed."""
@@ -322,7 +307,8 @@ class MySQLAdapter(SQLAdapter):
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
-        pools, self._pools = self._pools, {}
+        pools = dict(self._pools)
+        self._pools.clear()  # in place: the PerLoop shares this dict
         for owner, pool in pools.items():
             if owner is loop:
                 await _close_pool(pool)

@@ -28,6 +28,7 @@ from dataflow.errors import (
     IntegrityError,
     UnsupportedError,
 )
+from dataflow.loops import PerLoop
 from dataflow.migrations import Step
 from dataflow.model import LogicalType, ModelSpec
 from dataflow.pool import ServerInfo, configured_pool_size, worker_count
@@ -147,7 +148,7 @@ class PostgresAdapter(SQLAdapter):
         }
         self.connect_options.update(options.pop("connect_args", {}))
         self._pools: dict[asyncio.AbstractEventLoop, asyncpg.Pool] = {}
-        self._creating: dict[asyncio.AbstractEventLoop, asyncio.Future[asyncpg.Pool]] = {}
+        self._loop_pools: PerLoop[asyncpg.Pool] = PerLoop(self._new_pool, self._pools)
         self._size: int | None = None
         self.server: ServerInfo | None = None
         self._read_sql: dict[int, tuple[ModelSpec, str]] = {}
@@ -188,33 +189,20 @@ class PostgresAdapter(SQLAdapter):
 
     # --- connections --------------------------------------------------------------------------
     async def _pool(self) -> asyncpg.Pool:
-        loop = asyncio.get_running_loop()
-        pool = self._pools.get(loop)
-        if pool is not None:
-            return pool
-        pending = self._creating.get(loop)
-        if pending is not None:
-            return await pending
-        pending = loop.create_future()
-        self._creating[loop] = pending
+        return self._pools.get(asyncio.get_running_loop()) or await self._loop_pools.get()
+
+    async def _new_pool(self) -> asyncpg.Pool:
         try:
             size = await self._resolve_size()
             if self._pools:
                 # a second loop (the sync API's) gets a quarter of the budget on top
                 size = max(1, size // 4)
-            pool = await self._create_pool(size)
+            return await self._create_pool(size)
         except BaseException as exc:
-            del self._creating[loop]
-            pending.set_exception(_translate(exc))
-            pending.exception()
             translated = _translate(exc)
             if translated is exc:
                 raise
             raise translated from exc
-        self._pools[loop] = pool
-        del self._creating[loop]
-        pending.set_result(pool)
-        return pool
 
     async def _create_pool(self, size: int) -> asyncpg.Pool:
         pool: asyncpg.Pool = await asyncpg.create_pool(
@@ -288,7 +276,8 @@ class PostgresAdapter(SQLAdapter):
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
-        pools, self._pools = self._pools, {}
+        pools = dict(self._pools)
+        self._pools.clear()  # in place: the PerLoop shares this dict
         for owner, pool in pools.items():
             if owner is loop:
                 await pool.close()

@@ -23,6 +23,7 @@ import aiosqlite
 from dataflow import plugins
 from dataflow.adapter import ColumnInfo, DatabaseURL, SQLAdapter, TableInfo, UpsertOutcome
 from dataflow.errors import ConnectionLostError, DatabaseError, IntegrityError, UnsupportedError
+from dataflow.loops import PerLoop
 from dataflow.migrations import Step
 from dataflow.model import ModelSpec, constraint_name
 from dataflow.query.ast import Delete, Insert, Update, Upsert
@@ -163,7 +164,7 @@ class SQLiteAdapter(SQLAdapter):
             self.uri = database.startswith("file:")
             self._keeper = None
         self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
-        self._connecting: dict[asyncio.AbstractEventLoop, asyncio.Future[_LoopState]] = {}
+        self._loop_states: PerLoop[_LoopState] = PerLoop(self._new_state, self._states)
         self._read_sql: dict[int, tuple[ModelSpec, str, Any, Any]] = {}
 
     # --- connections ------------------------------------------------------------------
@@ -194,27 +195,10 @@ class SQLiteAdapter(SQLAdapter):
         return conn
 
     async def _state(self) -> _LoopState:
-        loop = asyncio.get_running_loop()
-        state = self._states.get(loop)
-        if state is not None:
-            return state
-        pending = self._connecting.get(loop)
-        if pending is None:
-            pending = loop.create_future()
-            self._connecting[loop] = pending
-            try:
-                state = _LoopState(await self._open())
-            except BaseException as exc:
-                del self._connecting[loop]
-                pending.set_exception(exc)
-                pending.exception()
-                raise
-            self._states[loop] = state
-            del self._connecting[loop]
-            pending.set_result(state)
-            return state
-        return await pending
+        return self._states.get(asyncio.get_running_loop()) or await self._loop_states.get()
 
+    async def _new_state(self) -> _LoopState:
+        return _LoopState(await self._open())
     async def acquire(self) -> Any:
         state = self._states.get(asyncio.get_running_loop()) or await self._state()
         await state.lock.acquire()
@@ -238,7 +222,8 @@ class SQLiteAdapter(SQLAdapter):
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
-        states, self._states = self._states, {}
+        states = dict(self._states)
+        self._states.clear()  # in place: the PerLoop shares this dict
         for owner, state in states.items():
             if owner is loop:
                 await state.conn.close()
