@@ -10,19 +10,21 @@ compiler; SQL adapters subclass it and override fast paths.
 from __future__ import annotations
 
 import contextlib
+import functools
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, ParamSpec, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .capabilities import Capabilities
-from .errors import ConfigurationError
+from .errors import ConfigurationError, ConnectionLostError
 from .model import LogicalType, ModelSpec
 from .query.ast import FALSE, Count, Delete, InList, Insert, Select, Update, Upsert
 from .sql.compiler import SQLCompiler
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 @dataclass(frozen=True)
@@ -338,6 +340,34 @@ class SQLAdapter(Adapter):
 
     async def drop_table(self, conn: Any, table: str) -> None:
         await self.execute(conn, self.compiler.drop_table(table), ())
+
+
+def translating(
+    catch: tuple[type[BaseException], ...],
+    translate: Callable[[BaseException], BaseException],
+    on_lost: Callable[[Any], None] | None = None,
+) -> Callable[[Callable[P, Coroutine[Any, Any, T]]], Callable[P, Coroutine[Any, Any, T]]]:
+    """Decorator for driver primitives: driver exceptions in ``catch`` become the DataFlow
+    errors ``translate`` returns (the driver's exception stays as ``__cause__``). When the
+    result is a lost connection, ``on_lost(conn)`` (the method's first argument after self)
+    lets the adapter discard that connection."""
+
+    def decorate(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+        @functools.wraps(fn)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            try:
+                return await fn(*args, **kwargs)
+            except catch as exc:
+                translated = translate(exc)
+                if on_lost is not None and isinstance(translated, ConnectionLostError) and len(args) > 1:
+                    on_lost(args[1])
+                if translated is exc:
+                    raise
+                raise translated from exc
+
+        return wrapper
+
+    return decorate
 
 
 @contextlib.asynccontextmanager

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as _dt
-import functools
 import re
 from collections.abc import AsyncIterator, Callable, Iterable
 from decimal import Decimal
@@ -33,7 +32,7 @@ from pymysql.constants import CLIENT  # type: ignore[import-untyped]
 from pymysql.converters import escape_item, escape_string  # type: ignore[import-untyped]
 
 from dataflow import plugins
-from dataflow.adapter import ColumnInfo, DatabaseURL, SQLAdapter, TableInfo, UpsertOutcome
+from dataflow.adapter import ColumnInfo, DatabaseURL, SQLAdapter, TableInfo, UpsertOutcome, translating
 from dataflow.errors import (
     ConfigurationError,
     ConnectionLostError,
@@ -144,15 +143,7 @@ def translate(exc: BaseException) -> BaseException:
     return exc
 
 
-def _translating(fn: Any) -> Any:
-    @functools.wraps(fn)
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return await fn(*args, **kwargs)
-        except (pymysql.err.Error, ConnectionError, OSError) as exc:
-            raise translate(exc) from exc
-
-    return wrapper
+_translating = translating((pymysql.err.Error, ConnectionError, OSError), translate)
 
 
 class _QuietCursor(aiomysql.Cursor):  # type: ignore[misc]

@@ -10,18 +10,17 @@ COPY protocol.
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import re
 import uuid
 import zlib
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
 
 from dataflow import plugins
-from dataflow.adapter import ColumnInfo, DatabaseURL, SQLAdapter, TableInfo, UpsertOutcome
+from dataflow.adapter import ColumnInfo, DatabaseURL, SQLAdapter, TableInfo, UpsertOutcome, translating
 from dataflow.errors import (
     ConnectionLostError,
     DatabaseError,
@@ -90,30 +89,16 @@ def _translate(exc: BaseException) -> BaseException:
     return exc
 
 
-def _translating(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
-    """Driver errors become DataFlow errors; a connection found broken is terminated so
-    the pool replaces it."""
-
-    @functools.wraps(fn)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return await fn(*args, **kwargs)
-        except _DRIVER_ERRORS as exc:
-            translated = _translate(exc)
-            if isinstance(translated, ConnectionLostError) and len(args) > 1:
-                _terminate(args[1])
-            if translated is exc:
-                raise
-            raise translated from exc
-
-    return wrapper
-
-
 def _terminate(conn: Any) -> None:
     try:
         conn.terminate()
     except Exception:  # already detached from its pool: nothing left to close
         pass
+
+
+#: driver errors become DataFlow errors; a connection found broken is terminated so the
+#: pool replaces it
+_translating = translating(_DRIVER_ERRORS, _translate, on_lost=_terminate)
 
 
 def _status_count(status: str) -> int:

@@ -21,7 +21,7 @@ from typing import Any
 import aiosqlite
 
 from dataflow import plugins
-from dataflow.adapter import ColumnInfo, DatabaseURL, SQLAdapter, TableInfo, UpsertOutcome
+from dataflow.adapter import ColumnInfo, DatabaseURL, SQLAdapter, TableInfo, UpsertOutcome, translating
 from dataflow.errors import ConnectionLostError, DatabaseError, IntegrityError, UnsupportedError
 from dataflow.loops import PerLoop
 from dataflow.migrations import Step
@@ -90,18 +90,7 @@ def _translate(exc: BaseException) -> BaseException:
     return exc
 
 
-def _translating(fn: Any) -> Any:
-    @functools.wraps(fn)
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return await fn(*args, **kwargs)
-        except (sqlite3.Error, ValueError) as exc:
-            translated = _translate(exc)
-            if translated is exc:
-                raise
-            raise translated from exc
-
-    return wrapper
+_translating = translating((sqlite3.Error, ValueError), _translate)
 
 
 def _naming_constraints(fn: Any) -> Any:
