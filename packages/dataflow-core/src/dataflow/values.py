@@ -57,9 +57,20 @@ def _check_str(f: FieldSpec) -> Checker:
             raise _Bad(f"expected str, got {type(v).__name__} {v!r:.60}")
         if limit is not None and len(v) > limit:
             raise _Bad(f"is {len(v)} characters long; max_length is {limit}")
+        if not v.isascii() and not _utf8_ok(v):
+            raise _Bad("is not valid Unicode text (it holds a lone surrogate)")
         return v
 
     return check
+
+
+def _utf8_ok(v: str) -> bool:
+    """Can ``v`` be stored as UTF-8? (False for lone surrogates such as ``"\\ud800"``.)"""
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 #: every backend stores ``int`` as a signed 64-bit integer (INTEGER / BIGINT)
@@ -419,7 +430,7 @@ def _compile_tuple_create(validator: RowValidator, columns: tuple[str, ...],
     model = validator.model
     settable = frozenset(c for c in columns if not model.fields[c].managed)
     env: dict[str, Any] = {"_Bad": _Bad, "_M": _MISSING_KEY, "_uuid4": uuid.uuid4,
-                           "_settable": settable}
+                           "_settable": settable, "_utf8_ok": _utf8_ok}
     lines = ["def fused(data, now):",
              "    if type(data) is not dict or not _settable.issuperset(data):",
              "        return None"]
@@ -439,7 +450,8 @@ def _compile_tuple_create(validator: RowValidator, columns: tuple[str, ...],
         lt = f.ltype
         nul_check = lt is LogicalType.STR and not validator.nul_in_text
         if lt is LogicalType.STR and f.max_length is None:
-            fast_test = 'type(v) is str and "\\x00" not in v' if nul_check else "type(v) is str"
+            fast_test = ("type(v) is str and (v.isascii() or _utf8_ok(v))"
+                         + (' and "\\x00" not in v' if nul_check else ""))
         elif lt is LogicalType.INT:
             fast_test = f"type(v) is int and {-(2**63)} <= v <= {2**63 - 1}"
         elif lt is LogicalType.FLOAT:
@@ -506,6 +518,7 @@ def _compile_create(
     """
     model = validator.model
     env: dict[str, Any] = {"_Slow": _Slow, "_Bad": _Bad, "_M": _MISSING_KEY, "_uuid4": uuid.uuid4,
+                           "_utf8_ok": _utf8_ok,
                            "_writable": validator.writable}
     lines = ["def fast(data, now):",
              "    if not _writable.issuperset(data):",
@@ -522,7 +535,8 @@ def _compile_create(
         lt = f.ltype
         nul_check = lt is LogicalType.STR and not validator.nul_in_text
         if lt is LogicalType.STR and f.max_length is None:
-            fast_test = 'type(v) is str and "\\x00" not in v' if nul_check else "type(v) is str"
+            fast_test = ("type(v) is str and (v.isascii() or _utf8_ok(v))"
+                         + (' and "\\x00" not in v' if nul_check else ""))
         elif lt is LogicalType.INT:
             fast_test = f"type(v) is int and {INT_MIN} <= v <= {INT_MAX}"
         elif lt is LogicalType.FLOAT:
