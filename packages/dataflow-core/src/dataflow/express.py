@@ -462,6 +462,25 @@ class Express:
         failed.sort(key=lambda f: f["index"])
         return {"inserted": inserted, "failed": failed, "ok": not failed}
 
+    def _encode_rows(self, spec: ModelSpec, v: RowValidator, rows: List[Any],
+                     columns: tuple[str, ...], now: Any) -> List[tuple[Any, ...]] | None:
+        """Every row validated and encoded into a driver tuple of ``columns``, or None as soon
+        as one row needs the general path."""
+        encoders = tuple(self._db.adapter.value_encoders(spec, columns))  # type: ignore[attr-defined]
+        stamp = encoders[columns.index("created_at")] if "created_at" in columns else None
+        now_value = now if stamp is None else stamp(now)
+        fused = v.tuple_creator(encoders, columns)
+        gc_was_enabled = gc.isenabled()
+        gc.disable()  # tuples of immutable values: nothing for the cyclic GC to find
+        try:
+            encoded = [fused(d, now_value) for d in rows]
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        if None in encoded:
+            return None
+        return encoded  # type: ignore[return-value]  # no None left
+
     async def _bulk_create_encoded(self, spec: ModelSpec, v: RowValidator, rows: List[Any],
                                    now: Any, batch_size: int, on_progress: Progress | None
                                    ) -> dict[str, Any] | None:
@@ -472,26 +491,15 @@ class Express:
         """
         adapter = self._db.adapter
         columns = v.insert_columns()
-        encoders = tuple(adapter.value_encoders(spec, columns))  # type: ignore[attr-defined]
-        stamp = encoders[columns.index("created_at")] if "created_at" in columns else None
-        now_value = now if stamp is None else stamp(now)
-        fused = v.tuple_creator(encoders)
-        gc_was_enabled = gc.isenabled()
-        gc.disable()  # tuples of immutable values: nothing for the cyclic GC to find
-        try:
-            encoded = [fused(d, now_value) for d in rows]
-        finally:
-            if gc_was_enabled:
-                gc.enable()
-        if None in encoded:
+        encoded = self._encode_rows(spec, v, rows, columns, now)
+        if encoded is None:
             return None
         total = len(encoded)
 
         async def write(conn: Any) -> int:
             for start in range(0, total, batch_size):
                 batch = encoded[start:start + batch_size]
-                await adapter.insert(conn, Insert(spec, columns, [], returning=False,
-                                                  encoded=batch))  # type: ignore[arg-type]
+                await adapter.insert(conn, Insert(spec, columns, [], returning=False, encoded=batch))
                 if on_progress is not None:
                     on_progress(min(start + len(batch), total), total)
             return total
@@ -516,25 +524,15 @@ class Express:
         columns = v.insert_columns(with_id="id" in first)
         if any(c not in columns for c in conflict):
             return None
-        encoders = tuple(adapter.value_encoders(spec, columns))  # type: ignore[attr-defined]
-        stamp = encoders[columns.index("created_at")] if "created_at" in columns else None
-        now_value = now if stamp is None else stamp(now)
-        fused = v.tuple_creator(encoders, columns)
-        gc_was_enabled = gc.isenabled()
-        gc.disable()  # tuples of immutable values: nothing for the cyclic GC to find
-        try:
-            encoded = [fused(d, now_value) for d in rows]
-        finally:
-            if gc_was_enabled:
-                gc.enable()
-        if None in encoded:
+        encoded = self._encode_rows(spec, v, rows, columns, now)
+        if encoded is None:
             return None
         at = [columns.index(c) for c in conflict]
         if len(at) == 1:
             i = at[0]
-            distinct = len({t[i] for t in encoded})  # type: ignore[index]  # no None left
+            distinct = len({t[i] for t in encoded})
         else:
-            distinct = len({tuple([t[i] for i in at]) for t in encoded})  # type: ignore[index]
+            distinct = len({tuple([t[i] for i in at]) for t in encoded})
         if distinct != len(encoded):
             return None  # a key repeats: the general path reports which rows
         given = tuple(k for k in first if k not in conflict and k != "id" and k != TENANT_FIELD)
@@ -547,7 +545,7 @@ class Express:
             for start in range(0, len(encoded), batch_size):
                 out = await adapter.upsert(conn, Upsert(
                     spec, columns, [], conflict, cols, returning=False,
-                    encoded=encoded[start:start + batch_size]))  # type: ignore[arg-type]
+                    encoded=encoded[start:start + batch_size]))
                 inserted += out.inserted
                 updated += out.updated
             return inserted, updated

@@ -425,6 +425,22 @@ def _constant_default(validator: RowValidator, name: str, f: FieldSpec) -> Any:
         return _NO_CONSTANT
 
 
+def _fast_test(f: FieldSpec, nul_check: bool) -> str:
+    """Generated-code test for "``v`` is already a valid value of exactly the declared type"
+    (never true for a missing key or None); empty where every value needs its checker."""
+    lt = f.ltype
+    if lt is LogicalType.STR and f.max_length is None:
+        return ("type(v) is str and (v.isascii() or _utf8_ok(v))"
+                + (' and "\\x00" not in v' if nul_check else ""))
+    if lt is LogicalType.INT:
+        return f"type(v) is int and {INT_MIN} <= v <= {INT_MAX}"
+    if lt is LogicalType.FLOAT:
+        return "type(v) is float and v - v == 0.0"  # finite floats only
+    if lt is LogicalType.BOOL:
+        return "v is True or v is False"
+    return ""
+
+
 def _compile_tuple_create(validator: RowValidator, columns: tuple[str, ...],
                           encoders: tuple[Any, ...]) -> Callable[[Any, Any], tuple[Any, ...] | None]:
     model = validator.model
@@ -447,19 +463,8 @@ def _compile_tuple_create(validator: RowValidator, columns: tuple[str, ...],
             continue
         key = repr(name)
         env[f"_c{i}"] = validator.checkers[name]
-        lt = f.ltype
-        nul_check = lt is LogicalType.STR and not validator.nul_in_text
-        if lt is LogicalType.STR and f.max_length is None:
-            fast_test = ("type(v) is str and (v.isascii() or _utf8_ok(v))"
-                         + (' and "\\x00" not in v' if nul_check else ""))
-        elif lt is LogicalType.INT:
-            fast_test = f"type(v) is int and {-(2**63)} <= v <= {2**63 - 1}"
-        elif lt is LogicalType.FLOAT:
-            fast_test = "type(v) is float and v - v == 0.0"
-        elif lt is LogicalType.BOOL:
-            fast_test = "v is True or v is False"
-        else:
-            fast_test = ""
+        nul_check = f.ltype is LogicalType.STR and not validator.nul_in_text
+        fast_test = _fast_test(f, nul_check)
         lines.append(f"    v = data.get({key}, _M)")
         first = "if"
         if fast_test:
@@ -532,19 +537,8 @@ def _compile_create(
             continue
         chk = f"_c{i}"
         env[chk] = validator.checkers[name]
-        lt = f.ltype
-        nul_check = lt is LogicalType.STR and not validator.nul_in_text
-        if lt is LogicalType.STR and f.max_length is None:
-            fast_test = ("type(v) is str and (v.isascii() or _utf8_ok(v))"
-                         + (' and "\\x00" not in v' if nul_check else ""))
-        elif lt is LogicalType.INT:
-            fast_test = f"type(v) is int and {INT_MIN} <= v <= {INT_MAX}"
-        elif lt is LogicalType.FLOAT:
-            fast_test = "type(v) is float and v - v == 0.0"  # finite floats only
-        elif lt is LogicalType.BOOL:
-            fast_test = "v is True or v is False"
-        else:
-            fast_test = ""
+        nul_check = f.ltype is LogicalType.STR and not validator.nul_in_text
+        fast_test = _fast_test(f, nul_check)
         lines.append(f"        v = data.get({key}, _M)")
         # the common case first: a value of exactly the declared type (never _M or None)
         first = "if"
