@@ -155,3 +155,14 @@ def test_url_parsing_rules() -> None:
     assert (u.username, u.password, u.host, u.port, u.database) == ("us@r", "p#w", "h", 5433, "db")
     assert u.query == {"sslmode": "off"}
     assert "p#w" not in u.redacted() or u.password is None
+
+
+def test_every_hook_is_documented_with_its_signature() -> None:
+    """ARCHITECTURE.md's hook table names each spec with its exact parameters (datasette's
+    test_docs idea): a renamed or new parameter fails here until the docs follow."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "ARCHITECTURE.md").read_text()
+    for name in hook_names():
+        params = ", ".join(inspect.signature(getattr(hookspecs, name)).parameters)
+        assert f"`{name}({params})`" in text, f"{name}({params}) is not documented"
