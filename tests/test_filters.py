@@ -118,3 +118,13 @@ def test_order_by_terms() -> None:
     with pytest.raises(FilterError) as err:
         parse_order_by(ITEM, ["-qtty"])
     assert "Did you mean 'qty'?" in str(err.value)
+
+
+def test_contains_parses_for_json_fields_only() -> None:
+    from dataflow.query import JsonContains
+
+    assert parse_filter(ITEM, {"tags": {"$contains": ["a"]}}) == JsonContains("tags", ["a"])
+    with pytest.raises(FilterError):
+        parse_filter(ITEM, {"name": {"$contains": "a"}})
+    with pytest.raises(FilterError):
+        parse_filter(ITEM, {"tags": {"$contains": {1, 2}}})  # not JSON

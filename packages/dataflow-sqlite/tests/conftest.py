@@ -39,6 +39,7 @@ class ReducedCapabilities(SQLiteCapabilities):
     schema_discovery = False
     savepoints = False
     row_locks = False
+    json_contains = False
 
 
 class ReducedCompiler(SQLiteCompiler):
@@ -46,6 +47,7 @@ class ReducedCompiler(SQLiteCompiler):
     unicode_ilike = False
     lock_clause = None  # no row locks: for_update=True is refused
     visit_regex = None  # type: ignore[assignment]  # no regex: the compiler refuses it
+    visit_json_contains = None  # type: ignore[assignment]  # no $contains: refused
 
 
 class ReducedSQLiteAdapter(SQLiteAdapter):

@@ -45,6 +45,8 @@ class Capabilities:
     schema_discovery: ClassVar[bool] = False
     #: strings with NUL characters stored intact
     nul_in_text: ClassVar[bool] = False
+    #: ``$contains`` on JSON fields with PostgreSQL ``@>`` semantics, exactly
+    json_contains: ClassVar[bool] = False
     #: DDL inside a transaction: a failed migration leaves nothing half-applied
     transactional_ddl: ClassVar[bool] = False
     #: known bugs: test name -> (exception raised, reason). Becomes a strict xfail.

@@ -18,4 +18,5 @@ class PostgresCapabilities(Capabilities):
     alter_add_foreign_key = True  # ALTER TABLE ... ADD CONSTRAINT ... FOREIGN KEY
     schema_discovery = True
     transactional_ddl = True  # CREATE/ALTER roll back with their transaction
+    json_contains = True  # @>
     nul_in_text = False  # TEXT and JSONB refuse U+0000; the adapter raises UnsupportedError

@@ -7,6 +7,7 @@ enums as their value's text.
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -111,6 +112,9 @@ class PostgresCompiler(SQLCompiler):
     # --- expressions ------------------------------------------------------------------------
     def ilike(self, col: str, mark: str) -> str:
         return f"{col} ILIKE {mark}{self.like_escape}"
+
+    def visit_json_contains(self, e: Any, model: ModelSpec, p: Any) -> str:
+        return f"{self.col(model, e.field)} @> {p.add(json.dumps(e.value))}::jsonb"
 
     def visit_regex(self, e: Any, model: ModelSpec, p: Any) -> str:
         op = "~*" if e.case_insensitive else "~"

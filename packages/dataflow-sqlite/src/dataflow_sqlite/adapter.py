@@ -79,6 +79,38 @@ def _regexp(value: Any, pattern: Any, flags: Any) -> Any:
     return 1 if _regex(str(pattern), str(flags)).search(str(value)) else 0
 
 
+def _json_equal(a: Any, b: Any) -> bool:
+    """JSON scalar equality: true/false are not numbers, 1 equals 1.0."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    return type(a) is type(b) and bool(a == b)
+
+
+def json_contains(doc: Any, needle: Any, top: bool = True) -> bool:
+    """PostgreSQL's ``jsonb @>``: objects by key, recursively; every element of a needle
+    array contained in some element of the document array; a bare scalar at the top level
+    also matches a document array that holds it."""
+    if isinstance(needle, dict):
+        return isinstance(doc, dict) and all(
+            k in doc and json_contains(doc[k], v, False) for k, v in needle.items())
+    if isinstance(needle, list):
+        return isinstance(doc, list) and all(
+            any(json_contains(d, n, False) for d in doc) for n in needle)
+    if isinstance(doc, list):
+        return top and any(not isinstance(d, (dict, list)) and _json_equal(d, needle) for d in doc)
+    if isinstance(doc, dict):
+        return False
+    return _json_equal(doc, needle)
+
+
+def _json_contains_sql(doc: Any, needle: Any) -> Any:
+    if doc is None or needle is None:
+        return None
+    return 1 if json_contains(json.loads(doc), json.loads(needle)) else 0
+
+
 def _translate(exc: BaseException) -> BaseException:
     if isinstance(exc, sqlite3.IntegrityError):
         return IntegrityError(f"the database refused the write: {exc}.",
@@ -170,6 +202,7 @@ class SQLiteAdapter(SQLAdapter):
         await conn.create_function("df_regexp", 3, _regexp, deterministic=True)
         await conn.create_function("df_ilike", 2, _ilike, deterministic=True)
         await conn.create_function("df_like", 2, _like, deterministic=True)
+        await conn.create_function("df_json_contains", 2, _json_contains_sql, deterministic=True)
         pragmas = ["PRAGMA foreign_keys = ON", "PRAGMA busy_timeout = 10000",
                    "PRAGMA case_sensitive_like = ON"]
         if not self.memory:

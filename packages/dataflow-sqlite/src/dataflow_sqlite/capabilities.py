@@ -22,3 +22,4 @@ class SQLiteCapabilities(Capabilities):
     schema_discovery = True
     nul_in_text = True
     transactional_ddl = True
+    json_contains = True

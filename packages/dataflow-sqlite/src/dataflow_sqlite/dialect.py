@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -79,6 +80,9 @@ class SQLiteCompiler(SQLCompiler):
         if lt is LogicalType.UUID:
             return uuid.UUID
         return super().decoder(f)
+
+    def visit_json_contains(self, e: Any, model: Any, p: Any) -> str:
+        return f"df_json_contains({self.col(model, e.field)}, {p.add(json.dumps(e.value))})"
 
     def ilike(self, col: str, mark: str) -> str:
         return f"df_ilike({col}, {mark})"

@@ -62,6 +62,17 @@ class Regex(Expr):
 
 
 @dataclass(frozen=True, slots=True)
+class JsonContains(Expr):
+    """The JSON field contains ``value`` (JSON-encodable), with PostgreSQL's ``@>`` meaning:
+    objects by key, recursively; every needle array element in some document array element;
+    a bare scalar at the top also matches a document array holding it."""
+
+    visit_name: ClassVar[str] = "json_contains"
+    field: str
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
 class IsNull(Expr):
     """``field IS NULL`` (``negate`` for IS NOT NULL)."""
 

@@ -8,6 +8,7 @@ canonicalised to its field's type, so nothing unchecked reaches a compiler.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ from .ast import (
     Expr,
     InList,
     IsNull,
+    JsonContains,
     Like,
     Not,
     Or,
@@ -31,7 +33,8 @@ from .ast import (
 
 COMPARISONS = {"$eq": "eq", "$ne": "ne", "$gt": "gt", "$gte": "ge", "$lt": "lt", "$lte": "le"}
 FIELD_OPERATORS = frozenset(
-    [*COMPARISONS, "$in", "$nin", "$like", "$ilike", "$regex", "$options", "$exists", "$not"]
+    [*COMPARISONS, "$in", "$nin", "$like", "$ilike", "$regex", "$options", "$exists", "$not",
+     "$contains"]
 )
 LOGICAL_OPERATORS = frozenset(["$and", "$or", "$not", "$nor"])
 _TEXT_TYPES = (LogicalType.STR,)
@@ -193,6 +196,15 @@ class _Parser:
                                      field=name, fix="simplify the pattern.") from None
                 return Regex(name, operand, case_insensitive=options == "i")
             return Like(name, operand, case_insensitive=op == "$ilike")
+        if op == "$contains":
+            if ftype is not LogicalType.JSON:
+                raise self.error("$contains applies to JSON fields (dict, list, pydantic) only.",
+                                 field=name, fix="use $eq / $in / $like on other fields.")
+            try:
+                json.dumps(operand, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise self.error(f"$contains takes a JSON value ({exc}).", field=name) from None
+            return JsonContains(name, operand)
         if op == "$exists":
             if not isinstance(operand, bool):
                 raise self.error("$exists takes true or false.", field=name)
@@ -204,7 +216,7 @@ class _Parser:
             raise self.error(
                 f"{op} on a JSON field is not supported.",
                 field=name,
-                fix="filter JSON fields with None / $exists only.",
+                fix="filter JSON fields with $contains, None or $exists.",
             )
 
 

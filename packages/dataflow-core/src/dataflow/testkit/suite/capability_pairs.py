@@ -68,6 +68,9 @@ class TestCapabilityDeclaration:
             assert compiler.decimal_ordering == capabilities.decimal_ordering
             assert compiler.unicode_ilike == capabilities.unicode_ilike
             assert (compiler.lock_clause is not None) == capabilities.row_locks
+            assert (getattr(compiler, "visit_json_contains", None) is not None
+                    ) == capabilities.json_contains
+            assert (getattr(compiler, "visit_regex", None) is not None) == capabilities.regex
         if capabilities.savepoints:
             assert capabilities.transactions, "savepoints need transactions"
 
@@ -110,6 +113,53 @@ class TestCapabilityPairs:
         db = await _words(make_db)
         with raises_df(FilterError, "DF-401", "regular expression"):
             await db.express.list("KitWord", {"name": {"$regex": "(unclosed"}})
+
+    # --- JSON containment -----------------------------------------------------------
+    async def _docs(self, make_db: MakeDB) -> Any:
+        db = make_db()
+
+        @db.model
+        class KitDoc:
+            name: str
+            body: dict[str, Any] = {}
+            tags: list[Any] = []
+
+        await db.express.bulk_create("KitDoc", [
+            {"name": "a", "body": {"kind": "x", "n": 1, "sub": {"ok": True}}, "tags": ["red", "blue"]},
+            {"name": "b", "body": {"kind": "y", "n": 1.0, "list": [1, 2, {"k": "v"}]}, "tags": [1, 2]},
+            {"name": "c", "body": {"kind": "x", "n": True, "list": [3]}, "tags": [["red"]]},
+        ])
+        return db
+
+    @pytest.mark.requires("json_contains")
+    async def test_contains_has_postgres_semantics(self, make_db: MakeDB) -> None:
+        db = await self._docs(make_db)
+
+        async def names(flt: dict[str, Any]) -> set[str]:
+            return {r["name"] for r in await db.express.list("KitDoc", flt)}
+
+        assert await names({"body": {"$contains": {"kind": "x"}}}) == {"a", "c"}
+        assert await names({"body": {"$contains": {"sub": {"ok": True}}}}) == {"a"}
+        assert await names({"body": {"$contains": {"n": 1}}}) == {"a", "b"}  # 1 == 1.0, not true
+        assert await names({"body": {"$contains": {"list": [{"k": "v"}]}}}) == {"b"}
+        assert await names({"body": {"$contains": {"list": 3}}}) == set()  # nested scalar vs array
+        assert await names({"tags": {"$contains": ["red"]}}) == {"a"}
+        assert await names({"tags": {"$contains": "red"}}) == {"a"}  # top-level scalar in array
+        assert await names({"tags": {"$contains": [2, 1]}}) == {"b"}
+        assert await names({"tags": {"$contains": [["red"]]}}) == {"c"}
+        assert await names({"body": {"$contains": {}}}) == {"a", "b", "c"}
+        assert await db.express.count("KitDoc", {"$not": {"tags": {"$contains": "red"}}}) == 2
+
+    @pytest.mark.unsupported("json_contains")
+    async def test_contains_is_refused(self, make_db: MakeDB) -> None:
+        db = await self._docs(make_db)
+        with raises_df(UnsupportedError, "DF-501"):
+            await db.express.list("KitDoc", {"body": {"$contains": {"kind": "x"}}})
+
+    async def test_contains_needs_a_json_field(self, make_db: MakeDB) -> None:
+        db = await self._docs(make_db)
+        with raises_df(FilterError, "DF-401", "JSON fields"):
+            await db.express.list("KitDoc", {"name": {"$contains": "a"}})
 
     # --- unicode ilike ----------------------------------------------------------------
     @pytest.mark.requires("unicode_ilike")
