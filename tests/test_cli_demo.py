@@ -8,10 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-pytest.importorskip("dataflow_sqlite")
-
 ROWS = 2_000
 
 

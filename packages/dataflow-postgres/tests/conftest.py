@@ -8,14 +8,12 @@ wheel (see ``pgvector_url``).
 
 from __future__ import annotations
 
-import asyncio
-import os
 from collections.abc import Iterator
 
 import asyncpg
 import pytest
 
-from dataflow.testkit import Backend
+from dataflow.testkit import Backend, servers
 
 # The kit's fixtures and hooks, imported rather than named in ``pytest_plugins`` (which
 # pytest allows only in the rootdir's conftest): they apply to this directory only.
@@ -32,21 +30,6 @@ from ._pgvector_server import PgVectorServer, PgVectorUnavailable
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
-def postgres_url() -> str:
-    return os.environ.get("DATAFLOW_POSTGRES_URL", DEFAULT_URL)
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def _unreachable(what: str, exc: BaseException) -> None:
-    message = f"{what} is unreachable: {exc!r}"
-    if _in_ci():
-        pytest.fail(f"{message} (CI=true: a missing server fails the run)", pytrace=False)
-    pytest.skip(message)
-
-
 async def _probe(url: str) -> None:
     conn = await asyncpg.connect(url, timeout=5)
     await conn.close()
@@ -54,12 +37,7 @@ async def _probe(url: str) -> None:
 
 @pytest.fixture(scope="session")
 def pg_url() -> str:
-    url = postgres_url()
-    try:
-        asyncio.run(_probe(url))
-    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-        _unreachable(f"PostgreSQL at {url}", exc)
-    return url
+    return servers.server_url("DATAFLOW_POSTGRES_URL", DEFAULT_URL, _probe, what="PostgreSQL")
 
 
 @pytest.fixture(scope="session")
@@ -74,7 +52,7 @@ def pgvector_url() -> Iterator[str]:
     try:
         server = PgVectorServer.start()
     except PgVectorUnavailable as exc:
-        _unreachable("the pgvector server", exc)
+        servers.unreachable("the pgvector server", f"{type(exc).__name__}: {exc}")
         raise AssertionError("unreachable") from exc
     try:
         yield server.url

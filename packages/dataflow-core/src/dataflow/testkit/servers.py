@@ -39,7 +39,7 @@ def unreachable(what: str, problem: object) -> None:
     if in_ci():
         pytest.fail(f"{message} (CI=true: a backend that cannot be reached fails the run)",
                     pytrace=False)
-    pytest.skip(f"backend not reachable (set CI=true to fail instead): {message}")
+    pytest.skip(reason=f"backend not reachable (set CI=true to fail instead): {message}")
 
 
 def server_url(

@@ -461,7 +461,7 @@ class TestInjection:
         counts = case_counts(dataflow_backend)
         missing = GENERATED_TESTS - set(counts)
         if missing:
-            pytest.skip(f"not every generated attack test ran here (missing: {sorted(missing)})")
+            pytest.skip(reason=f"not every generated attack test ran here (missing: {sorted(missing)})")
         total = sum(counts[name] for name in GENERATED_TESTS)
         assert total >= CASE_BUDGET, (
             f"{backend_label(dataflow_backend)}: {total} generated cases < {CASE_BUDGET}: {counts}")
