@@ -441,6 +441,16 @@ def _fast_test(f: FieldSpec, nul_check: bool) -> str:
     return ""
 
 
+def _check_and_store(i: int, pad: str, nul_check: bool, stored: str) -> list[str]:
+    """Generated lines: run column ``i``'s checker on ``v`` (None, the per-row path, if it
+    refuses), refuse NUL text where the backend cannot store it, then store ``stored``."""
+    lines = [f"{pad}try:", f"{pad}    v = _c{i}(v)", f"{pad}except _Bad:", f"{pad}    return None"]
+    if nul_check:
+        lines.append(f'{pad}if "\\x00" in v: return None')
+    lines.append(f"{pad}x{i} = {stored}")
+    return lines
+
+
 def _compile_tuple_create(validator: RowValidator, columns: tuple[str, ...],
                           encoders: tuple[Any, ...]) -> Callable[[Any, Any], tuple[Any, ...] | None]:
     model = validator.model
@@ -485,13 +495,7 @@ def _compile_tuple_create(validator: RowValidator, columns: tuple[str, ...],
             lines.append("        if v is None:")
             lines.append(f"            x{i} = None" if f.nullable else "            return None")
             lines.append("        else:")
-            lines.append("            try:")
-            lines.append(f"                v = _c{i}(v)")
-            lines.append("            except _Bad:")
-            lines.append("                return None")
-            if nul_check:
-                lines.append('            if "\\x00" in v: return None')
-            lines.append(f"            x{i} = {wrap('v')}")
+            lines += _check_and_store(i, "            ", nul_check, wrap("v"))
         elif f.nullable:
             lines.append(f"        x{i} = None")
         else:
@@ -499,13 +503,7 @@ def _compile_tuple_create(validator: RowValidator, columns: tuple[str, ...],
         lines.append("    elif v is None:")
         lines.append(f"        x{i} = None" if f.nullable else "        return None")
         lines.append("    else:")
-        lines.append("        try:")
-        lines.append(f"            v = _c{i}(v)")
-        lines.append("        except _Bad:")
-        lines.append("            return None")
-        if nul_check:
-            lines.append('        if "\\x00" in v: return None')
-        lines.append(f"        x{i} = {wrap('v')}")
+        lines += _check_and_store(i, "        ", nul_check, wrap("v"))
     lines.append("    return (" + "".join(f"x{i}, " for i in range(len(columns))) + ")")
     exec("\n".join(lines), env)  # names are validated identifiers, embedded with repr()
     fused: Callable[[Any, Any], tuple[Any, ...] | None] = env["fused"]
