@@ -20,6 +20,7 @@ import pytest
 
 from dataflow import DataFlow, field
 from dataflow.errors import ConnectionLostError
+from dataflow.testkit.faults import Killer, eventually_empty, exactly_once_increments
 from dataflow_mysql.adapter import MySQLAdapter
 
 POOL = 4
@@ -64,43 +65,18 @@ async def _hold_all(db: DataFlow) -> set[int]:
             await adapter.release(c)
 
 
-class _Killer:
-    """Kills every connection of the pool each time the acknowledged count crosses a mark."""
+def _killer(db: DataFlow, raw: aiomysql.Connection, marks: list[int]) -> Killer:
+    """Kills every connection of the pool (``KILL <id>``); each kill records the ids."""
+    lock = asyncio.Lock()
 
-    def __init__(self, db: DataFlow, raw: aiomysql.Connection, marks: list[int]) -> None:
-        self.db, self.raw = db, raw
-        self.acked = 0
-        self.killed: list[set[int]] = []
-        self._marks = marks
-        self._lock = asyncio.Lock()
-        self._pending: list[asyncio.Task[None]] = []
-
-    def ack(self) -> None:
-        self.acked += 1
-        if self._marks and self.acked >= self._marks[0]:
-            self._marks.pop(0)
-            self._pending.append(asyncio.create_task(self._kill()))
-
-    async def _kill(self) -> None:
-        ids = _pool_threads(self.db)
-        async with self._lock, self.raw.cursor() as cur:
+    async def kill() -> set[int]:
+        ids = _pool_threads(db)
+        async with lock, raw.cursor() as cur:
             for i in ids:
                 await cur.execute(f"KILL {int(i)}")
-        self.killed.append(ids)
+        return ids
 
-    async def wait(self) -> None:
-        await asyncio.gather(*self._pending)
-
-
-async def _eventually_gone(raw: aiomysql.Connection, ids: set[int]) -> set[int]:
-    """The server ends a closed session asynchronously; poll (bounded) until ours are gone."""
-    left = ids
-    for _ in range(200):
-        left = await _server_threads(raw, ids)
-        if not left:
-            break
-        await asyncio.sleep(0.05)
-    return left
+    return Killer(kill, marks)
 
 
 async def test_writes_survive_repeated_kills_of_every_connection(
@@ -113,7 +89,7 @@ async def test_writes_survive_repeated_kills_of_every_connection(
         n: int
 
     await db.initialize()
-    killer = _Killer(db, raw, list(KILL_AT))
+    killer = _killer(db, raw, list(KILL_AT))
     acked: dict[str, Any] = {}
     retried: list[int] = []
 
@@ -142,7 +118,7 @@ async def test_writes_survive_repeated_kills_of_every_connection(
     assert all(r["n"] == int(r["name"][1:]) for r in rows)
     # no leak: the killed sessions are gone, all connections are back, and the server
     # holds exactly the pool's
-    assert await _eventually_gone(raw, killed) == set()
+    assert await eventually_empty(lambda: _server_threads(raw, killed)) == set()
     stats = db.pool_stats()
     assert stats["active"] == 0 and stats["idle"] <= POOL
     held = await _hold_all(db)
@@ -151,7 +127,7 @@ async def test_writes_survive_repeated_kills_of_every_connection(
     assert db.pool_stats()["active"] == 0 and db.pool_stats()["idle"] == POOL
     await db.drop_tables()
     await db.close()
-    assert await _eventually_gone(raw, held) == set()
+    assert await eventually_empty(lambda: _server_threads(raw, held)) == set()
 
 
 async def test_transactions_survive_kills_exactly_once(make_db: Any, raw: aiomysql.Connection) -> None:
@@ -166,28 +142,11 @@ async def test_transactions_survive_kills_exactly_once(make_db: Any, raw: aiomys
         op: int = field(unique=True)
 
     counter = await db.express.create("MyFaultCounter", {})
-    killer = _Killer(db, raw, [m * TRANSACTIONS // WRITES for m in KILL_AT])
-    retried: list[int] = []
-
-    async def transfer(k: int) -> None:
-        while True:
-            try:
-                async with db.transaction():
-                    if await db.express.count("MyFaultOp", {"op": k}):
-                        break  # an earlier attempt committed, only its ack was lost
-                    row = await db.express.read("MyFaultCounter", counter["id"], for_update=True)
-                    assert row is not None
-                    await db.express.update("MyFaultCounter", counter["id"], {"n": row["n"] + 1})
-                    await db.express.create("MyFaultOp", {"op": k})
-                break
-            except ConnectionLostError:
-                retried.append(k)  # the server rolled the transaction back: run it again
-        killer.ack()
-
-    await asyncio.gather(*(transfer(k) for k in range(TRANSACTIONS)))
-    await killer.wait()
+    killer = _killer(db, raw, [m * TRANSACTIONS // WRITES for m in KILL_AT])
+    retried = await exactly_once_increments(db, "MyFaultCounter", "MyFaultOp", counter["id"],
+                                            TRANSACTIONS, killer)
     assert all(killer.killed)
-    print(f"killed {[len(k) for k in killer.killed]} connections; {len(retried)} blocks DF-903")
+    print(f"killed {[len(k) for k in killer.killed]} connections; {retried} blocks DF-903")
     final = await db.express.read("MyFaultCounter", counter["id"])
     assert final is not None and final["n"] == TRANSACTIONS  # none lost, none twice
     assert await db.express.count("MyFaultOp") == TRANSACTIONS

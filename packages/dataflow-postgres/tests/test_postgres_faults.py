@@ -20,6 +20,7 @@ import pytest
 
 from dataflow import DataFlow, field
 from dataflow.errors import ConnectionLostError
+from dataflow.testkit.faults import Killer, eventually_empty, exactly_once_increments
 from dataflow_postgres.adapter import PostgresAdapter
 
 POOL = 4
@@ -63,40 +64,6 @@ async def _pool_pids(db: DataFlow) -> set[int]:
             await adapter.release(c)
 
 
-class _Killer:
-    """Terminates every backend of ``app`` each time the acknowledged count crosses a mark."""
-
-    def __init__(self, url: str, app: str) -> None:
-        self.url, self.app = url, app
-        self.acked = 0
-        self.killed: list[int] = []
-        self._marks = list(KILL_AT)
-        self._pending: list[asyncio.Task[None]] = []
-
-    def ack(self) -> None:
-        self.acked += 1
-        if self._marks and self.acked >= self._marks[0]:
-            self._marks.pop(0)
-            self._pending.append(asyncio.create_task(self._kill()))
-
-    async def _kill(self) -> None:
-        self.killed.append(await _terminate_all(self.url, self.app))
-
-    async def wait(self) -> None:
-        await asyncio.gather(*self._pending)
-
-
-async def _eventually_gone(url: str, app: str, pids: set[int]) -> set[int]:
-    """Backends exit asynchronously after a close; poll (bounded) until ours are gone."""
-    left = pids
-    for _ in range(200):
-        left = await _server_pids(url, app) & pids
-        if not left:
-            break
-        await asyncio.sleep(0.05)
-    return left
-
-
 async def test_writes_survive_repeated_termination_of_every_connection(
         make_db: Any, pg_url: str) -> None:
     app = f"df_fault_{uuid.uuid4().hex[:8]}"
@@ -108,7 +75,7 @@ async def test_writes_survive_repeated_termination_of_every_connection(
         n: int
 
     await db.initialize()
-    killer = _Killer(pg_url, app)
+    killer = Killer(lambda: _terminate_all(pg_url, app), KILL_AT)
     acked: dict[str, Any] = {}
     lost = 0
 
@@ -142,7 +109,7 @@ async def test_writes_survive_repeated_termination_of_every_connection(
     assert db.pool_stats()["active"] == 0 and db.pool_stats()["idle"] == POOL
     await db.drop_tables()
     await db.close()
-    assert await _eventually_gone(pg_url, app, pids) == set()
+    assert await eventually_empty(lambda: _server_pids(pg_url, app)) == set()
 
 
 async def test_transactions_survive_termination_exactly_once(make_db: Any, pg_url: str) -> None:
@@ -158,28 +125,9 @@ async def test_transactions_survive_termination_exactly_once(make_db: Any, pg_ur
         op: int = field(unique=True)
 
     counter = await db.express.create("PgFaultCounter", {})
-    killer = _Killer(pg_url, app)
-    killer._marks = [m * TRANSACTIONS // WRITES for m in KILL_AT]
-    failures = 0
-
-    async def transfer(k: int) -> None:
-        nonlocal failures
-        while True:
-            try:
-                async with db.transaction():
-                    if await db.express.count("PgFaultOp", {"op": k}):
-                        break  # an earlier attempt committed, only its ack was lost
-                    row = await db.express.read("PgFaultCounter", counter["id"], for_update=True)
-                    assert row is not None
-                    await db.express.update("PgFaultCounter", counter["id"], {"n": row["n"] + 1})
-                    await db.express.create("PgFaultOp", {"op": k})
-                break
-            except ConnectionLostError:
-                failures += 1  # the server rolled the transaction back: run it again
-        killer.ack()
-
-    await asyncio.gather(*(transfer(k) for k in range(TRANSACTIONS)))
-    await killer.wait()
+    killer = Killer(lambda: _terminate_all(pg_url, app), [m * TRANSACTIONS // WRITES for m in KILL_AT])
+    failures = await exactly_once_increments(db, "PgFaultCounter", "PgFaultOp", counter["id"],
+                                             TRANSACTIONS, killer)
     print(f"terminated {killer.killed} backends; {failures} blocks DF-903")
     assert all(n >= 1 for n in killer.killed)
     final = await db.express.read("PgFaultCounter", counter["id"])
