@@ -275,11 +275,21 @@ class DataFlow:
         The binding lives in a context variable, so it follows ``await``, tasks created
         inside the block, workflows, and the sync API called from inside it.
         """
-        if not isinstance(tenant_id, str) or not tenant_id:
-            from .errors import ValidationError
+        from .errors import ValidationError
 
+        if not isinstance(tenant_id, str) or not tenant_id:
             raise ValidationError(f"tenant id must be a non-empty str, got {tenant_id!r:.60}.",
                                   field="tenant_id")
+        try:
+            tenant_id.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError(
+                f"tenant id {tenant_id!r:.60} is not valid Unicode text (a lone surrogate).",
+                field="tenant_id", fix="decode the tenant id properly before binding it.") from None
+        if "\x00" in tenant_id:
+            raise ValidationError("tenant id holds a NUL character (\\x00), which not every "
+                                  "backend can store.", field="tenant_id",
+                                  fix="remove the NUL from the tenant id.")
         return TenantScope(self._tenant_var, tenant_id)
 
     def current_tenant(self) -> str | None:

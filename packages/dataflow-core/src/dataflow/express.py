@@ -72,12 +72,27 @@ def _names(model: ModelSpec, value: Any, what: str) -> tuple[str, ...]:
                           model=model.name, fix=f"e.g. {what}=['email'].")
 
 
+#: the largest limit/offset every backend binds (a signed 64-bit integer)
+ROW_COUNT_MAX = 2 ** 63 - 1
+
+
 def _check_limit(model: ModelSpec, name: str, value: Any) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValidationError(f"{name} must be a non-negative int, got {value!r:.40}.",
-                              model=model.name)
+    if (isinstance(value, bool) or not isinstance(value, int)
+            or not 0 <= value <= ROW_COUNT_MAX):
+        raise ValidationError(f"{name} must be an int from 0 to 2**63 - 1, got {value!r:.40}.",
+                              model=model.name, field=name,
+                              fix=f"pass {name}=None for no {name}, or a smaller int.")
+    return value
+
+
+def _check_batch_size(model: ModelSpec, op: str, value: Any) -> int:
+    """A positive int; anything else is refused before a row is read (DF-301)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValidationError(f"{op}: batch_size must be a positive int, got {value!r:.40}; "
+                              "nothing was written.", model=model.name, field="batch_size",
+                              fix=f"pass batch_size=1 or more (default {DEFAULT_BATCH:,}).")
     return value
 
 
@@ -205,13 +220,71 @@ class Express:
                 "tenant_id cannot be changed by an update; nothing was written.",
                 model=spec.name, field=TENANT_FIELD, fix="remove tenant_id from the fields.")
 
+    # --- tenancy across foreign keys and auto-increment keys --------------------------------
+    def _tenant_refs(self, spec: ModelSpec) -> List[tuple[str, ModelSpec, str, str]]:
+        """``(column, target, target field, constraint)`` of each foreign key of a tenant-scoped
+        model whose target is tenant-scoped too: a value must name a row of the same tenant."""
+        if not spec.tenant_scoped or not spec.foreign_keys:
+            return []
+        out: List[tuple[str, ModelSpec, str, str]] = []
+        for fk in spec.foreign_keys:
+            target = self._db.models.get(fk.target)
+            if target is not None and target.tenant_scoped:
+                out.append((fk.column, target, fk.target_field, fk.name))
+        return out
+
+    async def _check_tenant_refs(self, conn: Any, spec: ModelSpec,
+                                 rows: Iterable[Mapping[str, Any]], tenant: str) -> None:
+        """Refuse references that name no row of ``tenant`` (checked inside the write's own
+        transaction or savepoint). The database's foreign key only knows the key, which every
+        tenant shares; the parent's tenant never changes, so the check cannot go stale. The
+        error is the same whether the key is unused or another tenant's: it reveals nothing."""
+        refs = self._tenant_refs(spec)
+        if not refs:
+            return
+        rows = rows if isinstance(rows, list) else List(rows)
+        adapter = self._db.adapter
+        for column, target, target_field, constraint in refs:
+            wanted = List({r[column] for r in rows if r.get(column) is not None})
+            for start in range(0, len(wanted), 500):
+                chunk = tuple(wanted[start:start + 500])
+                where = And((Comparison(TENANT_FIELD, "eq", tenant), InList(target_field, chunk)))
+                if await adapter.count(conn, Count(target, where)) != len(chunk):
+                    raise IntegrityError(
+                        f"'{column}' names no {target.name} record of the bound tenant "
+                        f"(foreign key {constraint}); nothing was written.",
+                        model=spec.name, field=column,
+                        fix=f"reference a {target.name} created under the same tenant.")
+
+    @staticmethod
+    def _explicit_auto_id(spec: ModelSpec, data: Any) -> None:
+        """Under multi-tenancy an auto-increment key is the database's alone: one tenant's
+        ``id = 2**63 - 1`` would use up the sequence every tenant shares."""
+        if (spec.tenant_scoped and isinstance(data, Mapping) and "id" in data
+                and spec.fields["id"].auto_increment):
+            raise ValidationError(
+                "an explicit id for the auto-increment key of a tenant-scoped model is refused "
+                "(the key sequence is shared by every tenant); nothing was written.",
+                model=spec.name, field="id",
+                fix="leave out 'id' and let the database assign it, or declare "
+                "id: uuid.UUID for keys chosen by the caller.")
+
     # --- single records ------------------------------------------------------------------
     async def create(self, model: ModelRef, data: Mapping[str, Any]) -> dict[str, Any]:
         """Insert one record; returns it as persisted (id, defaults, timestamps)."""
         spec, v = await self._prepare(model)
-        row = v.for_create(self._tenant_data(spec, data, self._tenant(spec)), utcnow())
+        tenant = self._tenant(spec)
+        if tenant is not None:
+            self._explicit_auto_id(spec, data)
+        row = v.for_create(self._tenant_data(spec, data, tenant), utcnow())
         stmt = Insert(spec, tuple(row), [row], returning=True)
         adapter = self._db.adapter
+        if tenant is not None and self._tenant_refs(spec):
+            async def checked_insert(conn: Any) -> List[dict[str, Any]]:
+                await self._check_tenant_refs(conn, spec, [row], tenant)
+                return await adapter.insert(conn, stmt)
+
+            return (await self._db._run_atomic(checked_insert))[0]
         rows = await self._db._run(adapter.insert, stmt)
         return rows[0]
 
@@ -286,12 +359,15 @@ class Express:
         values = v.for_update(fields, utcnow())
         stmt = Update(spec, self._by_id(spec, key), values, returning=True)
         adapter = self._db.adapter
-        if spec.soft_delete:  # a tombstoned row is refused, not silently skipped
+        tenant = self._tenant(spec)
+        if spec.soft_delete or (tenant is not None and self._tenant_refs(spec)):
             dead = Count(spec, self._tombstoned(spec, Comparison("id", "eq", key)))
 
             async def update_live(conn: Any) -> tuple[int, List[dict[str, Any]]]:
+                if tenant is not None:
+                    await self._check_tenant_refs(conn, spec, [values], tenant)
                 n, rows = await adapter.update(conn, stmt)
-                if not n and await adapter.count(conn, dead):
+                if not n and spec.soft_delete and await adapter.count(conn, dead):
                     raise self._deleted_error(spec, "update", key)
                 return n, rows
 
@@ -431,6 +507,7 @@ class Express:
                           on_progress: Progress | None = None) -> dict[str, Any]:
         """Insert many rows: ``{"inserted": n, "failed": [...]}``."""
         spec, v = await self._prepare(model)
+        batch_size = _check_batch_size(spec, "bulk_create", batch_size)
         now = utcnow()
         tenant = self._tenant(spec)
         adapter = self._db.adapter
@@ -439,13 +516,18 @@ class Express:
             result = await self._bulk_create_encoded(spec, v, rows, now, batch_size, on_progress)
             if result is not None:
                 return result
+        def make_for_tenant(d: Any) -> dict[str, Any]:
+            self._explicit_auto_id(spec, d)
+            return v.for_create(self._tenant_data(spec, d, tenant), now)
+
         good, failed = self._validate_rows(
-            spec, rows, (lambda d: v.for_create(self._tenant_data(spec, d, tenant), now))
-            if tenant is not None else v.creator(now), partial,
-                                           "bulk_create")
+            spec, rows, make_for_tenant if tenant is not None else v.creator(now), partial,
+            "bulk_create")
         total = len(good)
 
         async def write(conn: Any) -> int:
+            if tenant is not None:
+                await self._check_tenant_refs(conn, spec, [r for _, r in good], tenant)
             done = 0
             groups: dict[tuple[str, ...], List[tuple[int, dict[str, Any]]]] = {}
             for item in good:
@@ -602,7 +684,15 @@ class Express:
             where = self._where(spec, v, filter_or_rows)
             self._no_tenant_change(spec, fields)
             values = v.for_update(fields, now)
-            n, _ = await self._db._run_atomic(adapter.update, Update(spec, where, values))
+            tenant = self._tenant(spec)
+
+            async def update_where(conn: Any) -> int:
+                if tenant is not None:
+                    await self._check_tenant_refs(conn, spec, [values], tenant)
+                n, _ = await adapter.update(conn, Update(spec, where, values))
+                return n
+
+            n = await self._db._run_atomic(update_where)
             return {"updated": n, "failed": [], "ok": True}
 
         def make(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -615,7 +705,11 @@ class Express:
 
         good, failed = self._validate_rows(spec, filter_or_rows, make, partial, "bulk_update")
 
+        tenant = self._tenant(spec)
+
         async def write(conn: Any) -> int:
+            if tenant is not None:
+                await self._check_tenant_refs(conn, spec, [r for _, r in good], tenant)
             if spec.soft_delete:
                 await self._refuse_tombstoned(conn, spec, ("id",), [(r["id"],) for _, r in good],
                                               "bulk_update")
@@ -652,6 +746,7 @@ class Express:
                           ) -> dict[str, Any]:
         """Insert rows or update those that conflict: ``{"inserted", "updated", "failed"}``."""
         spec, v = await self._prepare(model)
+        batch_size = _check_batch_size(spec, "bulk_upsert", batch_size)
         if isinstance(rows, (Mapping, str, bytes)) or not isinstance(rows, Iterable):
             raise ValidationError(f"bulk_upsert takes a list of dicts, got {type(rows).__name__}.",
                                   model=spec.name)
@@ -674,6 +769,8 @@ class Express:
 
         def make(data: Mapping[str, Any]) -> dict[str, Any]:
             if tenant is not None:
+                if "id" not in conflict:  # by another key: the id would be inserted
+                    self._explicit_auto_id(spec, data)
                 data = self._tenant_data(spec, data, tenant)
             if type(data) is dict or isinstance(data, Mapping):  # skip the ABC check for dicts
                 if single is not None:
@@ -711,8 +808,10 @@ class Express:
         good, failed = self._validate_rows(spec, rows, make, partial, "bulk_upsert")
 
         async def write(conn: Any) -> tuple[int, int, List[dict[str, Any]]]:
-            if tenant is not None and "id" in conflict:
-                await self._refuse_foreign_ids(conn, spec, [r["id"] for _, r in good], tenant)
+            if tenant is not None:
+                if "id" in conflict:
+                    await self._refuse_foreign_ids(conn, spec, [r["id"] for _, r in good], tenant)
+                await self._check_tenant_refs(conn, spec, [r for _, r in good], tenant)
             if spec.soft_delete:  # a key that reaches a tombstoned row is refused
                 await self._refuse_tombstoned(conn, spec, conflict,
                                               [tuple(r[c] for c in conflict) for _, r in good],
@@ -754,16 +853,28 @@ class Express:
         return result
 
     async def _refuse_foreign_ids(self, conn: Any, spec: ModelSpec, ids: List[Any], tenant: str) -> None:
-        """An upsert by id must not reach a row another tenant owns (checked in its transaction)."""
+        """An upsert by id must not reach a row another tenant owns (checked in its transaction).
+
+        With an auto-increment key it must not insert a chosen id either (one tenant could use
+        up the shared sequence), so every id must name a record of the bound tenant; the error
+        is then the same whether an id is unused or another tenant's, revealing nothing."""
         from .query.ast import Not
 
+        own_only = spec.fields["id"].auto_increment
         for start in range(0, len(ids), 500):
-            where = And((InList("id", tuple(ids[start:start + 500])),
-                         Not(Comparison(TENANT_FIELD, "eq", tenant))))
-            if await self._db.adapter.count(conn, Count(spec, where)):
+            chunk = tuple(ids[start:start + 500])
+            if own_only:
+                where: Expr = And((InList("id", chunk), Comparison(TENANT_FIELD, "eq", tenant)))
+                refused = await self._db.adapter.count(conn, Count(spec, where)) != len(set(chunk))
+            else:
+                where = And((InList("id", chunk), Not(Comparison(TENANT_FIELD, "eq", tenant))))
+                refused = bool(await self._db.adapter.count(conn, Count(spec, where)))
+            if refused:
                 raise TenantViolationError(
-                    "an upsert names ids that belong to another tenant; nothing was written.",
-                    model=spec.name, field="id", fix="use ids of the bound tenant's own records.")
+                    "an upsert by id names ids that are not records of the bound tenant; "
+                    "nothing was written.", model=spec.name, field="id",
+                    fix="upsert by id updates the bound tenant's own records only: create new "
+                    "ones without an id, or upsert on another unique field.")
 
     # --- by key helpers --------------------------------------------------------------------
     async def read_many(self, model: ModelRef, ids: Iterable[Any], *,

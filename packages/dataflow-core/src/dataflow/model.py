@@ -374,7 +374,13 @@ def resolve_foreign_keys(models: dict[str, ModelSpec], only: list[ModelSpec] | N
             fk.target_table = target.table
 
 
-def _check_identifier(model: str, kind: str, name: str) -> None:
+def _check_identifier(model: str, kind: str, name: Any) -> None:
+    if not isinstance(name, str):
+        raise ModelDefinitionError(
+            f"{kind} name must be a str, got {type(name).__name__} {name!r:.60}.",
+            model=model,
+            fix=f"write the {kind} name as text, e.g. __tablename__ = \"orders\".",
+        )
     if not IDENTIFIER.match(name):
         raise ModelDefinitionError(
             f"{kind} name {name!r} is not a valid identifier.",

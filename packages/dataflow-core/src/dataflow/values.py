@@ -93,7 +93,10 @@ def _check_float(v: Any) -> Any:
         return v
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise _Bad(f"expected float, got {type(v).__name__} {v!r:.60}")
-    return float(v)
+    try:
+        return float(v)
+    except OverflowError:  # an int beyond the double range, e.g. 10**400
+        raise _Bad("is too large for a float (a 64-bit double)") from None
 
 
 def _check_bool(v: Any) -> Any:
@@ -103,13 +106,17 @@ def _check_bool(v: Any) -> Any:
 
 
 def _check_datetime(v: Any) -> Any:
-    if isinstance(v, _dt.datetime):
-        return to_utc(v)
     if isinstance(v, str):
         try:
-            return to_utc(_dt.datetime.fromisoformat(v))
+            v = _dt.datetime.fromisoformat(v)
         except ValueError:
             pass
+    if isinstance(v, _dt.datetime):
+        try:
+            return to_utc(v)
+        except OverflowError:  # e.g. 0001-01-01 00:00+05:00 is before year 1 in UTC
+            raise _Bad(f"{v.isoformat()} is outside the years 1-9999 once converted to UTC"
+                       ) from None
     raise _Bad(f"expected datetime (or ISO 8601 text), got {type(v).__name__} {v!r:.60}")
 
 
@@ -156,11 +163,35 @@ def _check_uuid(v: Any) -> Any:
     raise _Bad(f"expected UUID, got {type(v).__name__} {v!r:.60}")
 
 
+#: the deepest JSON value every backend stores (MariaDB's JSON_VALID limit; a scalar has depth 1)
+JSON_MAX_DEPTH = 32
+
+
+def json_depth_exceeds(v: Any, limit: int = JSON_MAX_DEPTH) -> bool:
+    """Is ``v`` nested deeper than ``limit`` (counted as MySQL's ``JSON_DEPTH``)? Iterative, so
+    a value nested 100,000 deep is answered without recursion."""
+    stack: list[tuple[Any, int]] = [(v, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping):
+            children: Any = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if depth >= limit and len(children):
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def _json_safe(v: Any) -> None:
+    if json_depth_exceeds(v):
+        raise _Bad(f"is nested more than {JSON_MAX_DEPTH} levels deep")
     try:
         json.dumps(v, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise _Bad(f"is not JSON-serialisable ({exc})") from None
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise _Bad(f"is not JSON-serialisable ({type(exc).__name__}: {exc})") from None
 
 
 def _check_json(f: FieldSpec) -> Checker:

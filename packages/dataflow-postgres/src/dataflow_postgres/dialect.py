@@ -8,7 +8,9 @@ enums as their value's text.
 from __future__ import annotations
 
 import json
+import re
 import uuid
+from decimal import Decimal
 from typing import Any
 
 from dataflow.model import FieldSpec, ForeignKey, LogicalType, ModelSpec
@@ -58,6 +60,27 @@ def logical_type(catalog_type: str) -> LogicalType | None:
     return LOGICAL_OF.get(base)
 
 
+#: a JSON string (skipped) or a number written with a positive exponent (``1e+16``)
+_JSON_BIG_FLOAT = re.compile(r'"(?:[^"\\]|\\.)*"|(-?\d+(?:\.\d+)?e\+\d+)')
+
+
+def _plain_float(match: re.Match[str]) -> str:
+    number = match.group(1)
+    if number is None:  # a string literal, unchanged
+        return match.group()
+    text = format(Decimal(number), "f")
+    return text if "." in text else text + ".0"
+
+
+def _json_text(v: Any) -> str:
+    """JSON text whose floats stay floats in JSONB. JSONB keeps numbers as ``numeric``
+    and prints ``1e+16`` back as ``10000000000000000`` -- an int to every JSON reader --
+    so floats Python writes with a positive exponent (those >= 1e16) are written out in
+    full with a ``.0``, which JSONB keeps."""
+    text = json.dumps(v, separators=(",", ":"))
+    return _JSON_BIG_FLOAT.sub(_plain_float, text) if "e+" in text else text
+
+
 def _enum_text(v: Any) -> str:
     return str(v.value)
 
@@ -97,6 +120,8 @@ class PostgresCompiler(SQLCompiler):
     def encoder(self, f: FieldSpec) -> Encoder | None:
         if f.ltype is LogicalType.ENUM:
             return _enum_text
+        if f.ltype is LogicalType.JSON and f.pydantic_cls is None:
+            return _json_text
         if vector_dimensions(f) is not None:
             return vector_text
         return super().encoder(f)
@@ -114,7 +139,25 @@ class PostgresCompiler(SQLCompiler):
         return f"{col} ILIKE {mark}{self.like_escape}"
 
     def visit_json_contains(self, e: Any, model: ModelSpec, p: Any) -> str:
-        return f"{self.col(model, e.field)} @> {p.add(json.dumps(e.value))}::jsonb"
+        return f"{self.col(model, e.field)} @> {p.add(_json_text(e.value))}::jsonb"
+
+    def visit_in_list(self, e: Any, model: ModelSpec, p: Any) -> str:
+        """``col = ANY($n)`` with one array parameter: a statement binds at most 32,767
+        parameters, and ``$in`` takes any number of values (the server infers the array's
+        type from the column). ``<> ALL`` is ``NOT IN``, with the same NULL rules."""
+        f = model.fields[e.field]
+        col = self.col(model, e.field)
+        values = [self.encode(f, v) for v in e.values if v is not None]
+        has_null = len(values) < len(e.values)
+        if values:
+            base = f"{col} {'<> ALL' if e.negate else '= ANY'}({p.add(values)})"
+        else:
+            base = "1=0" if not e.negate else "1=1"
+        if not e.negate:
+            return f"({base} OR {col} IS NULL)" if has_null else base
+        if has_null:
+            return f"({base} AND {col} IS NOT NULL)"
+        return f"({base} OR {col} IS NULL)" if f.nullable else base
 
     def visit_regex(self, e: Any, model: ModelSpec, p: Any) -> str:
         op = "~*" if e.case_insensitive else "~"

@@ -33,6 +33,17 @@ def _dt_text(v: _dt.datetime) -> str:
     return v.isoformat(sep=" ", timespec="microseconds")
 
 
+def _decimal_text(v: Decimal) -> str:
+    """One text per number, so equal Decimals are one stored value (a unique key, ``$eq``,
+    ``$in`` compare text): plain notation, no trailing zeros, no negative zero -- 2.5, 2.50
+    and 25E-1 are all ``'2.5'``, 1E+2 is ``'100'``. (``format`` never rounds, unlike
+    ``Decimal.normalize``, which would cut to the context's 28 digits.)"""
+    text = format(v, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
 class SQLiteCompiler(SQLCompiler):
     name = "sqlite"
     paramstyle = "qmark"
@@ -59,7 +70,9 @@ class SQLiteCompiler(SQLCompiler):
             return _dt_text
         if lt is LogicalType.DATE:
             return lambda v: v.isoformat()
-        if lt in (LogicalType.DECIMAL, LogicalType.UUID):
+        if lt is LogicalType.DECIMAL:
+            return _decimal_text
+        if lt is LogicalType.UUID:
             return str
         if lt is LogicalType.BOOL:
             return int

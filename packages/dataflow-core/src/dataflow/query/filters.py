@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import FilterError, UnknownOperatorError, did_you_mean
 from ..model import LogicalType, ModelSpec
-from ..values import RowValidator
+from ..values import JSON_MAX_DEPTH, RowValidator, json_depth_exceeds
 from .ast import (
     FALSE,
     TRUE,
@@ -37,7 +37,19 @@ FIELD_OPERATORS = frozenset(
      "$contains"]
 )
 LOGICAL_OPERATORS = frozenset(["$and", "$or", "$not", "$nor"])
+#: how deeply ``$and``/``$or``/``$nor``/``$not`` may nest: far beyond any hand-written filter,
+#: well within every parser's and compiler's recursion (a deeper filter is DF-401)
+MAX_FILTER_DEPTH = 32
 _TEXT_TYPES = (LogicalType.STR,)
+
+
+def _is_unicode(text: str) -> bool:
+    """False for text no database can store, e.g. a lone surrogate (``"\\ud800"``)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _and(items: list[Expr]) -> Expr:
@@ -62,11 +74,24 @@ class _Parser:
     def __init__(self, model: ModelSpec, validator: RowValidator) -> None:
         self.model = model
         self.validator = validator
+        self.depth = 0
 
     def error(self, message: str, field: str | None = None, fix: str | None = None) -> FilterError:
         return FilterError(message, model=self.model.name, field=field, fix=fix)
 
     def document(self, flt: Any) -> Expr:
+        self.depth += 1
+        try:
+            if self.depth > MAX_FILTER_DEPTH:
+                raise self.error(
+                    f"the filter nests $and/$or/$nor/$not more than {MAX_FILTER_DEPTH} levels deep.",
+                    fix="flatten it: $and/$or take a list of any length, so nested groups of the "
+                    "same operator can be merged.")
+            return self._document(flt)
+        finally:
+            self.depth -= 1
+
+    def _document(self, flt: Any) -> Expr:
         if not isinstance(flt, Mapping):
             raise self.error(
                 f"a filter must be a dict, got {type(flt).__name__}.",
@@ -148,7 +173,14 @@ class _Parser:
                 )
             if op == "$not":
                 if isinstance(operand, Mapping):
-                    parts.append(Not(self.field(name, operand)))
+                    self.depth += 1
+                    try:
+                        if self.depth > MAX_FILTER_DEPTH:
+                            raise self.error(f"$not nests more than {MAX_FILTER_DEPTH} levels deep.",
+                                             field=name, fix="remove the doubled $not.")
+                        parts.append(Not(self.field(name, operand)))
+                    finally:
+                        self.depth -= 1
                 else:
                     raise self.error("$not takes a dict of operators.", field=name)
                 continue
@@ -184,6 +216,10 @@ class _Parser:
             if not isinstance(operand, str):
                 raise self.error(f"{op} takes a str pattern, got {type(operand).__name__}.",
                                  field=name)
+            if not operand.isascii() and not _is_unicode(operand):
+                raise self.error(f"the {op} pattern is not valid Unicode text (it holds a lone "
+                                 "surrogate such as '\\ud800').", field=name,
+                                 fix="decode the pattern properly, or remove the surrogate.")
             if op == "$regex":
                 import re
 
@@ -200,9 +236,12 @@ class _Parser:
             if ftype is not LogicalType.JSON:
                 raise self.error("$contains applies to JSON fields (dict, list, pydantic) only.",
                                  field=name, fix="use $eq / $in / $like on other fields.")
+            if json_depth_exceeds(operand):
+                raise self.error(f"$contains takes a JSON value nested at most {JSON_MAX_DEPTH} "
+                                 "levels deep.", field=name)
             try:
                 json.dumps(operand, allow_nan=False)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, RecursionError) as exc:
                 raise self.error(f"$contains takes a JSON value ({exc}).", field=name) from None
             return JsonContains(name, operand)
         if op == "$exists":

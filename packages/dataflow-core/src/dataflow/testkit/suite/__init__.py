@@ -14,12 +14,14 @@ from .capability_pairs import TestCapabilityDeclaration, TestCapabilityPairs
 from .crud import TestCrud, TestValidation
 from .express_sync import TestExpressSync
 from .filters import TestFilters
+from .input_limits import TestExactComparisons, TestInputLimits
 from .migrations import TestMigrationCapabilities, TestMigrations
 from .model_types import TestIds, TestTypes
 from .relations import TestRelations
 from .reliability import TestAtomicity, TestConcurrency
 from .soft_delete import TestSoftDelete
 from .tenancy import TestTenancy
+from .tenant_keys import TestTenantKeys
 from .transactions import TestTransactionCapabilities, TestTransactions
 from .workflows import TestWorkflows
 
@@ -31,15 +33,18 @@ __all__ = [
     "TestCapabilityPairs",
     "TestConcurrency",
     "TestCrud",
+    "TestExactComparisons",
     "TestExpressSync",
     "TestFilters",
     "TestIds",
     "TestInjection",
+    "TestInputLimits",
     "TestMigrationCapabilities",
     "TestMigrations",
     "TestRelations",
     "TestSoftDelete",
     "TestTenancy",
+    "TestTenantKeys",
     "TestTransactionCapabilities",
     "TestTransactions",
     "TestTypes",
