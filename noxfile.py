@@ -21,12 +21,15 @@ BACKENDS = {
     "sqlite": ["./packages/dataflow-sqlite"],
     "postgres": ["./packages/dataflow-postgres[test]"],
     "mysql": ["./packages/dataflow-mysql"],
+    "fabric": ["./packages/dataflow-sqlite", "./packages/dataflow-postgres[test]",
+               "./packages/dataflow-fabric[test]"],
 }
 TEST_PATHS = {
     "core": ["tests"],
     "sqlite": ["packages/dataflow-sqlite/tests"],
     "postgres": ["packages/dataflow-postgres/tests"],
     "mysql": ["packages/dataflow-mysql/tests"],
+    "fabric": ["packages/dataflow-fabric/tests"],
 }
 
 
@@ -52,12 +55,13 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    session.install("mypy>=1.10", "-e", CORE, "-e", "./packages/dataflow-sqlite")
+    session.install("mypy>=1.10", "-e", CORE, "-e", "./packages/dataflow-sqlite",
+                    "-e", "./packages/dataflow-fabric")
     session.run("mypy")
 
 
 @nox.session
-@nox.parametrize("backend", ["sqlite", "postgres", "mysql"])
+@nox.parametrize("backend", ["sqlite", "postgres", "mysql", "fabric"])
 def bench(session: nox.Session, backend: str) -> None:
     """Compare DataFlow with the raw driver in one run; prints ratios."""
     session.install("-e", CORE, *[a for p in BACKENDS[backend] for a in ("-e", p)])

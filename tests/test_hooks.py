@@ -128,18 +128,42 @@ def test_hook_dataflow_pool_size(inline_plugin: Callable[[object], None]) -> Non
 
 
 def test_hook_dataflow_source_connectors(inline_plugin: Callable[[object], None]) -> None:
-    def make_rest(**config: Any) -> dict[str, Any]:
-        return {"kind": "rest", **config}
+    def make_s3(**config: Any) -> dict[str, Any]:
+        return {"kind": "s3-test", **config}
 
     class Sources:
         @hookimpl
         def dataflow_source_connectors(self, register: Callable[[str, Any], None]) -> None:
-            register("rest", make_rest)
+            register("s3-test", make_s3)
 
-    assert "rest" not in plugins.source_connectors()
+    assert "s3-test" not in plugins.source_connectors()
     inline_plugin(Sources())
-    factory = plugins.source_connectors()["rest"]
-    assert factory(url="https://example.invalid") == {"kind": "rest", "url": "https://example.invalid"}
+    factory = plugins.source_connectors()["s3-test"]
+    assert factory(url="https://example.invalid") == {"kind": "s3-test", "url": "https://example.invalid"}
+
+
+def test_hook_dataflow_instance_methods(inline_plugin: Callable[[object], None]) -> None:
+    def greet(db: Any, who: str) -> str:
+        return f"{db.name} greets {who}"
+
+    def shadow(db: Any) -> str:
+        return "never called"
+
+    class Methods:
+        @hookimpl
+        def dataflow_instance_methods(self, register: Callable[[str, Any], None]) -> None:
+            register("greet", greet)
+            register("transaction", shadow)  # DataFlow's own methods win
+
+    db = dataflow.DataFlow("sqlite://:memory:", name="greeter")
+    assert not hasattr(db, "greet")
+    with pytest.raises(AttributeError):
+        db.greet  # noqa: B018
+    inline_plugin(Methods())
+    assert db.greet("you") == "greeter greets you"
+    assert db.transaction().__class__.__name__ == "Transaction"
+    with pytest.raises(AttributeError):
+        db._private  # noqa: B018  (underscored names never reach plugins)
 
 
 def test_default_pool_policy_clamps() -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import itertools
+import logging
 import os
 import threading
+import types
 import weakref
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -31,6 +33,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 C = TypeVar("C", bound=type)
+#: ``listener(models)``: called with the names of the models a committed write touched
+WriteListener = Callable[[frozenset[str]], None]
+log = logging.getLogger("dataflow")
 
 _names = itertools.count(1)
 #: attempts of a restartable operation whose transaction the database aborted (DF-904)
@@ -48,7 +53,7 @@ def live_instances() -> list[DataFlow]:
 class _Tx:
     """The connection and savepoint depth of the current transaction (per task context)."""
 
-    __slots__ = ("conn", "depth", "failed", "lock", "loop")
+    __slots__ = ("conn", "depth", "failed", "lock", "loop", "written")
 
     def __init__(self, conn: Any, loop: asyncio.AbstractEventLoop) -> None:
         self.conn = conn
@@ -56,6 +61,8 @@ class _Tx:
         self.lock = asyncio.Lock()
         self.loop = loop
         self.failed = False
+        #: models written inside this transaction, announced to write listeners after commit
+        self.written: set[str] = set()
 
 
 class Transaction:
@@ -124,6 +131,8 @@ class Transaction:
             assert self._token is not None
             self._db._tx_var.reset(self._token)
             await adapter.release(tx.conn)
+        if exc_type is None and tx.written:
+            self._db._announce_writes(frozenset(tx.written))
 
 
 class TenantScope:
@@ -193,6 +202,7 @@ class DataFlow:
         )
         self._express: Express | None = None
         self._express_sync: ExpressSync | None = None
+        self._write_listeners: list[WriteListener] = []
         self.last_plan: Plan | None = None
         with _live_lock:
             if self.name in _live:
@@ -201,6 +211,50 @@ class DataFlow:
 
     def __repr__(self) -> str:
         return f"DataFlow(name={self.name!r}, url={self.url.redacted()!r})"
+
+    def __getattr__(self, name: str) -> Any:
+        """Methods that extensions contribute through the ``dataflow_instance_methods`` hook."""
+        if name.startswith("_"):
+            raise AttributeError(f"'DataFlow' object has no attribute {name!r}")
+        method = plugins.instance_methods().get(name)
+        if method is None:
+            plugins.missing_instance_method(name)
+        return types.MethodType(method, self)
+
+    # --- change notification ------------------------------------------------------------
+    def on_write(self, listener: WriteListener) -> Callable[[], None]:
+        """Call ``listener(models)`` after each committed express or node write.
+
+        Outside a transaction the listener runs when the write returns; inside
+        ``db.transaction()`` once the outermost block commits (never on rollback). It runs
+        in the writer's thread and must not block (hand work to a loop or a queue);
+        its exceptions are logged, never raised into the writer. Returns a function that
+        removes the listener.
+        """
+        self._write_listeners.append(listener)
+
+        def remove() -> None:
+            if listener in self._write_listeners:
+                self._write_listeners.remove(listener)
+
+        return remove
+
+    def _wrote(self, model: str) -> None:
+        """A write to ``model`` returned: announce it now, or when its transaction commits."""
+        if not self._write_listeners:
+            return
+        tx = self._tx_var.get()
+        if tx is not None:
+            tx.written.add(model)
+        else:
+            self._announce_writes(frozenset((model,)))
+
+    def _announce_writes(self, models: frozenset[str]) -> None:
+        for listener in list(self._write_listeners):
+            try:
+                listener(models)
+            except Exception:
+                log.exception("write listener %r failed", listener)
 
     # --- models -----------------------------------------------------------------------
     def model(self, cls: C) -> C:

@@ -81,6 +81,12 @@ class ClosedError(ConfigurationError):
     code = "DF-104"
 
 
+class ExtensionNotInstalledError(ConfigurationError, AttributeError):
+    """A feature whose package is not installed (also an AttributeError, so hasattr works)."""
+
+    code = "DF-105"
+
+
 # --- models (DF-2xx) --------------------------------------------------------------------
 class ModelDefinitionError(DataFlowError):
     code = "DF-201"

@@ -7,6 +7,8 @@ are written and ``failed`` lists each rejected row with its index and reason.
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import gc
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -885,6 +887,37 @@ class Express:
         where = self._scoped(spec, InList("id", keys),
                              _check_flag(spec, "include_deleted", include_deleted))
         return await self._db._run(self._db.adapter.select, Select(spec, where))
+
+
+#: the operations that change rows; each announces its model to ``db.on_write`` listeners
+WRITE_OPERATIONS = ("create", "update", "delete", "restore", "purge", "upsert",
+                    "bulk_create", "bulk_update", "bulk_delete", "bulk_upsert")
+
+
+#: set while a write operation runs, so writes it makes through other operations stay quiet
+_writing: contextvars.ContextVar[bool] = contextvars.ContextVar("dataflow_express_writing",
+                                                                default=False)
+
+
+def _announcing(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    async def write(self: Express, model: ModelRef, *args: Any, **kwargs: Any) -> Any:
+        db = self._db
+        if not db._write_listeners or _writing.get():
+            return await method(self, model, *args, **kwargs)
+        token = _writing.set(True)
+        try:
+            result = await method(self, model, *args, **kwargs)
+        finally:
+            _writing.reset(token)
+        db._wrote(db.get_model(model).name)  # after the statement (or its transaction) committed
+        return result
+
+    return write
+
+
+for _op in WRITE_OPERATIONS:
+    setattr(Express, _op, _announcing(getattr(Express, _op)))
 
 
 class ExpressSync:

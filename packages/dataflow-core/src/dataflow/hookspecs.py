@@ -56,4 +56,16 @@ def dataflow_pool_size(adapter: str, server: ServerInfo, worker_count: int) -> i
 
 @hookspec
 def dataflow_source_connectors(register: Callable[[str, Callable[..., Any]], None]) -> None:
-    """Register source connector factories for the data fabric by kind (``"rest"``, ``"s3"``)."""
+    """Register source connector factories for the data fabric by kind (``"rest"``, ``"s3"``).
+
+    ``register(kind, factory)``; ``factory(name, config)`` returns a connector. Database
+    adapters register ``"database:<scheme>"`` for sources that are another database.
+    """
+
+
+@hookspec
+def dataflow_instance_methods(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    """Contribute methods to every DataFlow instance: ``register(name, function)``.
+
+    ``db.<name>(*args)`` calls ``function(db, *args)``. Names DataFlow defines itself win.
+    """

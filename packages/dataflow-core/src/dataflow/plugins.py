@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pluggy
 
 from . import hookspecs
-from .errors import AdapterNotFoundError, PluginError
+from .errors import AdapterNotFoundError, ExtensionNotInstalledError, PluginError
 
 if TYPE_CHECKING:
     from .adapter import Adapter
@@ -33,6 +33,13 @@ KNOWN_ADAPTER_PACKAGES = {
     "mysql": "dataflow-mysql",
     "mariadb": "dataflow-mysql",
     "mongodb": "dataflow-mongo",
+}
+#: which distribution contributes which DataFlow method, for "install X" hints
+KNOWN_METHOD_PACKAGES = {
+    "source": "dataflow-fabric",
+    "product": "dataflow-fabric",
+    "start": "dataflow-fabric",
+    "stop": "dataflow-fabric",
 }
 
 _lock = threading.RLock()
@@ -153,3 +160,25 @@ def source_connectors() -> dict[str, Callable[..., Any]]:
 
     load().hook.dataflow_source_connectors(register=add)
     return found
+
+
+def instance_methods() -> dict[str, Callable[..., Any]]:
+    found: dict[str, Callable[..., Any]] = {}
+
+    def add(name: str, function: Callable[..., Any]) -> None:
+        found.setdefault(name, function)
+
+    load().hook.dataflow_instance_methods(register=add)
+    return found
+
+
+def missing_instance_method(name: str) -> NoReturn:
+    """Raise for ``db.<name>`` that no plugin contributes: what to install, when we know."""
+    package = KNOWN_METHOD_PACKAGES.get(name)
+    if package is None:
+        raise AttributeError(f"'DataFlow' object has no attribute {name!r}")
+    raise ExtensionNotInstalledError(
+        f"db.{name}() is provided by {package}, which is not installed.",
+        fix=f"install it from this repository: pip install ./packages/{package}",
+        package=package,
+    )

@@ -1,0 +1,146 @@
+"""Source declarations: what to read, how to authenticate, how to behave when it fails."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from .errors import FabricConfigError
+
+#: ``resolve(host, port) -> addresses``; the default asks the system resolver
+Resolver = Callable[[str, int], "Sequence[str]"]
+
+
+def _env(name: str, source: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise FabricConfigError(
+            f"source {source!r}: environment variable {name} is not set.",
+            field=name, fix=f"export {name}=... before starting the fabric.")
+    return value
+
+
+@dataclass(frozen=True)
+class BearerAuth:
+    """``Authorization: Bearer $<token_env>``."""
+
+    token_env: str
+
+    def headers(self, source: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {_env(self.token_env, source)}"}
+
+
+@dataclass(frozen=True)
+class BasicAuth:
+    """HTTP Basic from ``$<username_env>`` and ``$<password_env>``."""
+
+    username_env: str
+    password_env: str
+
+    def headers(self, source: str) -> dict[str, str]:
+        pair = f"{_env(self.username_env, source)}:{_env(self.password_env, source)}"
+        return {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode("ascii")}
+
+
+@dataclass(frozen=True)
+class ApiKeyAuth:
+    """An API key from ``$<key_env>`` sent in ``header``."""
+
+    key_env: str
+    header: str = "X-API-Key"
+
+    def headers(self, source: str) -> dict[str, str]:
+        return {self.header: _env(self.key_env, source)}
+
+
+Auth = BearerAuth | BasicAuth | ApiKeyAuth
+
+
+@dataclass(frozen=True)
+class StalenessPolicy:
+    """What products see when a source's last good data is older than ``max_age`` seconds.
+
+    ``on_stale="serve"``: the old data, and every product computed from it is marked stale;
+    ``"fail"``: the read raises DF-1107. ``max_age=None``: data never becomes too old.
+    """
+
+    max_age: float | None = None
+    on_stale: Literal["serve", "fail"] = "serve"
+
+    def __post_init__(self) -> None:
+        if self.on_stale not in ("serve", "fail"):
+            raise FabricConfigError(f"on_stale must be 'serve' or 'fail', got {self.on_stale!r:.40}.",
+                                    field="on_stale")
+
+
+@dataclass(frozen=True)
+class CircuitBreakerConfig:
+    """Open after ``failure_threshold`` consecutive failures; after ``recovery_timeout``
+    seconds let ``half_open_calls`` trial calls through; one success closes it again."""
+
+    failure_threshold: int = 5
+    recovery_timeout: float = 30.0
+    half_open_calls: int = 1
+
+
+@dataclass(frozen=True)
+class RestSourceConfig:
+    """An HTTP JSON API. ``fetch("deals")`` GETs ``<url>/deals``.
+
+    Every known path is revalidated each ``poll_interval`` seconds with ``If-None-Match`` /
+    ``If-Modified-Since``; a 304 costs one round trip and no parsing. Private, loopback,
+    link-local, multicast and metadata addresses are refused unless ``allow_private`` or
+    ``allowlist`` (host names or CIDRs) opens them.
+    """
+
+    url: str
+    auth: Auth | None = None
+    poll_interval: float = 60.0
+    timeout: float = 10.0
+    retries: int = 2
+    backoff: float = 0.2
+    headers: dict[str, str] = field(default_factory=dict)
+    allow_private: bool = False
+    allowlist: tuple[str, ...] = ()
+    max_redirects: int = 5
+    circuit: CircuitBreakerConfig = field(default_factory=CircuitBreakerConfig)
+    staleness: StalenessPolicy = field(default_factory=StalenessPolicy)
+    resolver: Resolver | None = None
+    kind: str = "rest"
+
+
+@dataclass(frozen=True)
+class FileSourceConfig:
+    """A local file: JSON, NDJSON, CSV, or Parquet (with polars). ``format`` defaults to the
+    suffix. Changes are seen with watchdog, or by polling every ``poll_interval`` seconds."""
+
+    path: str | Path
+    format: Literal["json", "ndjson", "csv", "parquet"] | None = None
+    watch: bool = True
+    poll_interval: float = 1.0
+    circuit: CircuitBreakerConfig = field(default_factory=CircuitBreakerConfig)
+    staleness: StalenessPolicy = field(default_factory=StalenessPolicy)
+    kind: str = "file"
+
+
+@dataclass(frozen=True)
+class DatabaseSourceConfig:
+    """Another database by DataFlow URL; ``fetch("table", filter)`` lists rows.
+
+    Read-only: the fabric only ever reads it. Changes are detected by the adapter's
+    connector (``database:<scheme>``) when it registers one, else by a polling signature.
+    """
+
+    url: str
+    tables: tuple[str, ...] | None = None
+    poll_interval: float = 5.0
+    circuit: CircuitBreakerConfig = field(default_factory=CircuitBreakerConfig)
+    staleness: StalenessPolicy = field(default_factory=StalenessPolicy)
+    kind: str = "database"
+
+
+SourceConfig = RestSourceConfig | FileSourceConfig | DatabaseSourceConfig
