@@ -30,6 +30,7 @@ from .model import ModelSpec, build_model_spec, resolve_foreign_keys
 if TYPE_CHECKING:
     from .adapter import Adapter, TableInfo
     from .express import Express, ExpressSync
+    from .frames import Frames
 
 T = TypeVar("T")
 C = TypeVar("C", bound=type)
@@ -203,6 +204,7 @@ class DataFlow:
         self._express: Express | None = None
         self._express_sync: ExpressSync | None = None
         self._write_listeners: list[WriteListener] = []
+        self._frames: Frames | None = None
         self.last_plan: Plan | None = None
         with _live_lock:
             if self.name in _live:
@@ -318,6 +320,15 @@ class DataFlow:
 
             self._express_sync = ExpressSync(self)
         return self._express_sync
+
+    @property
+    def frames(self) -> Frames:
+        """Validated bulk create / update / read over Polars frames (``[frames]`` extra)."""
+        if self._frames is None:
+            from .frames import Frames
+
+            self._frames = Frames(self)
+        return self._frames
 
     def transaction(self) -> Transaction:
         """``async with db.transaction():`` -- express calls and nodes inside join it."""

@@ -132,6 +132,13 @@ class ConfirmationRequiredError(ValidationError):
     code = "DF-306"
 
 
+class RelatedRowError(ValidationError):
+    """A frame row is refused because a row it is linked to by a foreign key, in the same
+    call, is invalid (``db.frames``: invalid-row propagation)."""
+
+    code = "DF-310"
+
+
 # --- filters and queries (DF-4xx) -------------------------------------------------------
 class FilterError(DataFlowError):
     code = "DF-401"

@@ -356,7 +356,7 @@ class PostgresAdapter(SQLAdapter):
             else:
                 await self.executemany(conn, c.insert_sql(model, stmt.columns, 1), records)
             out = []
-        await self._advance_identity(conn, model, stmt.columns, stmt.rows)
+        await self._advance_identity(conn, model, stmt.columns, stmt.rows, stmt.encoded)
         return out
 
     @_translating

@@ -14,6 +14,7 @@ from .capability_pairs import TestCapabilityDeclaration, TestCapabilityPairs
 from .crud import TestCrud, TestValidation
 from .express_sync import TestExpressSync
 from .filters import TestFilters
+from .frames import TestFrames
 from .input_limits import TestExactComparisons, TestInputLimits
 from .migrations import TestMigrationCapabilities, TestMigrations
 from .model_types import TestIds, TestTypes
@@ -36,6 +37,7 @@ __all__ = [
     "TestExactComparisons",
     "TestExpressSync",
     "TestFilters",
+    "TestFrames",
     "TestIds",
     "TestInjection",
     "TestInputLimits",

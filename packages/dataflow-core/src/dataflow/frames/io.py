@@ -1,0 +1,269 @@
+"""Frames to and from the adapters' bulk paths.
+
+Writes: a canonical frame is turned, one chunk at a time, into the driver tuples the
+adapter's bulk insert takes (binary COPY on PostgreSQL, multi-row statements on SQLite
+and MySQL), with the same encoders express uses -- every value a bound parameter. Only
+one chunk of Python values is alive at a time, so memory stays near the frame's size.
+
+Reads: a compiled ``Select`` (the express filter AST, with tenancy and soft delete) is
+fetched through the adapter's driver primitive and decoded column by column into typed
+Polars series. Adapters without a SQL compiler go through ``Adapter.select``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from ..errors import UnsupportedError
+from ..model import TENANT_FIELD, FieldSpec, LogicalType, ModelSpec
+from ..query.ast import Expr, InList, Insert, OrderBy, Select, Upsert
+from .rules import canonical_dtype
+
+if TYPE_CHECKING:
+    from ..core import DataFlow
+
+#: rows converted to Python values at a time on the write path
+WRITE_CHUNK = 50_000
+#: distinct keys per lookup statement (below every driver's bound-parameter limit)
+LOOKUP_CHUNK = 30_000
+
+
+# --- frame -> Python values -----------------------------------------------------------------
+def _python_values(f: FieldSpec, series: pl.Series) -> list[Any]:
+    """The canonical Python values (as express validation returns them) of a column."""
+    lt, dtype = f.ltype, series.dtype
+    if dtype == pl.Null:
+        return [None] * series.len()
+    if lt is LogicalType.DECIMAL:
+        if isinstance(dtype, pl.Decimal):
+            return series.to_list()
+        if dtype.is_float():
+            return [None if v is None else Decimal(repr(v)) for v in series.to_list()]
+        return [None if v is None else Decimal(v) for v in series.to_list()]
+    if lt is LogicalType.UUID:
+        return [None if v is None else uuid.UUID(v) for v in series.to_list()]
+    if lt is LogicalType.ENUM:
+        cls = f.enum_cls
+        assert cls is not None
+        by_text = {str(m.value): m for m in cls}
+        return [None if v is None else by_text[v] for v in series.to_list()]
+    if lt is LogicalType.JSON:
+        if dtype == pl.String:
+            values = [None if v is None else json.loads(v) for v in series.to_list()]
+        else:
+            values = series.to_list()
+        if f.pydantic_cls is not None:
+            cls = f.pydantic_cls
+            return [None if v is None else cls.model_validate(v) for v in values]
+        return values
+    return series.to_list()
+
+
+def _driver_values(f: FieldSpec, series: pl.Series, encoder: Callable[[Any], Any] | None
+                   ) -> list[Any]:
+    if f.ltype is LogicalType.UUID and encoder is str:
+        return series.to_list()  # canonical text already: str(UUID(s)) == s
+    values = _python_values(f, series)
+    if encoder is None:
+        return values
+    return [None if v is None else encoder(v) for v in values]
+
+
+def _write_columns(model: ModelSpec, frame: pl.DataFrame) -> tuple[str, ...]:
+    """The frame's model columns plus the managed timestamps, in model order."""
+    return tuple(n for n, f in model.fields.items()
+                 if n in frame.columns or (f.managed and not f.tombstone) or f.tombstone)
+
+
+def _with_managed(model: ModelSpec, frame: pl.DataFrame, now: _dt.datetime) -> pl.DataFrame:
+    extra = []
+    for n, f in model.fields.items():
+        if f.tombstone:
+            extra.append(pl.lit(None, pl.Datetime("us", "UTC")).alias(n))
+        elif f.managed:
+            extra.append(pl.lit(now, pl.Datetime("us", "UTC")).alias(n))
+    return frame.with_columns(extra) if extra else frame
+
+
+def chunks(db: DataFlow, model: ModelSpec, frame: pl.DataFrame, now: _dt.datetime,
+           size: int = WRITE_CHUNK) -> Any:
+    """Yield ``(columns, rows)`` per chunk: driver tuples for adapters that take encoded
+    rows, dicts of canonical values for the others."""
+    adapter = db.adapter
+    frame = _with_managed(model, frame, now)
+    columns = _write_columns(model, frame)
+    encoded = bool(getattr(adapter, "accepts_encoded_rows", False))
+    encoders: list[Any] = (list(adapter.value_encoders(model, columns))  # type: ignore[attr-defined]
+                           if encoded else [None] * len(columns))
+    specs = [model.fields[c] for c in columns]
+    for start in range(0, frame.height, size):
+        part = frame.slice(start, size)
+        if encoded:
+            cols = [_driver_values(f, part.get_column(f.name), enc)
+                    for f, enc in zip(specs, encoders, strict=True)]
+            yield columns, list(zip(*cols, strict=True))
+        else:
+            cols = [_python_values(f, part.get_column(f.name)) for f in specs]
+            yield columns, [dict(zip(columns, r, strict=True)) for r in zip(*cols, strict=True)]
+
+
+async def insert_frame(db: DataFlow, conn: Any, model: ModelSpec, frame: pl.DataFrame,
+                       now: _dt.datetime) -> int:
+    adapter = db.adapter
+    for columns, rows in chunks(db, model, frame, now):
+        if rows and isinstance(rows[0], tuple):
+            await adapter.insert(conn, Insert(model, columns, [], returning=False, encoded=rows))
+        else:
+            await adapter.insert(conn, Insert(model, columns, rows, returning=False))
+    return frame.height
+
+
+def _update_columns(model: ModelSpec, columns: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(c for c in columns
+                 if c not in ("id", "created_at", TENANT_FIELD) and not model.fields[c].tombstone)
+
+
+async def upsert_frame(db: DataFlow, conn: Any, model: ModelSpec, frame: pl.DataFrame,
+                       now: _dt.datetime, batch_size: int) -> None:
+    """Direct mode: the adapter's upsert on ``id``, ``batch_size`` rows per call."""
+    adapter = db.adapter
+    for columns, rows in chunks(db, model, frame, now, batch_size):
+        update = _update_columns(model, columns)
+        if rows and isinstance(rows[0], tuple):
+            await adapter.upsert(conn, Upsert(model, columns, [], ("id",), update,
+                                              returning=False, encoded=rows))
+        else:
+            await adapter.upsert(conn, Upsert(model, columns, rows, ("id",), update,
+                                              returning=False))
+
+
+async def merge_frame(db: DataFlow, conn: Any, model: ModelSpec, frame: pl.DataFrame,
+                      now: _dt.datetime) -> None:
+    """Staging mode: bulk-load the rows into a temporary table, then one merge statement
+    (``INSERT ... SELECT ... ON CONFLICT`` / ``ON DUPLICATE KEY UPDATE``)."""
+    adapter = db.adapter
+    compiler = getattr(adapter, "compiler", None)
+    execute = getattr(adapter, "execute", None)
+    if compiler is None or execute is None:
+        raise UnsupportedError(
+            f"{adapter.capabilities.name} has no SQL staging tables for a merge.",
+            model=model.name, fix="call db.frames.update(..., staging=False) (direct upsert).")
+    style = compiler.upsert_style
+    if style not in ("on_conflict", "on_duplicate_key"):
+        raise UnsupportedError(f"the {compiler.name} dialect has no staging merge.",
+                               model=model.name, fix="call db.frames.update(..., staging=False).")
+    import dataclasses
+
+    tmp = f"df_stage_{uuid.uuid4().hex[:16]}"
+    staged = dataclasses.replace(model, table=tmp, foreign_keys=[])
+    columns = _write_columns(model, _with_managed(model, frame.head(0), now))
+    q = compiler.quote
+    cols = ", ".join(q(c) for c in columns)
+    temporary = "TEMPORARY TABLE"
+    await execute(conn, f"CREATE {temporary} {q(tmp)} AS SELECT {cols} FROM "
+                        f"{compiler.table(model)} WHERE 1 = 0", ())
+    try:
+        await insert_frame(db, conn, staged, frame, now)
+        update = _update_columns(model, columns)
+        head = f"INSERT INTO {compiler.table(model)} ({cols}) SELECT {cols} FROM {q(tmp)}"
+        if style == "on_conflict":
+            sets = ", ".join(f"{q(c)} = excluded.{q(c)}" for c in update)
+            sql = f"{head} WHERE 1 = 1 ON CONFLICT ({q('id')}) DO UPDATE SET {sets}"
+        else:
+            sets = ", ".join(f"{q(c)} = VALUES({q(c)})" for c in update)
+            sql = f"{head} ON DUPLICATE KEY UPDATE {sets}"
+        await execute(conn, sql, ())
+    finally:
+        drop = "DROP TEMPORARY TABLE" if style == "on_duplicate_key" else "DROP TABLE"
+        await execute(conn, f"{drop} IF EXISTS {q(tmp)}", ())
+
+
+# --- database -> frames -----------------------------------------------------------------------
+def _frame_values(f: FieldSpec, values: list[Any]) -> pl.Series:
+    """Decoded Python values of one field -> a typed series (canonical frame dtypes)."""
+    lt = f.ltype
+    if lt is LogicalType.UUID:
+        return pl.Series(f.name, [None if v is None else str(v) for v in values], pl.String)
+    if lt is LogicalType.ENUM:
+        return pl.Series(f.name, [None if v is None else str(getattr(v, "value", v)) for v in values],
+                         pl.String)
+    if lt is LogicalType.JSON:
+        out: list[str | None] = []
+        for v in values:
+            if v is None:
+                out.append(None)
+            elif hasattr(v, "model_dump_json"):
+                out.append(v.model_dump_json())
+            else:
+                out.append(json.dumps(v))
+        return pl.Series(f.name, out, pl.String)
+    if lt is LogicalType.DECIMAL:
+        scale = max((-v.as_tuple().exponent for v in values
+                     if v is not None and isinstance(v.as_tuple().exponent, int)), default=0)
+        return pl.Series(f.name, values, pl.Decimal(38, max(0, min(scale, 37))))
+    return pl.Series(f.name, values, canonical_dtype(f, pl.Null()))
+
+
+def empty_frame(model: ModelSpec, columns: tuple[str, ...]) -> pl.DataFrame:
+    return pl.DataFrame([_frame_values(model.fields[c], []) for c in columns])
+
+
+async def select_frame(db: DataFlow, stmt: Select) -> pl.DataFrame:
+    """Run ``stmt`` (all of the model's columns) and return its rows as a frame."""
+    model, adapter = stmt.model, db.adapter
+    columns = tuple(model.fields)
+    compiler = getattr(adapter, "compiler", None)
+    fetch = getattr(adapter, "fetch", None)
+    if compiler is None or fetch is None:  # a document store: decoded dicts
+        rows = await db._run(adapter.select, stmt)
+        if not rows:
+            return empty_frame(model, columns)
+        return pl.DataFrame([_frame_values(model.fields[c], [r.get(c) for r in rows])
+                             for c in columns])
+    compiled = compiler.compile(stmt)
+    raw = await db._run(fetch, compiled.sql, compiled.params)
+    if not raw:
+        return empty_frame(model, columns)
+    series = []
+    for f, values in zip(model.fields.values(), zip(*raw, strict=True), strict=True):
+        decode = compiler.decoder(f)
+        vals = list(values) if decode is None else [None if v is None else decode(v) for v in values]
+        series.append(_frame_values(f, vals))
+    return pl.DataFrame(series)
+
+
+def by_id(model: ModelSpec, where: Expr, limit: int | None = None, offset: int | None = None
+          ) -> Select:
+    return Select(model, where, (OrderBy("id"),), limit, offset)
+
+
+async def lookup_keys(db: DataFlow, model: ModelSpec, field: str, values: pl.Series,
+                      scope: Callable[[Expr], Expr]) -> pl.Series:
+    """The ``values`` of ``model.field`` that exist in the database (tenant-scoped), one
+    statement per ``LOOKUP_CHUNK`` distinct values, selecting only that column."""
+    f = model.fields[field]
+    keys = _python_values(f, values)
+    found: list[Any] = []
+    adapter = db.adapter
+    compiler = getattr(adapter, "compiler", None)
+    fetch = getattr(adapter, "fetch", None)
+    for start in range(0, len(keys), LOOKUP_CHUNK):
+        where = scope(InList(field, tuple(keys[start:start + LOOKUP_CHUNK])))
+        if compiler is None or fetch is None:
+            rows = await db._run(adapter.select, Select(model, where))
+            found.extend(r[field] for r in rows)
+            continue
+        p = compiler.params()
+        sql = (f"SELECT {compiler.quote(field)} FROM {compiler.table(model)} WHERE "
+               f"{compiler.expr(where, model, p)}")
+        decode = compiler.decoder(f)
+        for row in await db._run(fetch, sql, tuple(p.values)):
+            found.append(row[0] if decode is None else decode(row[0]))
+    return _frame_values(f, found).cast(values.dtype)

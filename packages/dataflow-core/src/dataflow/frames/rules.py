@@ -1,0 +1,293 @@
+"""Step 2 of the frame pipeline: row rules as Polars expressions.
+
+Each field's column is coerced to its canonical dtype in one expression (``String`` ->
+int, float, bool, date, datetime, UUID, enum value, ...), and every rule is a boolean mask
+over the whole column: required, coercion, 64-bit range, finite numbers, max_length, NUL
+in text where the backend cannot store it, enum membership, and keys that repeat inside
+the frame. No Python loop runs per row, except over JSON text (parsed by Python's
+``json``, as express does) and pydantic-typed JSON.
+
+Messages are only built for the rows that fail a rule. Failures are kept in long form
+(``row``, ``field``, ``code``, ``message``), so foreign-key checks and propagation add to
+the same table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import polars as pl
+
+from ..errors import IntegrityError, UnsupportedError, ValidationError
+from ..model import FieldSpec, LogicalType, ModelSpec
+
+ROW = "__df_row"
+_IN = "__df_in_"
+VALIDATION = ValidationError.code
+UNSUPPORTED = UnsupportedError.code
+INTEGRITY = IntegrityError.code
+
+_ISO_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f")
+_UUID_HEX = r"^[0-9a-f]{32}$"
+_DECIMAL_TEXT = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+_BOOL_TEXT = {"true": True, "false": False, "1": True, "0": False}
+_TYPE_NAMES = {
+    LogicalType.INT: "an integer in the 64-bit range",
+    LogicalType.FLOAT: "a number",
+    LogicalType.BOOL: "true or false",
+    LogicalType.DATETIME: "an ISO 8601 timestamp",
+    LogicalType.DATE: "an ISO 8601 date (YYYY-MM-DD)",
+    LogicalType.DECIMAL: "a decimal number",
+    LogicalType.UUID: "a UUID",
+}
+
+ERROR_SCHEMA = {ROW: pl.UInt32, "field": pl.String, "code": pl.String, "message": pl.String}
+
+
+def empty_errors() -> pl.DataFrame:
+    return pl.DataFrame(schema=ERROR_SCHEMA)
+
+
+@dataclass
+class Rule:
+    """One check of one field: ``bad`` marks the failing rows; ``message`` is evaluated
+    on those rows only."""
+
+    field: str
+    code: str
+    bad: pl.Expr
+    message: pl.Expr
+
+
+def _text(src: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    return src if dtype == pl.String else src.cast(pl.String)
+
+
+def _shown(src: pl.Expr) -> pl.Expr:
+    """A caller's value quoted in a message: at most 60 characters, control characters
+    replaced, so a message never colours a terminal or forges a log line."""
+    return src.cast(pl.String).str.slice(0, 60).str.replace_all(r"[\x00-\x1f\x7f-\x9f]", "?")
+
+
+def _to_datetime(src: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    if isinstance(dtype, pl.Datetime):
+        if dtype.time_zone is None:
+            out = src.dt.replace_time_zone("UTC")
+        else:
+            out = src.dt.convert_time_zone("UTC")
+        return out.cast(pl.Datetime("us", "UTC"))
+    text = _text(src, dtype).str.strip_chars()
+    tries = []
+    for base in _ISO_FORMATS:
+        tries.append(text.str.strptime(pl.Datetime("us", "UTC"), base + "%:z", strict=False))
+        tries.append(text.str.strptime(pl.Datetime("us", "UTC"), base + "%#z", strict=False))
+        tries.append(text.str.strptime(pl.Datetime("us"), base, strict=False)
+                     .dt.replace_time_zone("UTC"))
+    tries.append(text.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
+                 .cast(pl.Datetime("us")).dt.replace_time_zone("UTC"))
+    return pl.coalesce(tries)
+
+
+def _uuid_text(src: pl.Expr, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
+    """(canonical hyphenated lower-case text or null, the 32 hex digits)."""
+    hexes = (_text(src, dtype).str.strip_chars().str.to_lowercase()
+             .str.replace("^urn:", "").str.replace("^uuid:", "")
+             .str.strip_chars("{}").str.replace_all("-", "", literal=True))
+    ok = hexes.str.contains(_UUID_HEX)
+    canon = pl.concat_str([hexes.str.slice(0, 8), hexes.str.slice(8, 4), hexes.str.slice(12, 4),
+                           hexes.str.slice(16, 4), hexes.str.slice(20, 12)], separator="-")
+    return pl.when(ok).then(canon), hexes
+
+
+def coerce(f: FieldSpec, src: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """The canonical column of ``f`` (null where the value cannot be coerced)."""
+    lt = f.ltype
+    if dtype == pl.Null:
+        return src.cast(canonical_dtype(f, dtype))
+    if lt is LogicalType.STR or lt is LogicalType.ENUM:
+        return _text(src, dtype)
+    if lt is LogicalType.INT:
+        if dtype.is_integer():
+            return src.cast(pl.Int64, strict=False)
+        return _text(src, dtype).str.strip_chars().str.to_integer(strict=False).cast(
+            pl.Int64, strict=False)
+    if lt is LogicalType.FLOAT:
+        if dtype.is_numeric():
+            return src.cast(pl.Float64)
+        return _text(src, dtype).str.strip_chars().cast(pl.Float64, strict=False)
+    if lt is LogicalType.BOOL:
+        if dtype == pl.Boolean:
+            return src
+        return (_text(src, dtype).str.strip_chars().str.to_lowercase()
+                .replace_strict(_BOOL_TEXT, default=None, return_dtype=pl.Boolean))
+    if lt is LogicalType.DATETIME:
+        return _to_datetime(src, dtype)
+    if lt is LogicalType.DATE:
+        if dtype == pl.Date:
+            return src
+        return _text(src, dtype).str.strip_chars().str.strptime(pl.Date, "%Y-%m-%d", strict=False)
+    if lt is LogicalType.UUID:
+        return _uuid_text(src, dtype)[0]
+    if lt is LogicalType.DECIMAL:
+        if dtype.is_numeric():
+            return src
+        text = _text(src, dtype).str.strip_chars()
+        return pl.when(text.str.contains(_DECIMAL_TEXT)).then(text)
+    if lt is LogicalType.JSON:
+        return src
+    raise AssertionError(lt)
+
+
+def canonical_dtype(f: FieldSpec, given: pl.DataType) -> pl.DataType:
+    """The dtype of ``f``'s column after coercion (the dtype frames are read into)."""
+    lt = f.ltype
+    if lt is LogicalType.INT:
+        return pl.Int64()
+    if lt is LogicalType.FLOAT:
+        return pl.Float64()
+    if lt is LogicalType.BOOL:
+        return pl.Boolean()
+    if lt is LogicalType.DATETIME:
+        return pl.Datetime("us", "UTC")
+    if lt is LogicalType.DATE:
+        return pl.Date()
+    if lt is LogicalType.DECIMAL and given.is_numeric():
+        return given
+    return pl.String()
+
+
+def _rules(f: FieldSpec, dtype: pl.DataType, *, nul_in_text: bool, full: bool) -> list[Rule]:
+    """The checks of one field; without ``full``, only the coercion (a value that cannot
+    take the column's type cannot be written at all)."""
+    name, lt = f.name, f.ltype
+    src, out = pl.col(_IN + name), pl.col(name)
+    rules: list[Rule] = []
+    if lt not in (LogicalType.STR, LogicalType.JSON, LogicalType.ENUM) and dtype != pl.Null:
+        rules.append(Rule(name, VALIDATION, src.is_not_null() & out.is_null(),
+                          pl.concat_str([pl.lit("expected "), pl.lit(_TYPE_NAMES[lt]),
+                                         pl.lit(", got "), _shown(src)])))
+    if not full:
+        return rules
+    if not f.nullable:
+        what = getattr(f.python_type, "__name__", str(f.python_type))
+        rules.append(Rule(name, VALIDATION, src.is_null(),
+                          pl.lit(f"None is not allowed: the field is required (give a {what}).")))
+    if lt is LogicalType.STR:
+        if f.max_length is not None:
+            rules.append(Rule(name, VALIDATION, out.str.len_chars() > f.max_length,
+                              pl.concat_str([pl.lit("is "), out.str.len_chars().cast(pl.String),
+                                             pl.lit(f" characters long; max_length is {f.max_length}")])))
+        if not nul_in_text:
+            rules.append(Rule(name, UNSUPPORTED, out.str.contains("\x00", literal=True),
+                              pl.lit("this backend cannot store the NUL character (\\x00) in text")))
+    if lt is LogicalType.FLOAT or (lt is LogicalType.DECIMAL and dtype.is_float()):
+        rules.append(Rule(name, VALIDATION, out.is_nan() | out.is_infinite(),
+                          pl.concat_str([_shown(src), pl.lit(" is not a finite number")])))
+    if lt is LogicalType.ENUM:
+        cls = f.enum_cls
+        assert cls is not None
+        allowed = [str(m.value) for m in cls]
+        rules.append(Rule(name, VALIDATION, out.is_not_null() & ~out.is_in(allowed),
+                          pl.concat_str([_shown(src), pl.lit(" is not one of "),
+                                         pl.lit(", ".join(repr(m.value) for m in cls))])))
+    if lt is LogicalType.JSON and dtype != pl.Null:
+        kind = f.json_kind
+        if isinstance(dtype, pl.Struct | pl.List):
+            expected = pl.Struct if kind is dict else pl.List if kind is list else None
+            if expected is not None and not isinstance(dtype, expected):
+                rules.append(Rule(name, VALIDATION, src.is_not_null(),
+                                  pl.lit(f"expected a JSON {kind.__name__ if kind else 'value'}, "
+                                         f"got a {dtype} column")))
+        else:
+            check = json_checker(f)
+            rules.append(Rule(name, VALIDATION,
+                              src.map_elements(lambda v: check(v) is not None, return_dtype=pl.Boolean,
+                                               skip_nulls=True).fill_null(False),
+                              src.map_elements(lambda v: check(v) or "", return_dtype=pl.String)))
+    return rules
+
+
+def json_checker(f: FieldSpec) -> Callable[[str], str | None]:
+    """``check(text)``: None when ``text`` is JSON the field accepts, else the reason."""
+    kind, model_cls = f.json_kind, f.pydantic_cls
+
+    def check(text: str) -> str | None:
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            return f"is not JSON text ({exc})"
+        if model_cls is not None:
+            try:
+                model_cls.model_validate(value)
+            except Exception as exc:  # pydantic's ValidationError
+                return f"does not match {model_cls.__name__}: {exc}"
+        elif kind is not None and not isinstance(value, kind):
+            return f"expected {kind.__name__}, got {type(value).__name__}"
+        return None
+
+    return check
+
+
+def _unique_rules(model: ModelSpec, columns: set[str]) -> list[Rule]:
+    rules = []
+    for key in model.unique_keys():
+        if not set(key) <= columns:
+            continue
+        present = pl.all_horizontal([pl.col(c).is_not_null() for c in key])
+        dup = (pl.col(key[0]) if len(key) == 1 else pl.struct(list(key))).is_duplicated()
+        shown = ", ".join(key)
+        rules.append(Rule(key[0], VALIDATION, present & dup,
+                          pl.lit(f"key ({shown}) repeats inside the frame; send each key once")))
+    return rules
+
+
+@dataclass
+class Checked:
+    """The canonical frame (with a ``ROW`` index) and the failures found so far."""
+
+    model: ModelSpec
+    frame: pl.DataFrame
+    errors: pl.DataFrame
+
+
+def check_rows(model: ModelSpec, frame: pl.DataFrame, *, nul_in_text: bool,
+               rules: bool = True) -> Checked:
+    """Coerce every column and evaluate every rule (see the module docstring); with
+    ``rules=False`` (``validate=False``) only the coercions are checked."""
+    schema = frame.schema
+    fields = [model.fields[c] for c in frame.columns]
+    lazy = frame.lazy().with_row_index(ROW).with_columns(
+        [pl.col(f.name).alias(_IN + f.name) for f in fields])
+    lazy = lazy.with_columns([coerce(f, pl.col(_IN + f.name), schema[f.name]).alias(f.name)
+                              for f in fields])
+    checks = [r for f in fields
+              for r in _rules(f, schema[f.name], nul_in_text=nul_in_text, full=rules)]
+    if rules:
+        checks += _unique_rules(model, set(frame.columns))
+    masks = [r.bad.fill_null(False).alias(f"__df_bad_{i}") for i, r in enumerate(checks)]
+    lazy = lazy.with_columns(masks)
+    full = lazy.collect()
+    parts = []
+    if checks:
+        any_bad = full.select(pl.any_horizontal([pl.col(f"__df_bad_{i}")
+                                                 for i in range(len(checks))]))
+        if any_bad.to_series().any():
+            failing = full.filter(any_bad.to_series())
+            for i, r in enumerate(checks):
+                hit = failing.filter(pl.col(f"__df_bad_{i}"))
+                if hit.height:
+                    parts.append(hit.select(pl.col(ROW), pl.lit(r.field).alias("field"),
+                                            pl.lit(r.code).alias("code"),
+                                            r.message.cast(pl.String).alias("message")))
+    canonical = full.select([ROW, *[f.name for f in fields]])
+    errors = pl.concat(parts) if parts else empty_errors()
+    return Checked(model, canonical, errors)
+
+
+def error_lists(errors: pl.DataFrame) -> pl.DataFrame:
+    """Long-form failures -> one row per failing row: ``ROW`` and a list of
+    ``{field, code, message}``."""
+    return (errors.group_by(ROW, maintain_order=True)
+            .agg(pl.struct("field", "code", "message").alias("errors")))
