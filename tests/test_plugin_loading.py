@@ -16,7 +16,7 @@ def run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
 def test_import_loads_no_plugin_and_no_driver() -> None:
     out = run("""
         import sys, dataflow
-        heavy = ("dataflow_", "aiosqlite", "asyncpg", "aiomysql", "pydantic")
+        heavy = ("dataflow_", "aiosqlite", "asyncpg", "aiomysql", "pydantic", "polars")
         print(sorted(m for m in sys.modules if m.startswith(heavy)))
     """)
     assert out.returncode == 0, out.stderr
