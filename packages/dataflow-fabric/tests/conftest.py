@@ -130,7 +130,7 @@ def _start_upstream(host: str) -> tuple[Upstream, ThreadingHTTPServer]:
     server.daemon_threads = True
     up = Upstream(host, server.server_address[1])
     state_holder.append(up)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     return up, server
 
 

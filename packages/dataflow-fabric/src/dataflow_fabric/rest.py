@@ -33,6 +33,11 @@ class RestConnector:
         if not config.url.startswith(("http://", "https://")):
             raise FabricConfigError(f"source {name!r}: url must be http(s), got {config.url!r:.100}.",
                                     field="url")
+        try:
+            httpx.URL(config.url)
+        except httpx.InvalidURL as exc:
+            raise FabricConfigError(f"source {name!r}: url {config.url!r:.100} is not a valid URL "
+                                    f"({exc}).", field="url") from None
         self.name = name
         self.config = config
         self.poll_interval = config.poll_interval
