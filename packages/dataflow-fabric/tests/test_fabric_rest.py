@@ -85,7 +85,7 @@ async def test_auth_comes_from_environment_variables(
         expected: tuple[str, str]) -> None:
     upstream.routes["/me"] = Route(body={"ok": True})
     source = db.source("api", rest(upstream, auth=auth))
-    with pytest.raises(FabricConfigError, match="FABRIC_TEST_TOKEN|FABRIC_TEST_USER"):
+    with pytest.raises(FabricConfigError, match=r"FABRIC_TEST_TOKEN|FABRIC_TEST_USER"):
         await source.fetch("me")
     assert upstream.log == []  # nothing is sent without the credential
     monkeypatch.setenv("FABRIC_TEST_TOKEN", "s3cret")
