@@ -292,8 +292,8 @@ class Fabric:
         if not spec.params and query:
             parse_query((), query)  # names the unexpected parameter (DF-1102)
         if spec.mode == "virtual":
-            entry = await self._compute(state, None, tenant, kwargs, "request")
-            return Served(entry, "stale" if entry.stale else "fresh")
+            live = await self._compute(state, None, tenant, kwargs, "request")
+            return Served(live, "stale" if live.stale else "fresh")
         key: Key = (tenant, cache_key(kwargs))
         entry = state.entries.get(key)
         if entry is not None:
