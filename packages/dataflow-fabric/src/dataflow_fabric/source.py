@@ -9,6 +9,7 @@ changes itself calls the ``on_change`` callback the fabric sets on it.
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -62,7 +63,7 @@ class Source:
         self.connector = connector
         self.breaker = CircuitBreaker(config.circuit)
         self.policy: StalenessPolicy = config.staleness
-        self._copies: dict[tuple[str | None, tuple[tuple[str, Any], ...]], _Copy] = {}
+        self._copies: dict[tuple[str | None, str], _Copy] = {}
         self.last_success: float | None = None  # wall clock
         self.last_error: str | None = None
         self.opened = False
@@ -76,7 +77,7 @@ class Source:
         reads = current_reads.get()
         if reads is not None:
             reads.sources.add(self.name)
-        slot = (key, tuple(sorted(params.items())))
+        slot = (key, json.dumps(params, sort_keys=True, default=repr) if params else "")
         if self.breaker.allow():
             try:
                 value = await self.connector.read(key, params)
@@ -94,7 +95,7 @@ class Source:
             f"source {self.name!r} is unavailable (circuit open, next trial in "
             f"{self.breaker.retry_in():.0f}s).", fix="check the source's health at /fabric/_health."))
 
-    def _fallback(self, slot: tuple[str | None, tuple[tuple[str, Any], ...]], reads: ReadLog | None,
+    def _fallback(self, slot: tuple[str | None, str], reads: ReadLog | None,
                   exc: Exception) -> Any:
         copy = self._copies.get(slot)
         error = exc if isinstance(exc, DataFlowError) else SourceError(

@@ -1,0 +1,77 @@
+"""Database sources: another DataFlow URL (SQLite file, PostgreSQL), read-only, change detection."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from dataflow import DataFlow
+from dataflow.fabric import DatabaseSourceConfig, ProductContext, SourceError
+from dataflow.testkit import servers
+
+from .conftest import Serve, eventually
+
+PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+async def _probe_pg(url: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url, timeout=5)
+    await conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def other(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[DataFlow]:
+    """Another database with an ``invoice`` table, written by its own DataFlow instance."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'other.db'}"
+    else:
+        # the kit's lookup runs its own event loop: give it a thread of its own
+        url = await asyncio.to_thread(servers.server_url, "DATAFLOW_POSTGRES_URL", PG_DEFAULT,
+                                      _probe_pg, what="PostgreSQL")
+    writer = DataFlow(url)
+
+    @writer.model
+    class Invoice:
+        __tablename__ = "fabric_src_invoice"
+        amount: int
+
+    await writer.initialize()
+    await writer.express.bulk_delete("Invoice", {}, confirmed=True)
+    yield writer
+    await writer.drop_tables()
+    await writer.close()
+
+
+async def test_a_database_source_is_read_and_its_changes_refresh_dependants(
+        other: DataFlow, db: DataFlow, serve: Serve) -> None:
+    await other.express.bulk_create("Invoice", [{"amount": 5}, {"amount": 7}])
+    source = db.source("billing", DatabaseSourceConfig(other.url.raw, tables=("fabric_src_invoice",),
+                                                       poll_interval=0.05))
+
+    @db.product("billed", depends_on=["billing"], debounce=0.0)
+    async def billed(ctx: ProductContext) -> int:
+        rows = await ctx.source("billing").fetch("fabric_src_invoice", order_by="amount")
+        return sum(r["amount"] for r in rows)
+
+    client = await serve()
+    assert (await client.get("/billed")).json() == 12
+    await other.express.create("Invoice", {"amount": 30})
+
+    async def refreshed() -> bool:
+        return (await client.get("/billed")).json() == 42
+
+    await eventually(refreshed)
+    rows = await source.fetch("fabric_src_invoice", filter={"amount": {"$gt": 6}}, limit=1,
+                              order_by="amount")
+    assert [r["amount"] for r in rows] == [7]
+    with pytest.raises(SourceError, match="no table"):
+        await source.connector.read("secrets", {})
+    with pytest.raises(SourceError, match="takes"):
+        await source.connector.read("fabric_src_invoice", {"data": {"amount": 1}})
+    assert not hasattr(source.connector, "write")  # read-only: no way to write through it
+
