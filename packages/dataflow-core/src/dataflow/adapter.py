@@ -150,6 +150,16 @@ class Adapter(ABC):
     @abstractmethod
     async def rollback(self, conn: Any) -> None: ...
 
+    async def interrupted(self, conn: Any) -> bool:
+        """A cancellation interrupted an operation on ``conn``: make it safe to use again.
+
+        True when the connection can take the next statement (the driver finishes or
+        cancels what was in flight before it runs the next one); False when the adapter
+        had to close it instead (its transaction, if any, is gone). DataFlow then rolls
+        back (a usable connection) and releases it. Must not raise.
+        """
+        return True
+
     async def savepoint(self, conn: Any, name: str) -> None:
         raise NotImplementedError
 

@@ -20,6 +20,11 @@ class Capabilities:
     transactions: ClassVar[bool] = False
     #: nested transactions as savepoints
     savepoints: ClassVar[bool] = False
+    #: a statement that fails inside a transaction is undone alone and the transaction
+    #: stays usable (SQLite, InnoDB). Where not declared, DataFlow runs each statement of a
+    #: user's transaction under its own savepoint (or, without savepoints, refuses to
+    #: commit a transaction in which a statement failed)
+    statement_rollback: ClassVar[bool] = False
     #: INSERT/UPDATE ... RETURNING
     returning: ClassVar[bool] = False
     #: ``$regex`` evaluated exactly (case-sensitive unless ``$options: "i"``)

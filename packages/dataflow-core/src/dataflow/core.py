@@ -17,13 +17,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from . import plugins
 from .errors import (
     ClosedError,
+    ConnectionLostError,
     MigrationFailedError,
     MigrationRefusedError,
     TransactionConflictError,
+    TransactionError,
     UnknownModelError,
     UnsupportedError,
     did_you_mean,
 )
+from .interrupts import uninterrupted
 from .migrations import Plan, dependency_order, plan_migration
 from .model import ModelSpec, build_model_spec, resolve_foreign_keys
 
@@ -45,6 +48,13 @@ _live: weakref.WeakValueDictionary[str, DataFlow] = weakref.WeakValueDictionary(
 _live_lock = threading.Lock()
 
 
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
 def live_instances() -> list[DataFlow]:
     """Every DataFlow instance not yet closed or collected (for node lookup)."""
     with _live_lock:
@@ -52,55 +62,123 @@ def live_instances() -> list[DataFlow]:
 
 
 class _Tx:
-    """The connection and savepoint depth of the current transaction (per task context)."""
+    """One database transaction: its connection and what its blocks share."""
 
-    __slots__ = ("conn", "depth", "failed", "lock", "loop", "written")
+    __slots__ = ("_names", "conn", "dropped", "ended", "failure", "loop", "written")
 
     def __init__(self, conn: Any, loop: asyncio.AbstractEventLoop) -> None:
         self.conn = conn
-        self.depth = 0
-        self.lock = asyncio.Lock()
         self.loop = loop
-        self.failed = False
+        #: the outermost block has ended: nothing may use the connection any more
+        self.ended = False
+        #: (block, reason) once the transaction can no longer commit what it was asked to
+        self.failure: tuple[_Scope, str] | None = None
+        #: the adapter closed the connection (the server rolled the transaction back)
+        self.dropped = False
+        self._names = itertools.count(1)
         #: models written inside this transaction, announced to write listeners after commit
         self.written: set[str] = set()
 
+    def savepoint_name(self) -> str:
+        """A name no other savepoint of this transaction uses (siblings never collide)."""
+        return f"df_sp_{next(self._names)}"
+
+    def fail(self, scope: _Scope, reason: str, *, dropped: bool = False) -> None:
+        self.dropped = self.dropped or dropped
+        if self.failure is None:
+            self.failure = (scope, reason)
+
+
+class _Scope:
+    """A block of a transaction: the outermost one, or a nested (savepoint) one.
+
+    ``busy`` is held by each statement of the block and, for its whole life, by a nested
+    block opened in it: statements and sibling nested blocks take turns, so one block's
+    savepoint never covers (and never releases or rolls back) another's work.
+    """
+
+    __slots__ = ("busy", "ended", "parent", "savepoint", "tx")
+
+    def __init__(self, tx: _Tx, savepoint: str | None, parent: _Scope | None) -> None:
+        self.tx = tx
+        self.savepoint = savepoint
+        self.parent = parent
+        self.busy = asyncio.Lock()
+        self.ended = False
+
+    def covers(self, other: _Scope) -> bool:
+        """``other`` is this block or nested (at any depth) inside it."""
+        scope: _Scope | None = other
+        while scope is not None:
+            if scope is self:
+                return True
+            scope = scope.parent
+        return False
+
+    def check_usable(self) -> None:
+        tx = self.tx
+        if self.ended or tx.ended:
+            raise TransactionError(
+                "this 'db.transaction()' block has already ended; a task started inside it "
+                "outlived it and tried to use its connection.",
+                fix="await such tasks inside the block, or start them outside it so they run "
+                "on their own connection.")
+        if tx.failure is not None:
+            raise TransactionError(
+                f"the transaction can no longer be used: {tx.failure[1]}",
+                fix="let the block end (it rolls back) and run it again.")
+
 
 class Transaction:
-    """``async with db.transaction():`` -- a transaction, or a savepoint when nested."""
+    """``async with db.transaction():`` -- a transaction, or a savepoint when nested.
+
+    A cancellation or error anywhere in the block rolls it back and returns the connection
+    clean; the cancellation (or error) is then re-raised.
+    """
 
     def __init__(self, db: DataFlow) -> None:
         self._db = db
-        self._token: contextvars.Token[_Tx | None] | None = None
-        self._savepoint: str | None = None
-        self._tx: _Tx | None = None
+        self._token: contextvars.Token[_Scope | None] | None = None
+        self._scope: _Scope | None = None
 
     async def __aenter__(self) -> Transaction:
         db = self._db
         await db._ensure_ready()
         adapter = db.adapter
-        current = db._tx_var.get()
-        if current is not None and current.loop is asyncio.get_running_loop():
+        parent = db._tx_var.get()
+        loop = asyncio.get_running_loop()
+        if parent is not None and parent.tx.loop is loop and not (parent.ended or parent.tx.ended):
             if not adapter.capabilities.savepoints:
                 raise UnsupportedError(
                     f"{adapter.capabilities.name} cannot nest transactions (no savepoints)."
                 )
-            current.depth += 1
-            self._savepoint = f"df_sp_{current.depth}"
-            async with current.lock:
-                await adapter.savepoint(current.conn, self._savepoint)
-            self._tx = current
+            tx = parent.tx
+            await parent.busy.acquire()  # sibling nested blocks take turns
+            name = tx.savepoint_name()
+            try:
+                parent.check_usable()
+                await adapter.savepoint(tx.conn, name)
+            except BaseException as exc:
+                if isinstance(exc, asyncio.CancelledError) and not tx.dropped:
+                    undone = await db._undo(tx.conn, exc, name)
+                    if undone != "undone":
+                        tx.fail(parent, "a nested block was cancelled while it opened",
+                                dropped=undone == "dropped")
+                parent.busy.release()
+                raise
+            self._scope = _Scope(tx, name, parent)
+            self._token = db._tx_var.set(self._scope)
             return self
         if not adapter.capabilities.transactions:
             raise UnsupportedError(f"{adapter.capabilities.name} has no transactions.")
         conn = await adapter.acquire()
         try:
             await adapter.begin(conn)
-        except BaseException:
-            await adapter.release(conn)
+        except BaseException as exc:
+            await uninterrupted(db._undo_and_release(conn, exc))
             raise
-        self._tx = _Tx(conn, asyncio.get_running_loop())
-        self._token = db._tx_var.set(self._tx)
+        self._scope = _Scope(_Tx(conn, loop), None, None)
+        self._token = db._tx_var.set(self._scope)
         return self
 
     async def __aexit__(
@@ -109,31 +187,75 @@ class Transaction:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        tx = self._tx
-        assert tx is not None
-        adapter = self._db.adapter
-        if self._savepoint is not None:
-            try:
-                async with tx.lock:
-                    if exc_type is None:
-                        await adapter.release_savepoint(tx.conn, self._savepoint)
-                    else:
-                        await adapter.rollback_to_savepoint(tx.conn, self._savepoint)
-                        await adapter.release_savepoint(tx.conn, self._savepoint)
-            finally:
-                tx.depth -= 1
-            return
+        scope = self._scope
+        assert scope is not None and self._token is not None
         try:
-            if exc_type is None:
-                await adapter.commit(tx.conn)
+            if scope.savepoint is None:
+                await uninterrupted(self._end(scope, exc))
             else:
-                await adapter.rollback(tx.conn)
+                await uninterrupted(self._end_nested(scope, exc))
         finally:
-            assert self._token is not None
             self._db._tx_var.reset(self._token)
+
+    async def _end(self, scope: _Scope, exc: BaseException | None) -> None:
+        db = self._db
+        adapter = db.adapter
+        tx = scope.tx
+        tx.ended = True  # statements still waiting for the connection are refused
+        async with scope.busy:  # statements in flight (tasks started inside) finish first
+            pass
+        if exc is None and tx.failure is None:
+            try:
+                await adapter.commit(tx.conn)
+            except BaseException as commit_exc:
+                await db._undo_and_release(tx.conn, commit_exc)
+                raise
             await adapter.release(tx.conn)
-        if exc_type is None and tx.written:
-            self._db._announce_writes(frozenset(tx.written))
+            if tx.written:
+                db._announce_writes(frozenset(tx.written))
+            return
+        if tx.dropped:
+            await adapter.release(tx.conn)
+        else:
+            await db._undo_and_release(tx.conn, exc)
+        if exc is None and tx.failure is not None:
+            raise TransactionError(
+                f"the transaction was rolled back, nothing of it was committed: {tx.failure[1]}",
+                fix="find the cause in the message, then run the block again.")
+
+    async def _end_nested(self, scope: _Scope, exc: BaseException | None) -> None:
+        db = self._db
+        adapter = db.adapter
+        tx = scope.tx
+        parent = scope.parent
+        assert parent is not None and scope.savepoint is not None
+        try:
+            scope.ended = True
+            async with scope.busy:
+                pass
+            if tx.dropped or tx.ended:
+                return
+            failure = tx.failure
+            own_failure = failure is not None and scope.covers(failure[0])
+            if exc is None and failure is None:
+                await adapter.release_savepoint(tx.conn, scope.savepoint)
+                return
+            if failure is not None and not own_failure:
+                return  # an outer failure: the outermost block rolls back and says so
+            undone = await db._undo(tx.conn, exc, scope.savepoint)
+            if undone != "undone":
+                tx.fail(parent, "a nested block could not be rolled back",
+                        dropped=undone == "dropped")
+                return
+            if own_failure:
+                tx.failure = None  # rolled back to before it: the transaction is usable
+                if exc is None:
+                    assert failure is not None
+                    raise TransactionError(
+                        f"the nested block was rolled back: {failure[1]}",
+                        fix="the outer transaction is still usable; run the block again.")
+        finally:
+            parent.busy.release()
 
 
 class TenantScope:
@@ -195,7 +317,7 @@ class DataFlow:
         self._init_lock: asyncio.Lock | None = None
         self._init_loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
-        self._tx_var: contextvars.ContextVar[_Tx | None] = contextvars.ContextVar(
+        self._tx_var: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar(
             f"dataflow_tx_{self.name}", default=None
         )
         self._tenant_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -245,9 +367,9 @@ class DataFlow:
         """A write to ``model`` returned: announce it now, or when its transaction commits."""
         if not self._write_listeners:
             return
-        tx = self._tx_var.get()
-        if tx is not None:
-            tx.written.add(model)
+        scope = self._tx_var.get()
+        if scope is not None:
+            scope.tx.written.add(model)
         else:
             self._announce_writes(frozenset((model,)))
 
@@ -361,7 +483,8 @@ class DataFlow:
         return self._tenant_var.get()
 
     def in_transaction(self) -> bool:
-        return self._tx_var.get() is not None
+        scope = self._tx_var.get()
+        return scope is not None and not (scope.ended or scope.tx.ended)
 
     def pool_stats(self) -> dict[str, Any]:
         return self.adapter.pool_stats()
@@ -369,13 +492,85 @@ class DataFlow:
     # --- running statements -------------------------------------------------------------
     async def _run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Call ``fn(conn, *args)`` in the current transaction, or on a fresh connection."""
-        tx = self._tx_var.get()
-        if tx is not None:
-            async with tx.lock:
-                return await fn(tx.conn, *args)
+        scope = self._tx_var.get()
+        if scope is not None:  # an ended block refuses (DF-801): never a silent fresh connection
+            return await self._in_transaction(scope, fn, args, False)
         if self._closed:
-            raise ClosedError(f"DataFlow {self.name!r} is closed.", fix="create a new instance.")
+            self._reopen()
         return await self.adapter.run(fn, *args)
+
+    async def _in_transaction(self, scope: _Scope, fn: Callable[..., Awaitable[T]],
+                              args: tuple[Any, ...], atomic: bool) -> T:
+        """``fn`` inside the caller's transaction block ``scope``.
+
+        Under its own savepoint when it has several statements (``atomic``) or when a failed
+        statement would abort the whole transaction on this backend (no
+        ``statement_rollback``): a caught error then leaves the transaction usable. Where
+        neither a savepoint nor the backend can undo the part that failed, the transaction
+        is marked failed and its block's end raises instead of committing.
+        """
+        adapter = self.adapter
+        caps = adapter.capabilities
+        tx = scope.tx
+        async with scope.busy:
+            scope.check_usable()
+            conn = tx.conn
+            if caps.savepoints and (atomic or not caps.statement_rollback):
+                name = tx.savepoint_name()
+                try:
+                    await adapter.savepoint(conn, name)
+                    result = await fn(conn, *args)
+                    await adapter.release_savepoint(conn, name)
+                except BaseException as exc:
+                    undone = await self._undo(conn, exc, name)
+                    if undone != "undone":
+                        tx.fail(scope, f"an operation could not be rolled back alone "
+                                f"({_why(exc)})", dropped=undone == "dropped")
+                    raise
+                return result
+            try:
+                return await fn(conn, *args)
+            except asyncio.CancelledError:
+                usable = await uninterrupted(adapter.interrupted(conn))
+                tx.fail(scope, "a statement was interrupted by a cancellation, and this backend "
+                        "cannot undo it alone", dropped=not usable)
+                raise
+            except BaseException as exc:
+                if atomic or not caps.statement_rollback or isinstance(
+                        exc, (TransactionConflictError, ConnectionLostError)):
+                    tx.fail(scope, f"an operation failed and could not be undone alone "
+                            f"({_why(exc)})", dropped=isinstance(exc, ConnectionLostError))
+                raise
+
+    async def _undo(self, conn: Any, exc: BaseException | None,
+                    savepoint: str | None = None) -> str:
+        """Roll back what an operation that raised ``exc`` left on ``conn`` (to ``savepoint``
+        if given), to the end even if cancelled again: ``"undone"``; ``"dropped"`` when the
+        adapter closed the connection instead (the server rolls its transaction back);
+        ``"failed"`` when the rollback itself failed (e.g. a cancellation that landed after
+        the savepoint was released)."""
+        adapter = self.adapter
+
+        async def undo() -> str:
+            if isinstance(exc, asyncio.CancelledError) and not await adapter.interrupted(conn):
+                return "dropped"
+            try:
+                if savepoint is None:
+                    await adapter.rollback(conn)
+                else:
+                    await adapter.rollback_to_savepoint(conn, savepoint)
+                    await adapter.release_savepoint(conn, savepoint)
+            except Exception:
+                return "failed"
+            return "undone"
+
+        return await uninterrupted(undo())
+
+    async def _undo_and_release(self, conn: Any, exc: BaseException | None) -> None:
+        try:
+            await self._undo(conn, exc)
+        finally:
+            await uninterrupted(self.adapter.release(conn))
 
     async def _run_atomic(self, fn: Callable[..., Awaitable[T]], *args: Any,
                           restartable: bool = False) -> T:
@@ -387,33 +582,20 @@ class DataFlow:
         caller's transaction the error propagates: the caller's block is the unit to retry.
         """
         adapter = self.adapter
-        tx = self._tx_var.get()
-        if tx is not None:
-            async with tx.lock:
-                if not adapter.capabilities.savepoints:
-                    return await fn(tx.conn, *args)
-                tx.depth += 1
-                name = f"df_sp_{tx.depth}"
-                await adapter.savepoint(tx.conn, name)
-                try:
-                    result = await fn(tx.conn, *args)
-                except BaseException:
-                    await adapter.rollback_to_savepoint(tx.conn, name)
-                    await adapter.release_savepoint(tx.conn, name)
-                    raise
-                finally:
-                    tx.depth -= 1
-                await adapter.release_savepoint(tx.conn, name)
-                return result
+        scope = self._tx_var.get()
+        if scope is not None:
+            return await self._in_transaction(scope, fn, args, True)
+        if self._closed:
+            self._reopen()
 
         async def atomic(conn: Any) -> T:
-            await adapter.begin(conn)
             try:
+                await adapter.begin(conn)
                 result = await fn(conn, *args)
-            except BaseException:
-                await adapter.rollback(conn)
+                await adapter.commit(conn)
+            except BaseException as exc:
+                await self._undo(conn, exc)
                 raise
-            await adapter.commit(conn)
             return result
 
         if not restartable:
@@ -433,13 +615,15 @@ class DataFlow:
 
         An explicit call retries after an earlier failure; implicit first use does not.
         """
+        if self._closed:
+            self._reopen()
         self._init_error = None
         self._ready_models.clear()
         return await self._migrate(allow_destructive)
 
     async def _ensure_ready(self) -> None:
         if self._closed:
-            raise ClosedError(f"DataFlow {self.name!r} is closed.", fix="create a new instance.")
+            self._reopen()
         if len(self._ready_models) == len(self._models):
             return
         if self._init_error is not None:
@@ -598,13 +782,31 @@ class DataFlow:
 
     # --- lifecycle --------------------------------------------------------------------
     async def close(self) -> None:
+        """Close every connection, on whichever event loop opened it (pools of loops that
+        have ended are closed at the socket). Works from any loop; the instance reopens on
+        its next use or ``initialize()``."""
         if self._closed:
             return
         self._closed = True
+        self._ready_models.clear()  # the schema is checked again on reopening
         with _live_lock:
             if _live.get(self.name) is self:
                 del _live[self.name]
         await self.adapter.close()
+
+    def _reopen(self) -> None:
+        """Make a closed instance usable again; connections open lazily on first use."""
+        with _live_lock:
+            other = _live.get(self.name)
+            if other is not None and other is not self:
+                raise ClosedError(
+                    f"DataFlow {self.name!r} is closed, and another live instance now has its "
+                    "name, so it cannot reopen.",
+                    fix="close the other instance, or give one of them another name.")
+            _live[self.name] = self
+        self._closed = False
+        self._init_error = None
+        self._ready_models.clear()
 
     async def __aenter__(self) -> DataFlow:
         await self._ensure_ready()
@@ -614,6 +816,7 @@ class DataFlow:
         await self.close()
 
     def close_sync(self) -> None:
+        """``close()`` from sync code (through the sync API's background loop)."""
         from . import portal
 
         portal.call(self.close())

@@ -21,6 +21,7 @@ from .errors import (
     RecordDeletedError,
     TenantRequiredError,
     TenantViolationError,
+    TransactionError,
     UnsupportedError,
     ValidationError,
 )
@@ -295,7 +296,8 @@ class Express:
         """The record with primary key ``id``, or None (also for a soft-deleted record,
         unless ``include_deleted=True``).
 
-        ``for_update=True`` (inside ``db.transaction()``) keeps the row from changing until
+        ``for_update=True`` (only inside ``db.transaction()``: outside one it is refused,
+        DF-801, since the lock would end with the read) keeps the row from changing until
         the transaction ends -- read, compute, ``update`` without losing a concurrent
         update. ``SELECT ... FOR UPDATE`` where the backend locks rows; on SQLite a plain
         read, since its write transactions are serialised. An adapter that does not declare
@@ -311,6 +313,12 @@ class Express:
                     model=spec.name,
                     fix="read without for_update, or make the update conditional in one "
                     "statement (bulk_update with a filter).")
+            if not self._db.in_transaction():
+                raise TransactionError(
+                    "for_update=True outside a transaction would lock the row only for the "
+                    "read itself; nothing was sent.",
+                    model=spec.name, fix="read inside 'async with db.transaction():', then "
+                    "update in the same block.")
         live_only = not _check_flag(spec, "include_deleted", include_deleted) and spec.soft_delete
         if spec.tenant_scoped or for_update or live_only:
             rows = await self._db._run(self._db.adapter.select,

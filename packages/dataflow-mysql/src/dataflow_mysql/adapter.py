@@ -293,6 +293,9 @@ class MySQLAdapter(SQLAdapter):
                 if not retry:
                     raise
                 retry = False  # a read is safe to repeat, once, on a fresh connection
+            except asyncio.CancelledError:
+                await self.interrupted(conn)
+                raise
             finally:
                 pool.release(conn)
 
@@ -379,6 +382,13 @@ class MySQLAdapter(SQLAdapter):
         except ConnectionLostError:
             conn.close()  # the server rolls back a dead session's transaction itself
 
+    async def interrupted(self, conn: Any) -> bool:
+        """A cancelled statement may have left its answer unread on the socket: the
+        connection cannot be trusted with another one. Closed; the server rolls back the
+        session's transaction and the pool drops it."""
+        conn.close()
+        return False
+
     @staticmethod
     def in_transaction(conn: Any) -> bool:
         return bool(conn.get_transaction_status())
@@ -408,6 +418,9 @@ class MySQLAdapter(SQLAdapter):
             statements = ["START TRANSACTION", *statements, "COMMIT"]
         try:
             results: list[tuple[int, list[Any]]] = await self.script(conn, "; ".join(statements), params)
+        except asyncio.CancelledError:
+            await self.interrupted(conn)
+            raise
         except BaseException:
             if own:
                 await self.rollback(conn)

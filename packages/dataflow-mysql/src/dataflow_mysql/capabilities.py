@@ -8,6 +8,9 @@ class MySQLCapabilities(Capabilities):
     transactions = True
     # SAVEPOINT / ROLLBACK TO SAVEPOINT on InnoDB
     savepoints = True
+    # InnoDB undoes a failed statement alone (a deadlock rolls back the whole transaction:
+    # DF-904, after which DataFlow refuses to commit)
+    statement_rollback = True
     # no RETURNING clause on MySQL; the adapter still returns the stored rows, by reading
     # them back by key in the same transaction (and the same round trip)
     returning = False

@@ -313,8 +313,11 @@ class PostgresAdapter(SQLAdapter):
         await self.execute(conn, "COMMIT", ())
 
     async def rollback(self, conn: Any) -> None:
+        # sent even when the driver says no transaction is open: after a cancellation it
+        # may not have read the server's answer to BEGIN yet (ROLLBACK outside a
+        # transaction is only a warning)
         try:
-            if conn.is_closed() or not conn.is_in_transaction():
+            if conn.is_closed():
                 return
         except asyncpg.InterfaceError:
             return  # detached from the pool: the server rolled back when it went away

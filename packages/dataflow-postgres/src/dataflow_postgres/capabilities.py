@@ -7,6 +7,9 @@ class PostgresCapabilities(Capabilities):
     name = "postgresql"
     transactions = True
     savepoints = True
+    # an error aborts the whole transaction ("current transaction is aborted"): DataFlow
+    # runs each statement of a user's transaction under its own savepoint
+    statement_rollback = False
     returning = True
     regex = True  # POSIX ~ and ~*
     unicode_ilike = True  # ILIKE folds case by the database's locale (UTF-8)

@@ -7,6 +7,7 @@ class SQLiteCapabilities(Capabilities):
     name = "sqlite"
     transactions = True
     savepoints = True
+    statement_rollback = True  # a failed statement is undone alone (ABORT conflict resolution)
     returning = True
     regex = True  # Python's re, through a registered function
     unicode_ilike = True  # Python casefold matching, through a registered function

@@ -10,6 +10,7 @@ never databases.
 
 from .attacks import TestBadInput, TestInjection
 from .bulk import TestBulk
+from .cancellation import TestCancellation
 from .capability_pairs import TestCapabilityDeclaration, TestCapabilityPairs
 from .crud import TestCrud, TestValidation
 from .express_sync import TestExpressSync
@@ -23,13 +24,14 @@ from .reliability import TestAtomicity, TestConcurrency
 from .soft_delete import TestSoftDelete
 from .tenancy import TestTenancy
 from .tenant_keys import TestTenantKeys
-from .transactions import TestTransactionCapabilities, TestTransactions
+from .transactions import TestTransactionCapabilities, TestTransactions, TestTransactionTrust
 from .workflows import TestWorkflows
 
 __all__ = [
     "TestAtomicity",
     "TestBadInput",
     "TestBulk",
+    "TestCancellation",
     "TestCapabilityDeclaration",
     "TestCapabilityPairs",
     "TestConcurrency",
@@ -48,6 +50,7 @@ __all__ = [
     "TestTenancy",
     "TestTenantKeys",
     "TestTransactionCapabilities",
+    "TestTransactionTrust",
     "TestTransactions",
     "TestTypes",
     "TestValidation",

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from ...errors import IntegrityError, UnsupportedError
+from ...errors import IntegrityError, TransactionError, UnsupportedError
 from ...model import field
 from ...workflow import AsyncLocalRuntime, WorkflowBuilder
 from ._helpers import MakeDB, raises_df
@@ -218,7 +218,9 @@ class TestConcurrency:
         db = make_db()
         _ledger(db)
         rec = await db.express.create("KitLedger", {"name": "a", "qty": 3})
-        assert await db.express.read("KitLedger", rec["id"], for_update=True) == rec
+        # outside a transaction the lock would end with the read: refused, not ignored
+        with raises_df(TransactionError, "DF-801", "for_update"):
+            await db.express.read("KitLedger", rec["id"], for_update=True)
         if db.adapter.capabilities.transactions:
             async with db.transaction():
                 assert await db.express.read("KitLedger", rec["id"], for_update=True) == rec

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from ...errors import UnsupportedError
+from ...errors import IntegrityError, TransactionError, UnsupportedError
+from ...model import field
 from ...workflow import AsyncLocalRuntime, WorkflowBuilder
 from ._helpers import MakeDB, names, raises_df
 
@@ -156,3 +157,141 @@ class TestTransactionCapabilities:
             async with db.transaction():
                 await db.express.create("KitTxRow", {"name": "never"})
         assert await db.express.count("KitTxRow") == 0
+
+
+def _keyed(db: Any) -> None:
+    @db.model
+    class KitTxKey:
+        code: str = field(unique=True)
+        n: int = 0
+
+
+@pytest.mark.asyncio
+@pytest.mark.requires("transactions")
+class TestTransactionTrust:
+    """What a transaction means when errors are caught, tasks outlive it, or blocks run
+    side by side: one meaning on every backend."""
+
+    async def _caught_duplicate(self, db: Any) -> None:
+        ex = db.express
+        async with db.transaction():
+            await ex.create("KitTxKey", {"code": "k1"})
+            with raises_df(IntegrityError, "DF-902"):
+                await ex.create("KitTxKey", {"code": "k1"})
+            # the transaction is still usable after the caught error
+            await ex.create("KitTxKey", {"code": "k2"})
+            assert await ex.count("KitTxKey") == 2
+
+    @pytest.mark.requires("savepoints")
+    async def test_a_caught_error_leaves_the_transaction_usable(self, make_db: MakeDB) -> None:
+        db = make_db()
+        _keyed(db)
+        await self._caught_duplicate(db)
+        assert sorted(r["code"] for r in await db.express.list("KitTxKey")) == ["k1", "k2"]
+
+    @pytest.mark.requires("statement_rollback")
+    async def test_a_caught_statement_error_is_undone_alone(self, make_db: MakeDB) -> None:
+        db = make_db()
+        _keyed(db)
+        await self._caught_duplicate(db)
+        assert sorted(r["code"] for r in await db.express.list("KitTxKey")) == ["k1", "k2"]
+
+    @pytest.mark.unsupported("savepoints")
+    async def test_a_caught_multi_statement_failure_refuses_to_commit(self,
+                                                                       make_db: MakeDB) -> None:
+        """Without savepoints a bulk write that failed halfway cannot be undone alone: the
+        block must not commit its half (DF-801), never a silent partial commit."""
+        db = make_db()
+        _keyed(db)
+        ex = db.express
+        await ex.create("KitTxKey", {"code": "taken"})
+        rows = [{"code": f"c{i}"} for i in range(20)] + [{"code": "taken"}]
+        with raises_df(TransactionError, "DF-801", "rolled back"):
+            async with db.transaction():
+                await ex.create("KitTxKey", {"code": "before"})
+                with pytest.raises(IntegrityError):
+                    await ex.bulk_create("KitTxKey", rows, batch_size=5)
+        assert [r["code"] for r in await ex.list("KitTxKey")] == ["taken"]
+
+    async def test_a_task_that_outlives_its_transaction_is_refused(self,
+                                                                   make_db: MakeDB) -> None:
+        db = make_db()
+        _keyed(db)
+        ex = db.express
+        gate = asyncio.Event()
+
+        async def late(code: str) -> Any:
+            await gate.wait()
+            return await ex.create("KitTxKey", {"code": code})
+
+        async with db.transaction():
+            await ex.create("KitTxKey", {"code": "inside"})
+            straggler = asyncio.create_task(late("late"))
+        # the block has ended; the task still holds it in its context. Another transaction
+        # now holds a connection (on SQLite, the same one): the straggler must not join it
+        with pytest.raises(Boom):
+            async with db.transaction():
+                await ex.create("KitTxKey", {"code": "second"})
+                gate.set()
+                with raises_df(TransactionError, "DF-801", "ended"):
+                    await straggler
+                raise Boom
+        assert [r["code"] for r in await ex.list("KitTxKey")] == ["inside"]
+        assert not db.in_transaction()
+        # a task started outside any block runs on its own connection, as always
+        assert (await asyncio.create_task(ex.create("KitTxKey", {"code": "own"})))["code"] == "own"
+
+    @pytest.mark.requires("savepoints")
+    async def test_concurrent_nested_blocks_never_undo_each_other(self,
+                                                                  make_db: MakeDB) -> None:
+        db = make_db()
+        _keyed(db)
+        ex = db.express
+
+        async def child(i: int) -> None:
+            async with db.transaction():
+                await ex.create("KitTxKey", {"code": f"c{i}a"})
+                await asyncio.sleep(0)
+                await ex.bulk_create("KitTxKey", [{"code": f"c{i}b"}, {"code": f"c{i}c"}])
+                await asyncio.sleep(0)
+                if i % 3 == 1:
+                    raise Boom
+
+        async with db.transaction():
+            await ex.create("KitTxKey", {"code": "outer"})
+            outcomes = await asyncio.gather(*(child(i) for i in range(9)),
+                                            return_exceptions=True)
+            assert [type(o) for o in outcomes] == [Boom if i % 3 == 1 else type(None)
+                                                   for i in range(9)]
+            await ex.create("KitTxKey", {"code": "outer-after"})
+        kept = {f"c{i}{s}" for i in range(9) if i % 3 != 1 for s in "abc"}
+        got = {r["code"] for r in await ex.list("KitTxKey")}
+        assert got == kept | {"outer", "outer-after"}
+
+    @pytest.mark.requires("savepoints")
+    async def test_statements_beside_an_open_nested_block_are_not_swallowed(
+            self, make_db: MakeDB) -> None:
+        """A statement of the outer block, issued by another task while a nested block is
+        open, waits for it: a rollback of the nested block never takes it along."""
+        db = make_db()
+        _keyed(db)
+        ex = db.express
+        opened = asyncio.Event()
+
+        async def nested_that_fails() -> None:
+            async with db.transaction():
+                await ex.create("KitTxKey", {"code": "nested"})
+                opened.set()
+                for _ in range(5):
+                    await asyncio.sleep(0)
+                raise Boom
+
+        async def outer_statement() -> None:
+            await opened.wait()
+            await ex.create("KitTxKey", {"code": "outer"})
+
+        async with db.transaction():
+            outcomes = await asyncio.gather(nested_that_fails(), outer_statement(),
+                                            return_exceptions=True)
+            assert isinstance(outcomes[0], Boom) and outcomes[1] is None
+        assert [r["code"] for r in await ex.list("KitTxKey")] == ["outer"]
