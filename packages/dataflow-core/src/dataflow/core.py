@@ -196,6 +196,10 @@ class Transaction:
                 await uninterrupted(self._end_nested(scope, exc))
         finally:
             self._db._tx_var.reset(self._token)
+        tx = scope.tx
+        if scope.savepoint is None and tx.written and exc is None:
+            # committed; announced from the caller's context, where the block is gone
+            self._db._announce_writes(frozenset(tx.written))
 
     async def _end(self, scope: _Scope, exc: BaseException | None) -> None:
         db = self._db
@@ -211,8 +215,6 @@ class Transaction:
                 await db._undo_and_release(tx.conn, commit_exc)
                 raise
             await adapter.release(tx.conn)
-            if tx.written:
-                db._announce_writes(frozenset(tx.written))
             return
         if tx.dropped:
             await adapter.release(tx.conn)
