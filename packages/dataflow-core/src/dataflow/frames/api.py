@@ -146,7 +146,8 @@ class Frames:
         """(valid canonical rows, invalid input rows with their error list)."""
         bad = state.errors.get_column(ROW).unique()
         is_bad = pl.col(ROW).is_in(bad.implode())
-        valid = state.frame.filter(~is_bad).drop(ROW)
+        # no failures: the canonical frame itself (no copy)
+        valid = state.frame.filter(~is_bad).drop(ROW) if bad.len() else state.frame.drop(ROW)
         original = aligned.frame.with_row_index(ROW)
         invalid = (original.filter(is_bad)
                    .join(error_lists(state.errors).rename({"errors": ERROR_COLUMN}), on=ROW,

@@ -24,13 +24,14 @@ import polars as pl
 from ..errors import UnsupportedError
 from ..model import TENANT_FIELD, FieldSpec, LogicalType, ModelSpec
 from ..query.ast import Expr, InList, Insert, OrderBy, Select, Upsert
+from .codec import decode_column, encode_column
 from .rules import canonical_dtype
 
 if TYPE_CHECKING:
     from ..core import DataFlow
 
 #: rows converted to Python values at a time on the write path
-WRITE_CHUNK = 50_000
+WRITE_CHUNK = 20_000
 #: distinct keys per lookup statement (below every driver's bound-parameter limit)
 LOOKUP_CHUNK = 30_000
 
@@ -70,10 +71,7 @@ def _driver_values(f: FieldSpec, series: pl.Series, encoder: Callable[[Any], Any
                    ) -> list[Any]:
     if f.ltype is LogicalType.UUID and encoder is str:
         return series.to_list()  # canonical text already: str(UUID(s)) == s
-    values = _python_values(f, series)
-    if encoder is None:
-        return values
-    return [None if v is None else encoder(v) for v in values]
+    return encode_column(f, series, encoder, _python_values)
 
 
 def _write_columns(model: ModelSpec, frame: pl.DataFrame) -> tuple[str, ...]:
@@ -231,12 +229,20 @@ async def select_frame(db: DataFlow, stmt: Select) -> pl.DataFrame:
     raw = await db._run(fetch, compiled.sql, compiled.params)
     if not raw:
         return empty_frame(model, columns)
-    series = []
-    for f, values in zip(model.fields.values(), zip(*raw, strict=True), strict=True):
-        decode = compiler.decoder(f)
-        vals = list(values) if decode is None else [None if v is None else decode(v) for v in values]
-        series.append(_frame_values(f, vals))
-    return pl.DataFrame(series)
+    fields = list(model.fields.values())
+    columns_raw: list[pl.Series] | None = None
+    if type(raw[0]) is tuple:  # plain tuples: Polars transposes them itself
+        try:
+            got = pl.DataFrame(raw, schema=[f.name for f in fields], orient="row")
+        except (pl.exceptions.PolarsError, TypeError, ValueError, OverflowError):
+            got = None  # a column Polars cannot infer from its first rows
+        if got is not None:
+            columns_raw = got.get_columns()
+    if columns_raw is None:
+        return pl.DataFrame([decode_column(f, values, compiler.decoder(f), _frame_values)
+                             for f, values in zip(fields, zip(*raw, strict=True), strict=True)])
+    return pl.DataFrame([decode_column(f, series, compiler.decoder(f), _frame_values)
+                         for f, series in zip(fields, columns_raw, strict=True)])
 
 
 def by_id(model: ModelSpec, where: Expr, limit: int | None = None, offset: int | None = None

@@ -1,0 +1,313 @@
+"""``db.frames`` vs the raw driver, in the same run: validated frame writes and frame reads.
+
+    .venv/bin/python bench/bench_frames.py                 # 1,000,000 rows, PostgreSQL and SQLite
+    .venv/bin/python bench/bench_frames.py --n 100000      # a quicker run
+    .venv/bin/python bench/bench_frames.py --backend sqlite --markdown
+
+The frame has 8 mixed columns (2 text, int, float, bool, datetime, date, int). Workloads:
+
+  * validation alone: the column contract and every row rule (``check_rows``), no database;
+    reported as values/s (target >= 5,000,000);
+  * validated create: ``db.frames.create(model, frame)`` vs the raw driver's fastest load of the
+    same frame with the same columns (the frame's plus ``created_at`` / ``updated_at``):
+    ``copy_records_to_table`` (binary COPY) on PostgreSQL, ``executemany`` in one transaction on
+    SQLite; both start from the Polars frame (target >= 0.7x);
+  * read: ``db.frames.read(model, batch_size=...)`` (every row, typed columns) vs one raw fetch of
+    the same columns + ``pl.DataFrame`` construction (target >= 0.8x);
+  * peak memory of the validated create, measured in a fresh process: growth of the peak RSS
+    (``VmHWM``, reset just before the call) over the frame's ``estimated_size``; target <= 3x.
+
+The server is ``$DATAFLOW_POSTGRES_URL`` (default postgresql://postgres@127.0.0.1:5432/test);
+SQLite runs on a WAL file database in a temporary directory, with the same pragmas on both sides.
+Ratio = raw time / DataFlow time: >= 1.0 means DataFlow is as fast as the raw driver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as _dt
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import asyncpg
+import polars as pl
+from harness import Result, markdown_table, measure, print_header, print_table
+
+from dataflow import DataFlow, field
+from dataflow.frames.contract import align
+from dataflow.frames.rules import check_rows
+
+PG_URL = os.environ.get("DATAFLOW_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+FRAME_COLUMNS = ("name", "category", "qty", "price", "active", "placed", "due", "rank")
+WRITE_COLUMNS = (*FRAME_COLUMNS, "created_at", "updated_at")
+
+
+def make_frame(n: int) -> pl.DataFrame:
+    base = _dt.datetime(2024, 1, 1, tzinfo=_dt.UTC)
+    i = pl.int_range(0, n, eager=True)
+    return pl.DataFrame({
+        "name": ("item-" + i.cast(pl.String)),
+        "category": ("c" + (i % 20).cast(pl.String)),
+        "qty": i % 97,
+        "price": (i % 1000).cast(pl.Float64) / 10.0,
+        "active": (i % 3) != 0,
+        "placed": pl.datetime_range(base, base + _dt.timedelta(seconds=n - 1), "1s", eager=True,
+                                    time_zone="UTC").dt.cast_time_unit("us"),
+        "due": pl.Series([_dt.date(2024, 1, 1)] * n) + (i % 365).cast(pl.Duration("ms")) * 86_400_000,
+        "rank": i * 7,
+    })
+
+
+def declare(db: DataFlow) -> None:
+    @db.model
+    class BenchFrameItem:
+        name: str = field(max_length=64)
+        category: str
+        qty: int
+        price: float
+        active: bool
+        placed: _dt.datetime
+        due: _dt.date
+        rank: int
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------------
+async def bench_postgres(frame: pl.DataFrame, repeat: int, read_batch: int) -> list[Result]:
+    db = DataFlow(PG_URL, name="bench_frames_pg")
+    declare(db)
+    await db.initialize()
+    await db.drop_tables()
+    await db.initialize()
+    raw_table = "bench_frames_raw"
+    conn = await asyncpg.connect(PG_URL)
+    ddl = (await conn.fetchval(
+        "SELECT 'CREATE TABLE IF NOT EXISTS bench_frames_raw (LIKE bench_frame_item INCLUDING ALL)'"))
+    await conn.execute("DROP TABLE IF EXISTS bench_frames_raw")
+    await conn.execute(ddl)
+    n = frame.height
+    results: list[Result] = []
+
+    async def reset() -> None:
+        await conn.execute("TRUNCATE bench_frame_item, bench_frames_raw RESTART IDENTITY")
+
+    async def ours_create() -> None:
+        res = await db.frames.create("BenchFrameItem", frame)
+        assert res.status == "ok" and res.written["BenchFrameItem"] == n
+
+    async def raw_create() -> None:
+        now = _dt.datetime.now(_dt.UTC)
+        stamped = frame.with_columns(pl.lit(now).alias("created_at"),
+                                     pl.lit(now).alias("updated_at"))
+        async with conn.transaction():
+            await conn.copy_records_to_table(raw_table, records=stamped.iter_rows(),
+                                             columns=list(WRITE_COLUMNS))
+
+    results.append(await measure(f"validated create {n:,} rows x 8 columns (PostgreSQL)",
+                                 ours_create, raw_create, repeat, setup=reset, target=0.7,
+                                 note="raw: binary COPY of the frame's rows"))
+    await reset()
+    await ours_create()
+    await raw_create()
+    cols = ", ".join(f'"{c}"' for c in ("id", *WRITE_COLUMNS))
+
+    async def ours_read() -> None:
+        got, _ = await db.frames.read("BenchFrameItem", batch_size=read_batch)
+        assert got.height == n
+
+    async def raw_read() -> None:
+        rows = await conn.fetch(f"SELECT {cols} FROM {raw_table} ORDER BY id")
+        got = pl.DataFrame([tuple(r) for r in rows], schema=["id", *WRITE_COLUMNS], orient="row")
+        assert got.height == n
+
+    results.append(await measure(f"read {n:,} rows into a frame (PostgreSQL)", ours_read,
+                                 raw_read, repeat, target=0.8,
+                                 note=f"batch_size={read_batch:,}; raw: fetch + pl.DataFrame"))
+    await conn.execute("DROP TABLE IF EXISTS bench_frames_raw")
+    await conn.close()
+    await db.drop_tables()
+    await db.close()
+    return results
+
+
+# --- SQLite --------------------------------------------------------------------------------------
+async def bench_sqlite(frame: pl.DataFrame, repeat: int, read_batch: int, workdir: Path
+                       ) -> list[Result]:
+    path = workdir / "frames.db"
+    db = DataFlow(f"sqlite:///{path}", name="bench_frames_sqlite")
+    declare(db)
+    await db.initialize()
+    raw_path = workdir / "raw.db"
+    raw = sqlite3.connect(raw_path, isolation_level=None, check_same_thread=False)
+    raw.execute("PRAGMA journal_mode=WAL")
+    raw.execute("PRAGMA synchronous=NORMAL")
+    src = sqlite3.connect(path)
+    ddl = src.execute("SELECT sql FROM sqlite_master WHERE name = 'bench_frame_item'").fetchone()[0]
+    src.close()
+    raw.execute(ddl.replace("bench_frame_item", "bench_frames_raw", 1))
+    n = frame.height
+    results: list[Result] = []
+    marks = ", ".join("?" for _ in WRITE_COLUMNS)
+    insert = f"INSERT INTO bench_frames_raw ({', '.join(WRITE_COLUMNS)}) VALUES ({marks})"
+
+    async def reset() -> None:
+        await db.express.bulk_delete("BenchFrameItem", confirmed=True)
+        raw.execute("DELETE FROM bench_frames_raw")
+
+    async def ours_create() -> None:
+        res = await db.frames.create("BenchFrameItem", frame)
+        assert res.status == "ok" and res.written["BenchFrameItem"] == n
+
+    def raw_load() -> None:
+        now = _dt.datetime.now(_dt.UTC).isoformat(sep=" ")
+        stamped = frame.with_columns(
+            pl.col("placed").dt.strftime("%Y-%m-%d %H:%M:%S%.6f+00:00"),
+            pl.col("due").cast(pl.String), pl.lit(now).alias("created_at"),
+            pl.lit(now).alias("updated_at"))
+        raw.execute("BEGIN")
+        raw.executemany(insert, stamped.iter_rows())
+        raw.execute("COMMIT")
+
+    async def raw_create() -> None:
+        await asyncio.to_thread(raw_load)  # as aiosqlite runs it: on a worker thread
+
+    results.append(await measure(f"validated create {n:,} rows x 8 columns (SQLite)",
+                                 ours_create, raw_create, repeat, setup=reset, target=0.7,
+                                 note="raw: executemany of the frame's rows, one transaction"))
+    await reset()
+    await ours_create()
+    await raw_create()
+    cols = ", ".join(("id", *WRITE_COLUMNS))
+
+    def raw_fetch() -> pl.DataFrame:
+        rows = raw.execute(f"SELECT {cols} FROM bench_frames_raw ORDER BY id").fetchall()
+        return pl.DataFrame(rows, schema=["id", *WRITE_COLUMNS], orient="row")
+
+    async def ours_read() -> None:
+        got, _ = await db.frames.read("BenchFrameItem", batch_size=read_batch)
+        assert got.height == n
+
+    async def raw_read() -> None:
+        got = await asyncio.to_thread(raw_fetch)
+        assert got.height == n
+
+    results.append(await measure(f"read {n:,} rows into a frame (SQLite)", ours_read, raw_read,
+                                 repeat, target=0.8,
+                                 note=f"batch_size={read_batch:,}; raw: fetchall + pl.DataFrame "
+                                 "(text dates left as text)"))
+    raw.close()
+    await db.close()
+    return results
+
+
+# --- validation alone and memory -------------------------------------------------------------------
+def bench_validation(frame: pl.DataFrame, repeat: int) -> Result:
+    db = DataFlow("sqlite://:memory:", name="bench_frames_rules")
+    declare(db)
+    spec = db.get_model("BenchFrameItem")
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        aligned = align(spec, frame, op="create", missing="default", extra="drop", tenant=None)
+        checked = check_rows(spec, aligned.frame, nul_in_text=True)
+        best = min(best, time.perf_counter() - t0)
+        assert checked.errors.height == 0
+    values = frame.height * frame.width
+    rate = values / best
+    res = Result(f"validation alone, {frame.height:,} rows x 8 columns", best,
+                 note=f"{rate / 1e6:.1f} M values/s (target >= 5 M values/s)")
+    res.target = None
+    print(f"  {res.name}: {best * 1000:.1f} ms = {rate / 1e6:.1f} M values/s", flush=True)
+    return res
+
+
+def _rss(key: str) -> int:
+    """``VmRSS`` / ``VmHWM`` (peak) of this process, in bytes (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{key} not in /proc/self/status")
+
+
+def memory_probe(backend: str, n: int, workdir: str) -> dict[str, float]:
+    """Run in a fresh process: the peak RSS growth of one validated create."""
+    frame = make_frame(n)
+    size = frame.estimated_size()
+    url = PG_URL if backend == "postgres" else f"sqlite:///{workdir}/memory.db"
+
+    async def run() -> float:
+        db = DataFlow(url, name="bench_frames_memory")
+        declare(db)
+        await db.initialize()
+        await db.drop_tables()
+        await db.initialize()
+        await db.express.count("BenchFrameItem")  # pools, codecs and statements warmed up
+        before = _rss("VmRSS")
+        Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
+        res = await db.frames.create("BenchFrameItem", frame)
+        peak = _rss("VmHWM")
+        assert res.status == "ok"
+        await db.drop_tables()
+        await db.close()
+        return float(peak - before)
+
+    growth = asyncio.run(run())
+    return {"frame_bytes": float(size), "peak_growth_bytes": growth}
+
+
+def bench_memory(backend: str, n: int, workdir: Path) -> Result:
+    out = subprocess.run([sys.executable, __file__, "--memory-probe", backend, "--n", str(n),
+                          "--workdir", str(workdir)], capture_output=True, text=True, check=True)
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    ratio = data["peak_growth_bytes"] / data["frame_bytes"]
+    label = "PostgreSQL" if backend == "postgres" else "SQLite"
+    res = Result(f"peak memory of validated create {n:,} rows ({label})", ratio, unit="x",
+                 note=f"frame {data['frame_bytes'] / 2**20:.0f} MiB, peak RSS growth "
+                 f"{data['peak_growth_bytes'] / 2**20:.0f} MiB (target <= 3x)")
+    print(f"  {res.name}: {ratio:.2f}x the frame ({res.note})", flush=True)
+    return res
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--read-batch", type=int, default=100_000)
+    parser.add_argument("--backend", choices=("postgres", "sqlite", "both"), default="both")
+    parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--memory-probe", choices=("postgres", "sqlite"))
+    parser.add_argument("--workdir")
+    args = parser.parse_args()
+    if args.memory_probe:
+        print(json.dumps(memory_probe(args.memory_probe, args.n, args.workdir)))
+        return
+    print_header(f"db.frames, {args.n:,} rows")
+    frame = make_frame(args.n)
+    print(f"  frame: {frame.height:,} rows x {frame.width} columns, "
+          f"{frame.estimated_size() / 2**20:.0f} MiB", flush=True)
+    results = [bench_validation(frame, args.repeat)]
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        backends = ("postgres", "sqlite") if args.backend == "both" else (args.backend,)
+        for backend in backends:
+            if backend == "postgres":
+                results += asyncio.run(bench_postgres(frame, args.repeat, args.read_batch))
+            else:
+                results += asyncio.run(bench_sqlite(frame, args.repeat, args.read_batch, work))
+            results.append(bench_memory(backend, args.n, work))
+    print_table([r for r in results if r.raw is not None])
+    if args.markdown:
+        print(markdown_table([r for r in results if r.raw is not None]))
+        for r in results:
+            if r.raw is None:
+                print(f"- {r.name}: {r.note}")
+
+
+if __name__ == "__main__":
+    main()
