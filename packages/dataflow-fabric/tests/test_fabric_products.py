@@ -67,14 +67,17 @@ async def test_writes_in_a_burst_are_debounced_into_few_refreshes(db: DataFlow, 
         return await ctx.express.count("User")
 
     client = await serve()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     for i in range(20):
         await db.express.create("User", {"name": f"u{i}"})
+    windows = int((loop.time() - started) / 0.2) + 1  # debounce windows the burst spanned
 
     async def settled() -> bool:
         return (await client.get("/stats")).json() == 20
 
     await eventually(settled)
-    assert len(calls) <= 3  # start, plus one refresh (two if the burst straddled the window)
+    assert len(calls) <= 1 + windows + 1 < 21  # start, one refresh per window, one after the last
 
 
 async def test_refresh_waits_for_commit_and_skips_rolled_back_writes(db: DataFlow, serve: Serve) -> None:
@@ -167,7 +170,7 @@ async def test_parameterized_validates_caches_per_combination_and_bounds_the_cac
 async def test_parameterized_entries_expire_after_their_ttl(db: DataFlow, serve: Serve) -> None:
     calls: list[int] = []
 
-    @db.product("now", mode="parameterized", ttl=0.05)
+    @db.product("now", mode="parameterized", ttl=0.5)
     async def now(ctx: ProductContext, n: int = 1) -> int:
         calls.append(n)
         return n
@@ -176,7 +179,7 @@ async def test_parameterized_entries_expire_after_their_ttl(db: DataFlow, serve:
     await client.get("/now")
     await client.get("/now")
     assert calls == [1]
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.6)
     assert (await client.get("/now")).headers["x-fabric-freshness"] == "cold"
     assert calls == [1, 1]
 

@@ -74,6 +74,16 @@ def error_response(exc: DataFlowError) -> Response:
     return Response(json.dumps({"error": body}), status_code=status, media_type=JSON)
 
 
+class Prebuilt(Response):
+    """A response whose body and header list were built once, when the value was computed."""
+
+    def __init__(self, body: bytes, raw_headers: list[tuple[bytes, bytes]]) -> None:
+        self.status_code = 200
+        self.body = body
+        self.background = None
+        self.raw_headers = raw_headers
+
+
 class FabricApp:
     """Builds the routes over one :class:`Fabric`; ``.app`` is the Starlette application."""
 
@@ -85,13 +95,13 @@ class FabricApp:
         if tenant_extractor is not None:
             fabric.tenant_aware = True
         p = prefix.rstrip("/")
+        #: /fabric/_health etc. share the product route (one route to match on the hot path)
+        self._builtin: dict[str, Callable[[Request], Awaitable[Response]]] = {
+            "_health": self.health, "_metrics": self.metrics, "_batch": self.batch}
         routes = [
-            Route(f"{p}/_health", self.health, methods=["GET"]),
-            Route(f"{p}/_metrics", self.metrics, methods=["GET"]),
-            Route(f"{p}/_batch", self.batch, methods=["GET"]),
+            Route(f"{p}/{{name}}", self.product, methods=["GET"]),
             Route(f"{p}/{{product}}/events", self.events, methods=["GET"]),
             Route(f"{p}/{{product}}/_trace", self.trace, methods=["GET"]),
-            Route(f"{p}/{{name}}", self.product, methods=["GET"]),
         ]
         if enable_writes:
             routes.append(Route(f"{p}/{{name}}", self.write, methods=["POST"]))
@@ -110,27 +120,27 @@ class FabricApp:
 
     async def product(self, request: Request) -> Response:
         name = request.path_params["name"]
+        builtin = self._builtin.get(name)
+        if builtin is not None:
+            return await builtin(request)
         fabric = self.fabric
         started = time.perf_counter()
-        status = 200
         try:
-            await fabric.ensure_started()
-            tenant = await self._tenant(request)
-            served = await fabric.get(name, tenant, request.query_params.multi_items())
+            if not fabric.started:
+                await fabric.ensure_started()
+            tenant = await self._tenant(request) if self.tenant_extractor is not None else None
+            query = request.query_params.multi_items() if request.scope["query_string"] else ()
+            served = await fabric.get(name, tenant, query)
         except DataFlowError as exc:
             response = error_response(exc)
-            status = response.status_code
-        else:
-            entry = served.entry
-            response = Response(entry.body, media_type=JSON, headers={
-                "X-Fabric-Freshness": served.freshness,
-                "X-Fabric-Computed-At": entry.computed_at_iso,
-                "Cache-Control": "no-cache"})
-        if name in fabric.products:
-            m = fabric.metrics
-            m.requests.labels(name, str(status)).inc()
-            m.latency.labels(name).observe(time.perf_counter() - started)
-        return response
+            if name in fabric.products:
+                fabric.metrics.requests.labels(name, str(response.status_code)).inc()
+                fabric.metrics.product(name).latency.observe(time.perf_counter() - started)
+            return response
+        metrics = fabric.metrics.product(name)
+        metrics.ok.inc()
+        metrics.latency.observe(time.perf_counter() - started)
+        return Prebuilt(served.entry.body, served.entry.raw_headers(served.freshness))
 
     async def batch(self, request: Request) -> Response:
         fabric = self.fabric

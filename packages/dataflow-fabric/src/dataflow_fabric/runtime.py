@@ -46,10 +46,24 @@ class Entry:
     born: float                 # monotonic, for TTL and age
     stale: bool = False         # computed from stale source data, or its refresh failed
     version: int = 0
+    computed_at_iso: str = ""
+    #: response headers per freshness, built on first use (the value never changes)
+    headers: dict[str, list[tuple[bytes, bytes]]] = field(default_factory=dict)
 
-    @property
-    def computed_at_iso(self) -> str:
-        return dt.datetime.fromtimestamp(self.computed_at, dt.UTC).isoformat()
+    def __post_init__(self) -> None:
+        self.computed_at_iso = dt.datetime.fromtimestamp(self.computed_at, dt.UTC).isoformat()
+
+    def raw_headers(self, freshness: str) -> list[tuple[bytes, bytes]]:
+        found = self.headers.get(freshness)
+        if found is None:
+            found = self.headers[freshness] = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(self.body)).encode()),
+                (b"x-fabric-freshness", freshness.encode()),
+                (b"x-fabric-computed-at", self.computed_at_iso.encode()),
+                (b"cache-control", b"no-cache"),
+            ]
+        return found
 
 
 @dataclass
@@ -302,9 +316,9 @@ class Fabric:
             else:
                 if spec.mode == "parameterized":
                     state.entries.move_to_end(key)
-                self.metrics.cache_hits.labels(name).inc()
+                self.metrics.product(name).hits.inc()
                 return Served(entry, "stale" if entry.stale or state.dirty else "fresh")
-        self.metrics.cache_misses.labels(name).inc()
+        self.metrics.product(name).misses.inc()
         task = state.inflight.get(key)
         if task is None:
             task = asyncio.get_running_loop().create_task(
