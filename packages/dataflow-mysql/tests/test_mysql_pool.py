@@ -136,3 +136,44 @@ async def test_a_pool_per_event_loop_all_closed(make_db: Any, raw: aiomysql.Conn
     await asyncio.sleep(0.1)
     after = await server_threads(raw)
     assert not after & ours and len(after) <= len(before) - 2
+
+
+async def test_a_statement_over_max_allowed_packet_does_not_poison_the_pool(
+        make_db: Any, raw: aiomysql.Connection) -> None:
+    """The server refuses a statement over ``max_allowed_packet`` (1153) and closes that
+    connection; the client reads the error cleanly, so the pool used to keep the dead socket
+    and hand it to the next caller, whose write then failed with DF-903. The adapter now
+    discards it: the error names max_allowed_packet, nothing is written, and every next
+    write -- reads are retried anyway -- succeeds on a live connection."""
+    from dataflow.errors import DatabaseError
+
+    db: DataFlow = make_db(pool_size=1)
+
+    @db.model
+    class PacketNote:
+        body: str
+
+    await db.initialize()
+    adapter = db.adapter
+    assert isinstance(adapter, MySQLAdapter)
+    too_big = "x" * (adapter.max_allowed_packet + 1)
+    for attempt in (lambda: db.express.create("PacketNote", {"body": too_big}),
+                    lambda: db.express.bulk_create("PacketNote", [{"body": too_big}]),
+                    lambda: db.express.upsert("PacketNote", {"id": 9, "body": too_big})):
+        with pytest.raises(DatabaseError, match="max_allowed_packet") as err:
+            await attempt()
+        assert not isinstance(err.value, ConnectionLostError)
+        # the one pooled connection was the dead one: a write (never retried) must work
+        created = await db.express.create("PacketNote", {"body": "after"})
+        assert (await db.express.read("PacketNote", created["id"]))["body"] == "after"
+    # inside a transaction the server's close ends the transaction too: caught or not,
+    # the block cannot commit, and says so (DF-903) instead of reporting success
+    with pytest.raises(ConnectionLostError):
+        async with db.transaction():
+            await db.express.create("PacketNote", {"body": "rolled back"})
+            with pytest.raises(DatabaseError, match="max_allowed_packet"):
+                await db.express.create("PacketNote", {"body": too_big})
+    assert (await db.express.create("PacketNote", {"body": "after tx"}))["id"]
+    assert await db.express.count("PacketNote") == 4
+    assert db.pool_stats()["active"] == 0
+    assert len(await pool_thread_ids(db, 1)) == 1

@@ -138,6 +138,48 @@ async def test_transactions_survive_termination_exactly_once(make_db: Any, pg_ur
     assert await _server_pids(pg_url, app) == pids and len(pids) == POOL
 
 
+async def test_bulk_upsert_whose_backend_is_terminated_mid_way_gives_a_df_error(
+        make_db: Any, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The COPY path of bulk_upsert: rows are copied into a temporary table, then the server
+    terminates the backend (a real ``pg_terminate_backend``, issued right after the COPY, so
+    the kill lands at the same point every run) before the INSERT ... SELECT. The adapter
+    used to ask the detached connection ``is_closed()`` while cleaning up, and a bare
+    asyncpg ``InterfaceError`` escaped. Now the lost connection is a DF error (or the
+    retried call succeeds), every row is written exactly once, and the pool recovers."""
+    db: DataFlow = make_db(pool_size=2)
+
+    @db.model
+    class KillUpsertRow:
+        code: str = field(unique=True)
+        n: int = 0
+
+    await db.initialize()
+    adapter = db.adapter
+    assert isinstance(adapter, PostgresAdapter)
+    copy_temp = adapter._copy_temp
+    kills: list[int] = []
+
+    async def copy_then_terminate(conn: Any, *args: Any) -> None:
+        await copy_temp(conn, *args)
+        if len(kills) < want_kills:
+            kills.append(conn.get_server_pid())
+            await _sql(pg_url, "SELECT pg_terminate_backend($1)", kills[-1])
+
+    monkeypatch.setattr(adapter, "_copy_temp", copy_then_terminate)
+    rows = [{"code": f"c{i}", "n": i} for i in range(2_500)]  # over the COPY threshold
+    want_kills = 1  # once: the adapter re-runs the rolled-back transaction on a fresh connection
+    result = await db.express.bulk_upsert("KillUpsertRow", rows, conflict_on="code")
+    assert (result["inserted"], result["updated"], len(kills)) == (2_500, 0, 1)
+    want_kills = 3  # every attempt: the caller gets DF-903, never a driver exception
+    with pytest.raises(ConnectionLostError):
+        await db.express.bulk_upsert("KillUpsertRow", [{**r, "n": -1} for r in rows],
+                                     conflict_on="code")
+    assert len(kills) == 3
+    assert await db.express.count("KillUpsertRow", {"n": -1}) == 0  # rolled back, not half
+    assert await db.express.count("KillUpsertRow") == 2_500
+    assert db.pool_stats()["active"] == 0
+
+
 async def test_isolation_is_the_server_default_read_committed(make_db: Any) -> None:
     """DataFlow sets no isolation level: PostgreSQL's READ COMMITTED, with row locks
     (``read(..., for_update=True)``) for read-modify-write."""

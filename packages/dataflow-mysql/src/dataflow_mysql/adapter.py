@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as _dt
+import functools
 import re
 from collections.abc import AsyncIterator, Callable, Iterable
 from decimal import Decimal
@@ -37,6 +38,7 @@ from dataflow.errors import (
     ConfigurationError,
     ConnectionLostError,
     DatabaseError,
+    FilterError,
     IntegrityError,
     TransactionConflictError,
     UnsupportedError,
@@ -54,6 +56,12 @@ from .dialect import COMMENT_PREFIX, MySQLCompiler
 LOST_CODES = frozenset({2003, 2006, 2013, 2055, 1053, 1927, 4031})
 #: ER_LOCK_DEADLOCK: the transaction was chosen as a deadlock victim and rolled back
 DEADLOCK = 1213
+#: ER_NET_PACKET_TOO_LARGE: a statement over max_allowed_packet; the server then closes the
+#: connection, yet the client reads the error cleanly and would reuse the dead socket
+PACKET_TOO_LARGE = 1153
+#: ER_REGEXP_ERROR: REGEXP gave up (PCRE's match or recursion limit) and answered "no match"
+#: with only a warning -- a wrong answer, not an error, unless the adapter looks
+REGEXP_ERROR = 1139
 #: DDL errors meaning another process already did it: duplicate column, no such column
 CONVERGED_CODES = frozenset({1060, 1091})
 SQL_MODE = ("STRICT_ALL_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ZERO_DATE,NO_ZERO_IN_DATE,"
@@ -123,6 +131,14 @@ def _is_lost(exc: BaseException) -> bool:
 
 def translate(exc: BaseException) -> BaseException:
     """A driver exception as the DataFlow error it means (or ``exc`` itself)."""
+    if _code(exc) == PACKET_TOO_LARGE:
+        return DatabaseError(
+            "the statement is larger than the server's max_allowed_packet, so the server "
+            "refused it and closed the connection (dropped from the pool); nothing was written.",
+            fix="store values smaller than max_allowed_packet (SELECT @@max_allowed_packet), or "
+            "raise it on the server (SET GLOBAL max_allowed_packet = ...).")
+    if _code(exc) == REGEXP_ERROR:  # a write's WHERE: strict mode makes the warning an error
+        return _regexp_gave_up(exc.args[1] if len(exc.args) > 1 else exc)
     if _is_lost(exc) or isinstance(exc, (ConnectionError, OSError)):
         return ConnectionLostError(f"the MySQL connection was lost: {exc}.",
                                    fix="retry; the pool has dropped the dead connection.")
@@ -143,7 +159,56 @@ def translate(exc: BaseException) -> BaseException:
     return exc
 
 
-_translating = translating((pymysql.err.Error, ConnectionError, OSError), translate)
+def _discard(conn: Any) -> None:
+    """Close a connection the server has dropped, so the pool never hands it out again
+    (aiomysql's pool keeps a released connection unless it is closed)."""
+    conn.close()
+
+
+_translate_errors = translating((pymysql.err.Error, ConnectionError, OSError), translate, _discard)
+
+
+def _translating(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Driver errors as DataFlow errors; a connection the server closed after an error
+    (a lost connection, or a statement over ``max_allowed_packet``) is discarded."""
+    translated = _translate_errors(fn)
+
+    @functools.wraps(fn)
+    async def wrapper(self: Any, conn: Any, *args: Any) -> Any:
+        try:
+            return await translated(self, conn, *args)
+        except DatabaseError as exc:
+            if _code(exc.__cause__) == PACKET_TOO_LARGE:
+                _discard(conn)
+            raise
+
+    return wrapper
+
+
+async def _refuse_regexp_give_up(conn: Any, sql: str) -> None:
+    """After a statement with warnings: if it holds a REGEXP and the server gave up on it
+    (1139, PCRE's match limit), its answer is wrong -- raise instead of returning it."""
+    if "REGEXP" not in sql:
+        return
+    async with conn.cursor() as cur:
+        await cur.execute("SHOW WARNINGS")
+        warnings = await cur.fetchall()
+    for _level, code, message in warnings:
+        if int(code) == REGEXP_ERROR:
+            raise _regexp_gave_up(message)
+
+
+def _regexp_gave_up(message: Any) -> FilterError:
+    return FilterError(
+        f"the server's regular expression engine gave up on the $regex pattern ({message}); "
+        "its answer would be wrong, so none is given and nothing was written.",
+        fix="simplify the pattern: avoid nested or overlapping repetition such as (a|aa)+ "
+        "or (a+)+.")
+
+
+def _warned(conn: Any) -> bool:
+    result = conn._result
+    return result is not None and bool(result.warning_count)
 
 
 class _QuietCursor(aiomysql.Cursor):  # type: ignore[misc]
@@ -332,13 +397,19 @@ class MySQLAdapter(SQLAdapter):
     async def fetch(self, conn: Any, sql: str, params: tuple[Any, ...]) -> list[Any]:
         async with conn.cursor() as cur:
             await cur.execute(sql, params or None)
-            return list(await cur.fetchall())
+            rows = list(await cur.fetchall())
+        if _warned(conn):
+            await _refuse_regexp_give_up(conn, sql)
+        return rows
 
     @_translating
     async def execute(self, conn: Any, sql: str, params: tuple[Any, ...]) -> int:
         async with conn.cursor() as cur:
             await cur.execute(sql, params or None)
-            return int(cur.rowcount)
+            count = int(cur.rowcount)
+        if _warned(conn):  # an UPDATE/DELETE by a $regex filter: its caller rolls back
+            await _refuse_regexp_give_up(conn, sql)
+        return count
 
     @_translating
     async def executemany(self, conn: Any, sql: str, rows: list[tuple[Any, ...]]) -> int:

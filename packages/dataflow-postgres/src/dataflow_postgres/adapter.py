@@ -89,6 +89,15 @@ def _translate(exc: BaseException) -> BaseException:
     return exc
 
 
+def _usable(conn: Any) -> bool:
+    """Open and still attached: a pool proxy whose connection was terminated after a lost
+    connection is detached, and asking it anything raises a bare ``InterfaceError``."""
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:
+        return False
+
+
 def _terminate(conn: Any) -> None:
     try:
         conn.terminate()
@@ -458,7 +467,7 @@ class PostgresAdapter(SQLAdapter):
                                  f"{c.quote(tmp)} ON CONFLICT ({target}) {action}")
             row = await self._fetch_once(conn, sql)
         finally:
-            if not conn.is_closed():
+            if _usable(conn):  # not after the server dropped it (the DF-903 propagates)
                 await self.execute(conn, f"DROP TABLE IF EXISTS {c.quote(tmp)}", ())
         return int(row[0]), int(row[1])
 

@@ -21,6 +21,7 @@ from ...errors import (
     FilterError,
     IntegrityError,
     ModelDefinitionError,
+    UnsupportedError,
     ValidationError,
 )
 from ...model import field
@@ -213,6 +214,31 @@ class TestInputLimits:
 
 @pytest.mark.asyncio
 class TestExactComparisons:
+    @pytest.mark.requires("regex")
+    async def test_regex_answers_exactly_or_refuses(self, make_db: MakeDB) -> None:
+        """A pattern that backtracks hard (``(a|aa)+`` over 30 characters) on a row it does
+        match (by the ``|!`` branch): the backend answers exactly or raises a DF error --
+        a regex engine that gives up at its match limit must not answer "no match"."""
+        db = make_db()
+
+        @db.model
+        class KitRegexRow:
+            text: str
+            n: int = 0
+
+        await db.express.create("KitRegexRow", {"text": "a" * 30 + "!"})
+        hard = {"text": {"$regex": "^(a|aa)+$|!"}}
+        for op in ("count", "bulk_update"):
+            try:
+                got: Any = await (db.express.count("KitRegexRow", hard) if op == "count" else
+                                  db.express.bulk_update("KitRegexRow", hard, {"n": 1}))
+            except (FilterError, UnsupportedError) as exc:
+                assert str(exc).startswith(("[DF-401]", "[DF-501]")), exc
+            else:
+                assert got in (1, {"updated": 1, "failed": [], "ok": True}), got
+        n = (await db.express.list("KitRegexRow"))[0]["n"]
+        assert n in (0, 1)
+
     async def test_equal_decimals_are_one_value(self, make_db: MakeDB) -> None:
         db = make_db()
 
