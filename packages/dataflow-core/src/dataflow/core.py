@@ -655,6 +655,8 @@ class DataFlow:
 
     async def plan(self) -> Plan:
         """The migration plan for every model, without applying it."""
+        if self._closed:
+            self._reopen()
         compiler = getattr(self.adapter, "compiler", None)
         resolve_foreign_keys(self._models)
         live = await self.adapter.run(self.adapter.introspect, [m.table for m in self._models.values()])
@@ -747,6 +749,8 @@ class DataFlow:
 
     async def drop_tables(self) -> None:
         """Drop every model's table (test teardown, demos). Irreversible."""
+        if self._closed:
+            self._reopen()
         adapter = self.adapter
         ordered, _ = dependency_order(list(self._models.values()))
         for m in reversed(ordered):  # referencing tables before the tables they reference
@@ -759,6 +763,8 @@ class DataFlow:
         foreign keys and indexes, as the adapter reads them from the catalog."""
         if not self.adapter.capabilities.schema_discovery:
             raise UnsupportedError(f"{self.adapter.capabilities.name} cannot read a live schema.")
+        if self._closed:
+            self._reopen()
         return await self.adapter.run(self.adapter.introspect, tables)
 
     async def register_schema_as_models(self, tables: list[str] | None = None) -> list[str]:

@@ -10,6 +10,7 @@ COPY protocol.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import uuid
@@ -110,6 +111,27 @@ def _terminate(conn: Any) -> None:
 _translating = translating(_DRIVER_ERRORS, _translate, on_lost=_terminate)
 
 
+#: the protocol's Terminate message: the server ends the session without logging an error
+_TERMINATE = b"X\x00\x00\x00\x04"
+
+
+def _abandon(pool: asyncpg.Pool) -> None:
+    """End the sessions of a pool whose event loop is gone, at the socket (its transports
+    cannot run any more, so ``terminate()`` would raise "Event loop is closed")."""
+    for holder in getattr(pool, "_holders", ()):
+        conn = getattr(holder, "_con", None)
+        transport: Any = getattr(conn, "_transport", None)
+        sock = getattr(transport, "_sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.send(_TERMINATE)
+            with contextlib.suppress(OSError):
+                sock.close()
+            transport._sock = None  # closed here; its finaliser would warn and close again
+        if conn is not None:
+            conn._aborted = True  # closed: its finaliser must not touch the dead loop
+
+
 def _status_count(status: str) -> int:
     tail = status.rsplit(" ", 1)[-1]
     return int(tail) if tail.isdigit() else 0
@@ -186,6 +208,7 @@ class PostgresAdapter(SQLAdapter):
         return self._pools.get(asyncio.get_running_loop()) or await self._loop_pools.get()
 
     async def _new_pool(self) -> asyncpg.Pool:
+        self._forget_dead_loops()
         try:
             size = await self._resolve_size()
             if self._pools:
@@ -197,6 +220,12 @@ class PostgresAdapter(SQLAdapter):
             if translated is exc:
                 raise
             raise translated from exc
+
+    def _forget_dead_loops(self) -> None:
+        """Close the connections of pools whose event loop has ended (``asyncio.run`` per
+        call): the server would keep their sessions open otherwise."""
+        for owner in [lp for lp in self._pools if lp.is_closed()]:
+            _abandon(self._pools.pop(owner))
 
     async def _create_pool(self, size: int) -> asyncpg.Pool:
         pool: asyncpg.Pool = await asyncpg.create_pool(
@@ -279,7 +308,7 @@ class PostgresAdapter(SQLAdapter):
                 fut = asyncio.run_coroutine_threadsafe(pool.close(), owner)
                 await asyncio.wrap_future(fut)
             else:
-                pool.terminate()
+                _abandon(pool)
 
     def pool_stats(self) -> dict[str, Any]:
         opened = idle = maximum = 0

@@ -225,7 +225,10 @@ class SQLiteAdapter(SQLAdapter):
         return self._states.get(asyncio.get_running_loop()) or await self._loop_states.get()
 
     async def _new_state(self) -> _LoopState:
+        for owner in [lp for lp in self._states if lp.is_closed()]:
+            self._states.pop(owner).conn.stop()  # a loop that ended: close its connection
         return _LoopState(await self._open())
+
     async def acquire(self) -> Any:
         state = self._states.get(asyncio.get_running_loop()) or await self._state()
         await state.lock.acquire()

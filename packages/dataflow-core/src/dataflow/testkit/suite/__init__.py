@@ -17,6 +17,7 @@ from .express_sync import TestExpressSync
 from .filters import TestFilters
 from .frames import TestFrames
 from .input_limits import TestExactComparisons, TestInputLimits
+from .lifecycle import TestLifecycle
 from .migrations import TestMigrationCapabilities, TestMigrations
 from .model_types import TestIds, TestTypes
 from .relations import TestRelations
@@ -43,6 +44,7 @@ __all__ = [
     "TestIds",
     "TestInjection",
     "TestInputLimits",
+    "TestLifecycle",
     "TestMigrationCapabilities",
     "TestMigrations",
     "TestRelations",
