@@ -132,6 +132,14 @@ class TestInputLimits:
                 await db.express.count("KitEdge", {name: {"$gt": bad}})
         assert await db.express.count("KitEdge") == 1
         assert await db.express.read("KitEdge", stored["id"]) == stored
+        # the first and last instants of the calendar in UTC are stored and read back exactly
+        for edge in (_dt.datetime(1, 1, 1, tzinfo=_dt.UTC),
+                     _dt.datetime(1, 1, 1, 6, 0, tzinfo=plus5),
+                     _dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=_dt.UTC),
+                     _dt.datetime(9999, 12, 31, 18, 0, tzinfo=minus5)):
+            rec = await db.express.create("KitEdge", {"name": "edge", "at": edge})
+            assert (await db.express.read("KitEdge", rec["id"]))["at"] == edge
+            assert await db.express.count("KitEdge", {"at": edge}) == 1
 
     async def test_json_nested_too_deep_is_refused_and_the_limit_round_trips(
             self, make_db: MakeDB) -> None:
