@@ -205,7 +205,8 @@ class TestInputLimits:
         _models(db)
         doc = {"f16": 1e16, "f17": 1.5e17, "f300": 1e300, "neg": -2.5e20, "tiny": 1e-7,
                "half": 0.5, "zero": 0.0, "whole": 3.0, "i": 3, "i16": 10**16,
-               "i63": 2**63 - 1, "ineg": -(2**63), "list": [1e16, 10**16, 2.0, 2],
+               "i63": 2**63 - 1, "ineg": -(2**63), "i20": 10**20, "i30": -(10**30),
+               "fmax": 1.7976931348623157e308, "fmin": 5e-324, "list": [1e16, 10**16, 2.0, 2],
                "nested": {"x": 1e22, "y": 10**18}}
         rec = await db.express.create("KitEdge", {"name": "nums", "doc": doc})
         for got in (rec["doc"], (await db.express.read("KitEdge", rec["id"]))["doc"],
