@@ -17,11 +17,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
 from ..errors import IntegrityError, UnsupportedError, ValidationError
 from ..model import FieldSpec, LogicalType, ModelSpec
+from ..values import JSON_MAX_DEPTH, json_depth_exceeds
 
 ROW = "__df_row"
 _IN = "__df_in_"
@@ -185,6 +187,13 @@ def _rules(f: FieldSpec, dtype: pl.DataType, *, nul_in_text: bool, full: bool) -
     if lt is LogicalType.FLOAT or (lt is LogicalType.DECIMAL and dtype.is_float()):
         rules.append(Rule(name, VALIDATION, out.is_nan() | out.is_infinite(),
                           pl.concat_str([_shown(src), pl.lit(" is not a finite number")])))
+    if lt in (LogicalType.DATETIME, LogicalType.DATE):
+        year = out.dt.year()
+        rules.append(Rule(name, VALIDATION, (year < 1) | (year > 9999),
+                          pl.concat_str([_shown(src), pl.lit(" is outside the years 1-9999"
+                                                             + (" once converted to UTC"
+                                                                if lt is LogicalType.DATETIME
+                                                                else ""))])))
     if lt is LogicalType.ENUM:
         cls = f.enum_cls
         assert cls is not None
@@ -209,15 +218,23 @@ def _rules(f: FieldSpec, dtype: pl.DataType, *, nul_in_text: bool, full: bool) -
     return rules
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a finite number (JSON has no NaN or Infinity)")
+
+
 def json_checker(f: FieldSpec) -> Callable[[str], str | None]:
     """``check(text)``: None when ``text`` is JSON the field accepts, else the reason."""
     kind, model_cls = f.json_kind, f.pydantic_cls
 
     def check(text: str) -> str | None:
         try:
-            value = json.loads(text)
+            value = json.loads(text, parse_constant=_no_constant)
+        except RecursionError:
+            return f"is nested more than {JSON_MAX_DEPTH} levels deep"
         except ValueError as exc:
             return f"is not JSON text ({exc})"
+        if json_depth_exceeds(value):
+            return f"is nested more than {JSON_MAX_DEPTH} levels deep"
         if model_cls is not None:
             try:
                 model_cls.model_validate(value)

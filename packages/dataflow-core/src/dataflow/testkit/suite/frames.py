@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
+import json
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -182,6 +183,34 @@ class TestFrames:
             (1, "total", "DF-301"), (2, "placed", "DF-301"), (3, "ref", "DF-301"),
             (4, "qty", "DF-301"), (4, "weight", "DF-301")]
         assert res.written == {"KitFrameOrder": 1} and await _count(db, "KitFrameOrder") == 1
+
+    async def test_limits_are_express_limits(self, make_db: MakeDB, pl: Any) -> None:
+        """Timestamps past year 9999 in UTC, JSON with NaN or nested past the JSON depth
+        limit: refused per row by frames exactly where express refuses the value."""
+        db = await _shop(make_db)
+        await db.frames.create("KitFrameCustomer", _customers(pl, 1))
+        late = _dt.datetime(9999, 12, 31, 23, tzinfo=_dt.timezone(_dt.timedelta(hours=-5)))
+        deep = "[" * 40 + "]" * 40
+        cases = {"placed": [late.isoformat(), "2024-01-01"],
+                 "meta": ['{"a": NaN}', '{"a": 1}', deep]}
+        for column, values in cases.items():
+            frame = _orders(pl, [1] * len(values)).with_columns(pl.Series(column, values))
+            res = await db.frames.create("KitFrameOrder", frame, partial=True)
+            bad = {row for row, f, code in _errors(res, "KitFrameOrder") if f == column}
+            for i, value in enumerate(values):
+                data = {**frame.row(i, named=True), column: value}
+                if column == "meta":
+                    try:
+                        data["meta"] = json.loads(value)
+                    except ValueError:
+                        assert i in bad
+                        continue
+                try:
+                    await db.express.create("KitFrameOrder", data)
+                except ValidationError as exc:
+                    assert exc.code == "DF-301" and i in bad, (column, value)
+                else:
+                    assert i not in bad, (column, value)
 
     @pytest.mark.unsupported("nul_in_text")
     async def test_nul_in_text_is_refused_per_row(self, make_db: MakeDB, pl: Any) -> None:
