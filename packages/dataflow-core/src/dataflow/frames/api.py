@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
@@ -335,16 +335,21 @@ class Frames:
                    include_deleted: bool = False) -> tuple[pl.DataFrame | pl.LazyFrame, ReadStats]:
         """``(frame, stats)``: every matching row (``page=None``: streamed in batches of
         ``batch_size``, default 1000) or one page of ``batch_size`` rows (default 100), in
-        id order; ``lazy=True`` returns a LazyFrame. The filter is express's filter
-        language; tenancy and soft delete apply."""
+        id order. ``lazy=True`` returns a LazyFrame; when streaming, its scan fetches one
+        batch at a time as it is collected (see :meth:`_lazy_stream`), so memory stays
+        bounded by the batch. The filter is express's filter language; tenancy and soft
+        delete apply."""
         _check_int("batch_size", batch_size, 0)
         if page is not None:
             _check_int("page", page, 1)
         spec, where = await self._where(model, filter, include_deleted)
         if page is None:
             size = batch_size or STREAM_BATCH
+            if lazy:
+                return await self._lazy_stream(spec, where, size)
             parts = [chunk async for chunk in self._chunks(spec, where, size)]
-            frame = pl.concat(parts) if parts else io.empty_frame(spec, tuple(spec.fields))
+            frame = (pl.concat(parts, how="vertical_relaxed") if parts
+                     else io.empty_frame(spec, tuple(spec.fields)))
             stats = ReadStats(mode="stream", batch_size=size, total_count=frame.height,
                               total_pages=math.ceil(frame.height / size), current_page=None,
                               has_next=False, has_previous=False)
@@ -375,6 +380,53 @@ class Frames:
         spec, where = await self._where(model, filter, include_deleted)
         async for chunk in self._chunks(spec, where, batch_size):
             yield chunk
+
+    async def _lazy_stream(self, spec: ModelSpec, where: Expr, size: int
+                           ) -> tuple[pl.LazyFrame, ReadStats]:
+        """A LazyFrame whose scan fetches one keyset batch at a time when it is collected or
+        streamed (memory: one batch, plus what the query keeps). The first batch and the
+        count are read now, in the caller's context; later batches run on DataFlow's
+        background loop (``dataflow.portal``), outside any transaction of the caller. The
+        filter, tenant and soft-delete predicates are fixed here."""
+        from polars.io.plugins import register_io_source
+
+        from .. import portal
+
+        total = 0 if where is FALSE else await self._db._run(self._db.adapter.count,
+                                                             Count(spec, where))
+        first = (io.empty_frame(spec, tuple(spec.fields)) if where is FALSE
+                 else await io.select_frame(self._db, io.by_id(spec, where, size)))
+        schema = first.schema
+        db = self._db
+
+        def source(with_columns: list[str] | None, predicate: pl.Expr | None,
+                   n_rows: int | None, batch_size: int | None) -> Iterator[pl.DataFrame]:
+            produced = 0
+            chunk = first
+            while True:
+                if chunk.height:
+                    out = chunk.cast(schema)  # every batch in the first batch's dtypes
+                    if predicate is not None:
+                        out = out.filter(predicate)
+                    if with_columns is not None:
+                        out = out.select(with_columns)
+                    if n_rows is not None:
+                        out = out.head(n_rows - produced)
+                    produced += out.height
+                    yield out
+                    if n_rows is not None and produced >= n_rows:
+                        return
+                if chunk.height < size:
+                    return
+                last = io._python_values(spec.pk, chunk.get_column("id").tail(1))[0]
+                after = Comparison("id", "gt", last)
+                chunk = portal.call(io.select_frame(db, io.by_id(
+                    spec, after if where is TRUE else And((where, after)), size)))
+
+        stats = ReadStats(mode="stream", batch_size=size, total_count=total,
+                          total_pages=math.ceil(total / size), current_page=None,
+                          has_next=False, has_previous=False)
+        return register_io_source(source, schema=schema), stats
 
     async def _where(self, model: ModelRef, filter: Any, include_deleted: bool
                      ) -> tuple[ModelSpec, Expr]:

@@ -8,6 +8,7 @@ tests need it and say so when it is missing.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 import enum
 import json
@@ -357,8 +358,18 @@ class TestFrames:
         lazy, stats = await db.frames.read("KitFrameCustomer", {"name": {"$like": "c1%"}},
                                            lazy=True)
         assert isinstance(lazy, pl.LazyFrame) and stats["batch_size"] == 1000
+        assert stats["total_count"] == 11
         assert sorted(lazy.collect()["name"].to_list()) == sorted(
             ["c1"] + [f"c{i}" for i in range(10, 20)])
+        # a lazy stream fetches batch after batch as it is collected; the plan's filter,
+        # projection and head apply to the batches
+        lazy, stats = await db.frames.read("KitFrameCustomer", batch_size=4, lazy=True)
+        assert stats["total_count"] == 25 and stats["total_pages"] == 7
+        assert lazy.collect()["id"].to_list() == list(range(1, 26))
+        picked = await asyncio.to_thread(
+            lambda: lazy.filter(pl.col("id") % 5 == 0).select("id", "email").head(3).collect())
+        assert picked.to_dicts() == [{"id": 5, "email": "c5@x"}, {"id": 10, "email": "c10@x"},
+                                     {"id": 15, "email": "c15@x"}]
         orders, _ = await db.frames.read("KitFrameOrder")
         assert orders.schema["placed"] == pl.Datetime("us", "UTC")
         assert orders["total"].to_list() == [Decimal("1.50")] * 3
