@@ -32,6 +32,7 @@ UNSUPPORTED = UnsupportedError.code
 INTEGRITY = IntegrityError.code
 
 _ISO_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f")
+_TEXT_DTYPES = (pl.String, pl.Categorical, pl.Enum)
 _UUID_HEX = r"^[0-9a-f]{32}$"
 _DECIMAL_TEXT = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 _BOOL_TEXT = {"true": True, "false": False, "1": True, "0": False}
@@ -71,6 +72,43 @@ def _shown(src: pl.Expr) -> pl.Expr:
     """A caller's value quoted in a message: at most 60 characters, control characters
     replaced, so a message never colours a terminal or forges a log line."""
     return src.cast(pl.String).str.slice(0, 60).str.replace_all(r"[\x00-\x1f\x7f-\x9f]", "?")
+
+
+def _datetime_formats() -> list[Callable[[pl.Expr], pl.Expr]]:
+    """ISO 8601 readers, most specific first: offset-aware forms, then naive (taken as UTC),
+    then a bare date (midnight UTC)."""
+    out: list[Callable[[pl.Expr], pl.Expr]] = []
+    for base in _ISO_FORMATS:
+        for zone in ("%:z", "%#z"):
+            out.append(lambda e, fmt=base + zone: e.str.strptime(  # type: ignore[misc]
+                pl.Datetime("us", "UTC"), fmt, strict=False))
+        out.append(lambda e, fmt=base: e.str.strptime(  # type: ignore[misc]
+            pl.Datetime("us"), fmt, strict=False).dt.replace_time_zone("UTC"))
+    out.append(lambda e: e.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
+               .cast(pl.Datetime("us")).dt.replace_time_zone("UTC"))
+    return out
+
+
+def parse_datetime_text(text: pl.Series) -> pl.Series:
+    """ISO 8601 text -> aware UTC timestamps (null where unreadable). The format that reads a
+    sample of the column is applied to all of it; only the rows it leaves unread go through
+    every other format, so a uniform column is parsed once."""
+    text = text.str.strip_chars()
+    readers = _datetime_formats()
+    frame = text.to_frame("t")
+    sample = frame.filter(pl.col("t").is_not_null()).head(8)
+    first = next((r for r in readers
+                  if sample.height and sample.select(r(pl.col("t")).is_not_null().all()).item()),
+                 None)
+    if first is None:
+        return frame.select(pl.coalesce([r(pl.col("t")) for r in readers])).to_series()
+    out = frame.select(first(pl.col("t"))).to_series()
+    left = out.is_null() & text.is_not_null()
+    if left.any():
+        at = left.arg_true()
+        rest = frame[at].select(pl.coalesce([r(pl.col("t")) for r in readers])).to_series()
+        out = out.scatter(at, rest)
+    return out
 
 
 def _to_datetime(src: pl.Expr, dtype: pl.DataType) -> pl.Expr:
@@ -275,10 +313,16 @@ def check_rows(model: ModelSpec, frame: pl.DataFrame, *, nul_in_text: bool,
     ``rules=False`` (``validate=False``) only the coercions are checked."""
     schema = frame.schema
     fields = [model.fields[c] for c in frame.columns]
+    # timestamps given as text are parsed column by column first (see parse_datetime_text)
+    parsed = {f.name: parse_datetime_text(frame.get_column(f.name).cast(pl.String))
+              for f in fields
+              if f.ltype is LogicalType.DATETIME and isinstance(schema[f.name], _TEXT_DTYPES)}
     lazy = frame.lazy().with_row_index(ROW).with_columns(
         [pl.col(f.name).alias(_IN + f.name) for f in fields])
-    lazy = lazy.with_columns([coerce(f, pl.col(_IN + f.name), schema[f.name]).alias(f.name)
-                              for f in fields])
+    lazy = lazy.with_columns([
+        (pl.lit(parsed[f.name]) if f.name in parsed
+         else coerce(f, pl.col(_IN + f.name), schema[f.name])).alias(f.name)
+        for f in fields])
     checks = [r for f in fields
               for r in _rules(f, schema[f.name], nul_in_text=nul_in_text, full=rules)]
     if rules:
