@@ -31,7 +31,7 @@ VALIDATION = ValidationError.code
 UNSUPPORTED = UnsupportedError.code
 INTEGRITY = IntegrityError.code
 
-_ISO_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f")
+_ISO_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M")
 _TEXT_DTYPES = (pl.String, pl.Categorical, pl.Enum)
 _UUID_HEX = r"^[0-9a-f]{32}$"
 _DECIMAL_TEXT = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"

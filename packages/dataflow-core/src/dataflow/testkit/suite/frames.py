@@ -185,6 +185,22 @@ class TestFrames:
             (4, "qty", "DF-301"), (4, "weight", "DF-301")]
         assert res.written == {"KitFrameOrder": 1} and await _count(db, "KitFrameOrder") == 1
 
+    async def test_timestamp_text_in_mixed_iso_forms(self, make_db: MakeDB, pl: Any) -> None:
+        db = await _shop(make_db)
+        await db.frames.create("KitFrameCustomer", _customers(pl, 1))
+        texts = ["2024-01-02T03:04:05+02:00"] * 9 + [
+            "2024-01-02", "2024-01-02 00:00:00.5", " 2024-03-04T05:06:07Z ", "2024-03-04T05:06"]
+        frame = _orders(pl, [1] * len(texts)).with_columns(pl.Series("placed", texts))
+        res = await db.frames.create("KitFrameOrder", frame)
+        assert res.status == "ok", res.invalid["KitFrameOrder"]
+        stored = [r["placed"] for r in await db.express.list("KitFrameOrder", order_by="id")]
+        expected = []
+        for text in texts:
+            value = _dt.datetime.fromisoformat(text.strip())
+            expected.append(value.replace(tzinfo=_dt.UTC) if value.tzinfo is None
+                            else value.astimezone(_dt.UTC))
+        assert stored == expected
+
     async def test_limits_are_express_limits(self, make_db: MakeDB, pl: Any) -> None:
         """Timestamps past year 9999 in UTC, JSON with NaN or nested past the JSON depth
         limit: refused per row by frames exactly where express refuses the value."""
