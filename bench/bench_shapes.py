@@ -216,6 +216,7 @@ class RawMySQL(Raw):
 
     async def open(self) -> None:
         import aiomysql
+
         from dataflow.adapter import DatabaseURL
 
         u = DatabaseURL.parse(self.url)
@@ -326,7 +327,8 @@ class Bench:
                   "deleted_at": None, **extra}
         keys = tuple(rows[0].keys())
         columns = (*keys, *(c for c in spec.fields if c in stamps))
-        env: dict[str, Any] = {"_enc": self.raw.encode, "_tail": tuple(stamps[c] for c in columns[len(keys):])}
+        env: dict[str, Any] = {"_enc": self.raw.encode,
+                               "_tail": tuple(stamps[c] for c in columns[len(keys):])}
         items = []
         for k in keys:
             sample = next((r[k] for r in rows if r[k] is not None), None)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, ParamSpec, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -263,6 +263,17 @@ class SQLAdapter(Adapter):
             return [decode(r) for r in await self.fetch(conn, c.sql, c.params)]
         await self.execute(conn, c.sql, c.params)
         return []
+
+    async def insert_encoded(self, conn: Any, model: ModelSpec, columns: tuple[str, ...],
+                             batches: Iterable[list[tuple[Any, ...]]]) -> int:
+        """Insert batches of encoded rows (see :meth:`value_encoders`) as they come, in the
+        caller's transaction; the batches are produced lazily, so an adapter that streams
+        them (PostgreSQL's COPY) holds one batch in memory at a time. Returns the row count."""
+        total = 0
+        for batch in batches:
+            await self.insert(conn, Insert(model, columns, [], returning=False, encoded=batch))
+            total += len(batch)
+        return total
 
     async def update(self, conn: Any, stmt: Update) -> tuple[int, list[dict[str, Any]]]:
         if stmt.where is FALSE:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import gc
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
@@ -53,6 +53,10 @@ List = list  # the Express class has a method named list, which shadows the buil
 ModelRef = str | type | ModelSpec
 Progress = Callable[[int, int], None]
 DEFAULT_BATCH = 100_000
+
+
+class _InvalidBatch(Exception):
+    """Internal: a streamed bulk write met a row the fast path declines (rolled back)."""
 
 
 def _failure(index: int, exc: BaseException) -> dict[str, Any]:
@@ -521,9 +525,10 @@ class Express:
         now = utcnow()
         tenant = self._tenant(spec)
         adapter = self._db.adapter
-        if (not partial and tenant is None and type(rows) is list
+        if (not partial and type(rows) is list
                 and getattr(adapter, "accepts_encoded_rows", False)):
-            result = await self._bulk_create_encoded(spec, v, rows, now, batch_size, on_progress)
+            result = await self._bulk_create_encoded(spec, v, rows, now, batch_size, on_progress,
+                                                     tenant)
             if result is not None:
                 return result
         def make_for_tenant(d: Any) -> dict[str, Any]:
@@ -554,18 +559,25 @@ class Express:
         failed.sort(key=lambda f: f["index"])
         return {"inserted": inserted, "failed": failed, "ok": not failed}
 
-    def _encode_rows(self, spec: ModelSpec, v: RowValidator, rows: List[Any],
-                     columns: tuple[str, ...], now: Any) -> List[tuple[Any, ...]] | None:
-        """Every row validated and encoded into a driver tuple of ``columns``, or None as soon
-        as one row needs the general path."""
+    def _row_encoder(self, spec: ModelSpec, v: RowValidator, columns: tuple[str, ...], now: Any
+                     ) -> tuple[Callable[..., tuple[Any, ...] | None], Any]:
+        """The fused validate-and-encode function for ``columns`` and the encoded ``now``."""
         encoders = tuple(self._db.adapter.value_encoders(spec, columns))  # type: ignore[attr-defined]
         stamp = encoders[columns.index("created_at")] if "created_at" in columns else None
-        now_value = now if stamp is None else stamp(now)
-        fused = v.tuple_creator(encoders, columns)
+        return v.tuple_creator(encoders, columns), now if stamp is None else stamp(now)
+
+    @staticmethod
+    def _encode_chunk(fused: Callable[..., tuple[Any, ...] | None], rows: List[Any], now: Any,
+                      tenant: str | None = None) -> List[tuple[Any, ...]] | None:
+        """``rows`` validated and encoded into driver tuples, or None if one needs the
+        general path."""
         gc_was_enabled = gc.isenabled()
         gc.disable()  # tuples of immutable values: nothing for the cyclic GC to find
         try:
-            encoded = [fused(d, now_value) for d in rows]
+            if tenant is None:
+                encoded = [fused(d, now) for d in rows]
+            else:
+                encoded = [fused(d, now, tenant) for d in rows]
         finally:
             if gc_was_enabled:
                 gc.enable()
@@ -573,30 +585,84 @@ class Express:
             return None
         return encoded  # type: ignore[return-value]  # no None left
 
-    async def _bulk_create_encoded(self, spec: ModelSpec, v: RowValidator, rows: List[Any],
-                                   now: Any, batch_size: int, on_progress: Progress | None
-                                   ) -> dict[str, Any] | None:
-        """The all-valid fast path: validate and encode each row straight into a driver tuple.
+    def _encode_rows(self, spec: ModelSpec, v: RowValidator, rows: List[Any],
+                     columns: tuple[str, ...], now: Any) -> List[tuple[Any, ...]] | None:
+        """Every row validated and encoded into a driver tuple of ``columns``, or None as soon
+        as one row needs the general path."""
+        fused, now_value = self._row_encoder(spec, v, columns, now)
+        return self._encode_chunk(fused, rows, now_value)
 
-        Returns None when any row is not a plain valid dict (or gives a generated id); the
-        general path then validates every row and names each error.
+    async def _bulk_create_encoded(self, spec: ModelSpec, v: RowValidator, rows: List[Any],
+                                   now: Any, batch_size: int, on_progress: Progress | None,
+                                   tenant: str | None) -> dict[str, Any] | None:
+        """The all-valid fast path: validate and encode each row straight into a driver tuple,
+        ``batch_size`` rows at a time, and hand the batches to the adapter as they are
+        encoded (PostgreSQL streams them all into one COPY), so memory holds one encoded
+        batch, not an encoded copy of the whole input.
+
+        Returns None when any row is not a plain valid dict; the general path then validates
+        every row and names each error. A batch found invalid after earlier ones were sent
+        rolls the write back first: nothing is written, exactly as on the general path.
         """
         adapter = self._db.adapter
-        columns = v.insert_columns()
-        encoded = self._encode_rows(spec, v, rows, columns, now)
-        if encoded is None:
-            return None
-        total = len(encoded)
+        first = rows[0] if rows else None
+        # explicit ids into an auto-increment key (every row must then give one)
+        with_id = type(first) is dict and "id" in first and spec.pk.auto_increment
+        columns = v.insert_columns(with_id=with_id)
+        fused, now_value = self._row_encoder(spec, v, columns, now)
+        total = len(rows)
+        if not total:
+            return {"inserted": 0, "failed": [], "ok": True}
+        size = max(1, batch_size)
+        head = self._encode_chunk(fused, rows[:size], now_value, tenant)
+        if head is None:
+            return None  # nothing sent: the general path reports the row
+        invalid = False
+
+        def encode_batches() -> Iterator[List[tuple[Any, ...]] | None]:
+            yield head
+            for start in range(size, total, size):
+                yield self._encode_chunk(fused, rows[start:start + size], now_value, tenant)
+
+        encoded: List[List[tuple[Any, ...]] | None] | None = None
+        if self._db.in_transaction() and not adapter.capabilities.savepoints:
+            # nothing could undo the batches sent before an invalid one: encode them all first
+            encoded = list(encode_batches())
+            if None in encoded:
+                return None
+
+        def batches() -> Iterator[List[tuple[Any, ...]]]:
+            nonlocal invalid
+            invalid = False
+            done = 0
+            # a fresh pass per call: the adapter may run write() again on a new connection
+            for chunk in encode_batches() if encoded is None else encoded:
+                if chunk is None:
+                    invalid = True  # ends the stream; write() rolls back what was sent
+                    return
+                yield chunk
+                done += len(chunk)
+                if on_progress is not None:
+                    on_progress(done, total)
 
         async def write(conn: Any) -> int:
-            for start in range(0, total, batch_size):
-                batch = encoded[start:start + batch_size]
-                await adapter.insert(conn, Insert(spec, columns, [], returning=False, encoded=batch))
-                if on_progress is not None:
-                    on_progress(min(start + len(batch), total), total)
+            stream = batches()
+            try:
+                await adapter.insert_encoded(conn, spec, columns, stream)  # type: ignore[attr-defined]
+            except DataFlowError:
+                for _ in stream:  # a row the general path refuses outranks a database error
+                    pass
+                if invalid:
+                    raise _InvalidBatch from None
+                raise
+            if invalid:
+                raise _InvalidBatch
             return total
 
-        inserted = await self._db._run_atomic(write) if encoded else 0
+        try:
+            inserted = await self._db._run_atomic(write)
+        except _InvalidBatch:
+            return None  # rolled back; the general path names the invalid rows
         return {"inserted": inserted, "failed": [], "ok": True}
 
     async def _bulk_upsert_encoded(self, spec: ModelSpec, v: RowValidator, rows: List[Any],

@@ -185,6 +185,33 @@ def json_depth_exceeds(v: Any, limit: int = JSON_MAX_DEPTH) -> bool:
     return False
 
 
+def _not_json(o: Any) -> Any:
+    raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
+
+
+def _strict_json_encoder() -> Callable[[Any], str]:
+    """Compact JSON text with NaN and infinities refused: the C encoder called directly (no
+    per-call encoder set-up); the circular-reference check is left to RecursionError."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - interpreters without the C accelerator
+        return json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+    chunks = make(None, _not_json, json.encoder.encode_basestring_ascii, None, ":", ",",
+                  False, False, False)
+
+    def dump(v: Any) -> str:
+        return "".join(chunks(v, 0))
+
+    return dump
+
+
+_strict_json = _strict_json_encoder()
+
+
+def json_text(v: Any) -> str:
+    """A JSON value as stored text (compact separators)."""
+    return json.dumps(v, separators=(",", ":"))
+
+
 def _json_safe(v: Any) -> None:
     if json_depth_exceeds(v):
         raise _Bad(f"is nested more than {JSON_MAX_DEPTH} levels deep")
@@ -218,6 +245,30 @@ def _check_json(f: FieldSpec) -> Checker:
         return v
 
     return check
+
+
+def _json_text_checker(f: FieldSpec) -> Checker | None:
+    """For a plain JSON field: the field's checker fused with :func:`json_text` (the value
+    serialised once, not once to check and once to store); None for pydantic fields."""
+    if f.pydantic_cls is not None:
+        return None
+    kind = f.json_kind
+
+    def check_and_dump(v: Any) -> Any:
+        if kind is not None and not isinstance(v, kind):
+            raise _Bad(f"expected {kind.__name__}, got {type(v).__name__} {v!r:.60}")
+        try:
+            text = _strict_json(v)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise _Bad(f"is not JSON-serialisable ({type(exc).__name__}: {exc})") from None
+        # fewer opening brackets than the limit (counted in C, strings included: an upper
+        # bound) cannot nest that deep; otherwise the exact walk decides
+        if (text.count("[") + text.count("{") >= JSON_MAX_DEPTH - 1
+                and json_depth_exceeds(v)):
+            raise _Bad(f"is nested more than {JSON_MAX_DEPTH} levels deep")
+        return text
+
+    return check_and_dump
 
 
 def _check_enum(f: FieldSpec) -> Checker:
@@ -343,11 +394,13 @@ class RowValidator:
                      if (with_id or not f.auto_increment) and f.server_default is None)
 
     def tuple_creator(self, encoders: tuple[Any, ...], columns: tuple[str, ...] | None = None
-                      ) -> Callable[[Any, Any], tuple[Any, ...] | None]:
-        """``fn(data, encoded_now)``: the encoded row of :meth:`insert_columns` for a plain
-        valid dict, or None for anything else (the caller then runs :meth:`for_create`,
-        which names the error). Validation is the same as ``for_create``'s, fused with the
-        driver encoding so no intermediate dict is built (bulk inserts)."""
+                      ) -> Callable[..., tuple[Any, ...] | None]:
+        """``fn(data, encoded_now, tenant=None)``: the encoded row of :meth:`insert_columns`
+        for a plain valid dict, or None for anything else (the caller then runs
+        :meth:`for_create`, which names the error). Validation is the same as
+        ``for_create``'s, fused with the driver encoding so no intermediate dict is built
+        (bulk inserts). With ``tenant``, the tenant column is that tenant: filled in where
+        the row leaves it out, and a row naming another tenant gets None."""
         columns = columns if columns is not None else self.insert_columns()
         key = (columns, *map(id, encoders))
         cached = self._tuple_creators.get(key)
@@ -458,18 +511,34 @@ def _constant_default(validator: RowValidator, name: str, f: FieldSpec) -> Any:
 
 def _fast_test(f: FieldSpec, nul_check: bool) -> str:
     """Generated-code test for "``v`` is already a valid value of exactly the declared type"
-    (never true for a missing key or None); empty where every value needs its checker."""
+    (never true for a missing key or None); empty where every value needs its checker.
+    Names it uses come from :data:`_FAST_ENV`."""
     lt = f.ltype
-    if lt is LogicalType.STR and f.max_length is None:
-        return ("type(v) is str and (v.isascii() or _utf8_ok(v))"
-                + (' and "\\x00" not in v' if nul_check else ""))
+    if lt is LogicalType.STR:
+        test = "type(v) is str and (v.isascii() or _utf8_ok(v))"
+        if f.max_length is not None:
+            test = f"type(v) is str and len(v) <= {int(f.max_length)} and (v.isascii() or _utf8_ok(v))"
+        return test + (' and "\\x00" not in v' if nul_check else "")
     if lt is LogicalType.INT:
         return f"type(v) is int and {INT_MIN} <= v <= {INT_MAX}"
     if lt is LogicalType.FLOAT:
         return "type(v) is float and v - v == 0.0"  # finite floats only
     if lt is LogicalType.BOOL:
         return "v is True or v is False"
+    if lt is LogicalType.DECIMAL:
+        return "type(v) is _Decimal and v.is_finite()"
+    if lt is LogicalType.DATETIME:
+        return "type(v) is _datetime and v.tzinfo is _UTC"  # already canonical: aware UTC
+    if lt is LogicalType.DATE:
+        return "type(v) is _date"
+    if lt is LogicalType.UUID:
+        return "type(v) is _UUID"
     return ""
+
+
+#: the names :func:`_fast_test`'s expressions use
+_FAST_ENV: dict[str, Any] = {"_Decimal": Decimal, "_datetime": _dt.datetime, "_UTC": UTC,
+                             "_date": _dt.date, "_UUID": uuid.UUID, "_utf8_ok": _utf8_ok}
 
 
 def _check_and_store(i: int, pad: str, nul_check: bool, stored: str) -> list[str]:
@@ -483,17 +552,22 @@ def _check_and_store(i: int, pad: str, nul_check: bool, stored: str) -> list[str
 
 
 def _compile_tuple_create(validator: RowValidator, columns: tuple[str, ...],
-                          encoders: tuple[Any, ...]) -> Callable[[Any, Any], tuple[Any, ...] | None]:
+                          encoders: tuple[Any, ...]) -> Callable[..., tuple[Any, ...] | None]:
     model = validator.model
     settable = frozenset(c for c in columns if not model.fields[c].managed)
     env: dict[str, Any] = {"_Bad": _Bad, "_M": _MISSING_KEY, "_uuid4": uuid.uuid4,
-                           "_settable": settable, "_utf8_ok": _utf8_ok}
-    lines = ["def fused(data, now):",
+                           "_settable": settable, **_FAST_ENV}
+    lines = ["def fused(data, now, tenant=None):",
              "    if type(data) is not dict or not _settable.issuperset(data):",
              "        return None"]
     for i, name in enumerate(columns):
         f = model.fields[name]
         enc = encoders[i]
+        checker = validator.checkers[name]
+        if enc is json_text and f.ltype is LogicalType.JSON:
+            fused_json = _json_text_checker(f)
+            if fused_json is not None:  # checked and serialised in one pass
+                checker, enc = fused_json, None
         env[f"_e{i}"] = enc
 
         def wrap(expr: str, i: int = i, enc: Any = enc) -> str:
@@ -503,11 +577,14 @@ def _compile_tuple_create(validator: RowValidator, columns: tuple[str, ...],
             lines.append(f"    x{i} = {'None' if f.tombstone else 'now'}")
             continue
         key = repr(name)
-        env[f"_c{i}"] = validator.checkers[name]
+        env[f"_c{i}"] = checker
         nul_check = f.ltype is LogicalType.STR and not validator.nul_in_text
         fast_test = _fast_test(f, nul_check)
         # a subscript in a try block costs less than dict.get when the key is there
         lines += ["    try:", f"        v = data[{key}]", "    except KeyError:", "        v = _M"]
+        if f.tenant:  # the bound tenant's rows only, as Express._tenant_data
+            lines += ["    if tenant is not None:", "        if v is _M:", "            v = tenant",
+                      "        elif v != tenant:", "            return None"]
         first = "if"
         if fast_test:
             lines.append(f"    if {fast_test}:")
@@ -537,7 +614,7 @@ def _compile_tuple_create(validator: RowValidator, columns: tuple[str, ...],
         lines += _check_and_store(i, "        ", nul_check, wrap("v"))
     lines.append("    return (" + "".join(f"x{i}, " for i in range(len(columns))) + ")")
     exec("\n".join(lines), env)  # names are validated identifiers, embedded with repr()
-    fused: Callable[[Any, Any], tuple[Any, ...] | None] = env["fused"]
+    fused: Callable[..., tuple[Any, ...] | None] = env["fused"]
     return fused
 
 
@@ -553,8 +630,7 @@ def _compile_create(
     """
     model = validator.model
     env: dict[str, Any] = {"_Slow": _Slow, "_Bad": _Bad, "_M": _MISSING_KEY, "_uuid4": uuid.uuid4,
-                           "_utf8_ok": _utf8_ok,
-                           "_writable": validator.writable}
+                           "_writable": validator.writable, **_FAST_ENV}
     lines = ["def fast(data, now):",
              "    if not _writable.issuperset(data):",
              "        raise _Slow",

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import re
 import uuid
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
@@ -339,7 +340,7 @@ class PostgresAdapter(SQLAdapter):
 
     @_translating
     async def copy_records(self, conn: Any, table: str, columns: tuple[str, ...],
-                           records: list[tuple[Any, ...]]) -> int:
+                           records: Iterable[tuple[Any, ...]]) -> int:
         status = await conn.copy_records_to_table(table, records=records, columns=list(columns))
         return _status_count(status)
 
@@ -400,6 +401,40 @@ class PostgresAdapter(SQLAdapter):
         await self._advance_identity(conn, model, stmt.columns, stmt.rows, stmt.encoded)
         return out
 
+    async def insert_encoded(self, conn: Any, model: ModelSpec, columns: tuple[str, ...],
+                             batches: Iterable[list[tuple[Any, ...]]]) -> int:
+        """Every batch into one binary COPY, encoded as the driver reads it (so
+        ``batch_size`` bounds the memory of encoding, not the number of round trips)."""
+        stream = iter(batches)
+        head = next(stream, None)
+        if head is None:
+            return 0
+        second = next(stream, None) if len(head) < COPY_THRESHOLD else None
+        if (second is None and len(head) < COPY_THRESHOLD) or not self._copyable(model, columns):
+            # a handful of rows: executemany beats setting up a COPY
+            total = 0
+            for batch in itertools.chain((head,), () if second is None else (second,), stream):
+                await self.insert(conn, Insert(model, columns, [], returning=False, encoded=batch))
+                total += len(batch)
+            return total
+        at = columns.index("id") if "id" in columns and model.pk.auto_increment else None
+        top: Any = None
+        count = 0
+
+        def records() -> Iterator[tuple[Any, ...]]:
+            nonlocal top, count
+            for batch in itertools.chain((head,), () if second is None else (second,), stream):
+                count += len(batch)
+                if at is not None and batch:
+                    high = max([t[at] for t in batch])
+                    top = high if top is None or high > top else top
+                yield from batch
+
+        await self.copy_records(conn, model.table, columns, records())
+        if top is not None:
+            await self._move_identity(conn, model, top)
+        return count
+
     @_translating
     async def _fetchrow(self, conn: Any, sql: str, params: tuple[Any, ...]) -> Any:
         return await conn.fetchrow(sql, *params)
@@ -416,11 +451,15 @@ class PostgresAdapter(SQLAdapter):
         pk = model.pk
         if "id" not in columns or not pk.auto_increment or not (rows or encoded):
             return
-        if encoded is not None:
+        if encoded:
             at = columns.index("id")
             top = max(t[at] for t in encoded)
         else:
             top = max(r["id"] for r in rows)
+        await self._move_identity(conn, model, top)
+
+    async def _move_identity(self, conn: Any, model: ModelSpec, top: int) -> None:
+        """Move the key's sequence to ``top`` unless it is already there or beyond."""
         await self.fetch(
             conn,
             "SELECT setval(s.seq, $2) FROM (SELECT pg_get_serial_sequence($1, 'id') AS seq) s "

@@ -37,6 +37,7 @@ from ..query.ast import (
     Update,
     Upsert,
 )
+from ..values import json_text
 
 Encoder = Callable[[Any], Any]
 Decoder = Callable[[Any], Any]
@@ -68,7 +69,7 @@ class _Params:
 def _json_encode(f: FieldSpec) -> Encoder:
     if f.pydantic_cls is not None:
         return lambda v: v.model_dump_json()
-    return lambda v: json.dumps(v, separators=(",", ":"))
+    return json_text
 
 
 def _json_decode(f: FieldSpec) -> Decoder:

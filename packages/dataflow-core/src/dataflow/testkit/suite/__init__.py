@@ -9,7 +9,7 @@ never databases.
 """
 
 from .attacks import TestBadInput, TestInjection
-from .bulk import TestBulk
+from .bulk import TestBulk, TestBulkStreamed
 from .cancellation import TestCancellation
 from .capability_pairs import TestCapabilityDeclaration, TestCapabilityPairs
 from .crud import TestCrud, TestValidation
@@ -23,7 +23,7 @@ from .model_types import TestIds, TestTypes
 from .relations import TestRelations
 from .reliability import TestAtomicity, TestConcurrency
 from .soft_delete import TestSoftDelete
-from .tenancy import TestTenancy
+from .tenancy import TestTenancy, TestTenancyBulk
 from .tenant_keys import TestTenantKeys
 from .transactions import TestTransactionCapabilities, TestTransactions, TestTransactionTrust
 from .workflows import TestWorkflows
@@ -32,6 +32,7 @@ __all__ = [
     "TestAtomicity",
     "TestBadInput",
     "TestBulk",
+    "TestBulkStreamed",
     "TestCancellation",
     "TestCapabilityDeclaration",
     "TestCapabilityPairs",
@@ -50,6 +51,7 @@ __all__ = [
     "TestRelations",
     "TestSoftDelete",
     "TestTenancy",
+    "TestTenancyBulk",
     "TestTenantKeys",
     "TestTransactionCapabilities",
     "TestTransactionTrust",

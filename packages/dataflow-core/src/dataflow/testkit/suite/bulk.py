@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import enum
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -196,3 +199,86 @@ class TestBulk:
         a = await db.express.find_one("KitRow", {"code": "A"})
         assert a is not None and a["name"] == "a2" and a["qty"] == 2
         assert await db.express.count("KitRow") == 2
+
+
+class KitTone(enum.Enum):
+    LOW = "low"
+    HIGH = "high"
+
+
+def _rich_model(db: Any) -> None:
+    @db.model
+    class KitRichRow:
+        sku: str
+        price: Decimal
+        tone: KitTone
+        attrs: dict  # type: ignore[type-arg]
+        tags: list  # type: ignore[type-arg]
+        day: dt.date
+        at: dt.datetime | None = None
+
+
+@pytest.mark.asyncio
+class TestBulkStreamed:
+    """Bulk writes of many batches: the rows a batch brings are validated before the write
+    commits, whichever batch they are in."""
+
+    async def test_explicit_ids_then_generated_ids_do_not_collide(self, make_db: MakeDB) -> None:
+        db = make_db()
+        _model(db)
+        rows = [{"id": 1000 + i, "name": f"r{i}", "qty": i} for i in range(300)]
+        assert (await db.express.bulk_create("KitRow", rows, batch_size=70))["inserted"] == 300
+        assert (await db.express.read("KitRow", 1299))["name"] == "r299"
+        made = await db.express.create("KitRow", {"name": "next", "qty": 0})
+        assert made["id"] > 1299
+        # an explicit id below the high-water mark is stored as given
+        low = await db.express.bulk_create("KitRow", [{"id": 5, "name": "low", "qty": 1}])
+        assert low["inserted"] == 1 and (await db.express.read("KitRow", 5))["name"] == "low"
+        assert (await db.express.create("KitRow", {"name": "after", "qty": 0}))["id"] > made["id"]
+
+    async def test_invalid_row_in_a_later_batch_writes_nothing(self, make_db: MakeDB) -> None:
+        db = make_db()
+        _model(db)
+        rows: list[dict[str, Any]] = [{"name": f"r{i}", "qty": i} for i in range(300)]
+        rows[250] = {"name": "bad", "qty": "abc"}
+        with raises_df(BulkValidationError, "DF-305", "nothing was written", "row 250") as info:
+            await db.express.bulk_create("KitRow", rows, batch_size=100)
+        assert [f["index"] for f in info.value.failures] == [250]
+        assert await db.express.count("KitRow") == 0
+        # a later invalid row outranks a duplicate key in an earlier batch: validation first
+        dup: list[dict[str, Any]] = [{"name": f"d{i}", "qty": i, "code": "same" if i < 2 else None}
+                                     for i in range(200)]
+        dup[150] = {"name": "bad", "qty": 1, "nope": 2}
+        with raises_df(BulkValidationError, "DF-305", "row 150"):
+            await db.express.bulk_create("KitRow", dup, batch_size=50)
+        assert await db.express.count("KitRow") == 0
+        # inside the caller's transaction, the rest of the transaction is kept
+        async with db.transaction():
+            await db.express.create("KitRow", {"name": "kept", "qty": 1})
+            with raises_df(BulkValidationError, "DF-305", "row 250"):
+                await db.express.bulk_create("KitRow", rows, batch_size=100)
+        assert names(await db.express.list("KitRow")) == {"kept"}
+
+    async def test_rich_values_round_trip_and_bad_json_is_named(self, make_db: MakeDB) -> None:
+        db = make_db()
+        _rich_model(db)
+        at = dt.datetime(2026, 3, 4, 5, 6, 7, 890000, tzinfo=dt.UTC)
+        rows: list[dict[str, Any]] = [
+            {"sku": f"s{i}", "price": Decimal(i) / 8, "tone": "high" if i % 2 else "low",
+             "attrs": {"k": i, "nested": {"a": [1, 2.5, None, True]}}, "tags": [f"t{i}"],
+             "day": dt.date(2026, 1, 1) + dt.timedelta(days=i),
+             "at": None if i % 3 == 0 else at} for i in range(150)]
+        assert (await db.express.bulk_create("KitRichRow", rows, batch_size=40))["inserted"] == 150
+        got = {r["sku"]: r for r in await db.express.list("KitRichRow")}
+        for r in rows:
+            stored = got[r["sku"]]
+            assert stored["price"] == r["price"] and stored["tone"].value == r["tone"]
+            assert stored["attrs"] == r["attrs"] and stored["tags"] == r["tags"]
+            assert stored["day"] == r["day"] and stored["at"] == r["at"]
+        for bad, fragment in ((float("nan"), "JSON"), ({1, 2}, "JSON")):
+            late = [dict(r, sku=f"n{i}") for i, r in enumerate(rows)]
+            late[120] = dict(late[120], attrs={"x": bad})
+            with raises_df(BulkValidationError, "DF-305", "row 120", fragment) as info:
+                await db.express.bulk_create("KitRichRow", late, batch_size=40)
+            assert info.value.failures[0]["field"] == "attrs"
+        assert await db.express.count("KitRichRow") == 150

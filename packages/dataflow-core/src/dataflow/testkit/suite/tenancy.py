@@ -202,3 +202,23 @@ class TestTenancy:
                         assert some_id in own
                 assert all(r["tenant_id"] == tenant for r in seen)
             assert await _snapshot(db, other) == before, (tenant, op, flt)
+
+
+@pytest.mark.asyncio
+class TestTenancyBulk:
+    async def test_bulk_create_fills_and_checks_the_tenant_in_every_batch(
+            self, make_db: MakeDB) -> None:
+        db = make_db(multi_tenant=True)
+        _models(db)
+        rows: list[dict[str, Any]] = [{"title": f"t{i}", "n": i} for i in range(120)]
+        rows[7] = {"title": "t7", "n": 7, "tenant_id": "acme"}
+        async with db.tenant("acme"):
+            assert (await db.express.bulk_create("KitTenantNote", rows, batch_size=25)
+                    )["inserted"] == 120
+            late = [{"title": f"u{i}", "n": i} for i in range(120)]
+            late[110] = {"title": "x", "n": 1, "tenant_id": "globex"}
+            with raises_df(BulkValidationError, "DF-305", "row 110", "DF-803"):
+                await db.express.bulk_create("KitTenantNote", late, batch_size=25)
+            assert await db.express.count("KitTenantNote") == 120
+        async with db.tenant("globex"):
+            assert await db.express.count("KitTenantNote") == 0
