@@ -525,8 +525,8 @@ class Express:
         now = utcnow()
         tenant = self._tenant(spec)
         adapter = self._db.adapter
-        if (not partial and type(rows) is list
-                and getattr(adapter, "accepts_encoded_rows", False)):
+        if (not partial and type(rows) is list and getattr(adapter, "accepts_encoded_rows", False)
+                and (tenant is None or not self._tenant_refs(spec))):
             result = await self._bulk_create_encoded(spec, v, rows, now, batch_size, on_progress,
                                                      tenant)
             if result is not None:
@@ -607,7 +607,9 @@ class Express:
         adapter = self._db.adapter
         first = rows[0] if rows else None
         # explicit ids into an auto-increment key (every row must then give one)
-        with_id = type(first) is dict and "id" in first and spec.pk.auto_increment
+        # (never under a tenant: such a row goes to the general path, which refuses it)
+        with_id = (tenant is None and type(first) is dict and "id" in first
+                   and spec.pk.auto_increment)
         columns = v.insert_columns(with_id=with_id)
         fused, now_value = self._row_encoder(spec, v, columns, now)
         total = len(rows)
