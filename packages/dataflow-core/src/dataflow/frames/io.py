@@ -90,12 +90,36 @@ def _with_managed(model: ModelSpec, frame: pl.DataFrame, now: _dt.datetime) -> p
     return frame.with_columns(extra) if extra else frame
 
 
+def parents_first(model: ModelSpec, frame: pl.DataFrame) -> pl.DataFrame:
+    """Rows of a self-referencing model ordered so a row comes after the row it references
+    (databases that check foreign keys row by row -- COPY, InnoDB -- need it). A cycle is
+    left in place for the database to judge."""
+    refs = [fk for fk in model.foreign_keys if fk.target == model.name
+            and fk.column in frame.columns and fk.target_field in frame.columns]
+    if not refs or frame.height < 2:
+        return frame
+    parts: list[pl.DataFrame] = []
+    rest = frame
+    while rest.height:
+        ready = pl.all_horizontal([
+            pl.col(fk.column).is_null() | (pl.col(fk.column) == pl.col(fk.target_field))
+            | ~pl.col(fk.column).is_in(rest.get_column(fk.target_field).implode())
+            for fk in refs])
+        level = rest.filter(ready)
+        if not level.height:
+            parts.append(rest)
+            break
+        parts.append(level)
+        rest = rest.filter(~ready)
+    return pl.concat(parts) if len(parts) > 1 else parts[0]
+
+
 def chunks(db: DataFlow, model: ModelSpec, frame: pl.DataFrame, now: _dt.datetime,
            size: int = WRITE_CHUNK) -> Any:
     """Yield ``(columns, rows)`` per chunk: driver tuples for adapters that take encoded
     rows, dicts of canonical values for the others."""
     adapter = db.adapter
-    frame = _with_managed(model, frame, now)
+    frame = _with_managed(model, parents_first(model, frame), now)
     columns = _write_columns(model, frame)
     encoded = bool(getattr(adapter, "accepts_encoded_rows", False))
     encoders: list[Any] = (list(adapter.value_encoders(model, columns))  # type: ignore[attr-defined]

@@ -21,7 +21,9 @@ import pytest
 from ...errors import (
     ManagedFieldError,
     MissingFieldError,
+    RecordDeletedError,
     TenantRequiredError,
+    TenantViolationError,
     UnknownFieldError,
     ValidationError,
 )
@@ -285,6 +287,27 @@ class TestFrames:
         ids = {r["customer_id"] for r in await db.express.list("KitFrameOrder")}
         assert ids <= {r["id"] for r in await db.express.list("KitFrameCustomer")}
 
+    async def test_self_referencing_frame_writes_parents_first(self, make_db: MakeDB,
+                                                               pl: Any) -> None:
+        db = make_db()
+
+        @db.model
+        class KitFrameCategory:
+            name: str = field(max_length=5)
+            parent_id: int | None = field(foreign_key="KitFrameCategory", on_delete="set null",
+                                          default=None)
+
+        await db.initialize()
+        frame = pl.DataFrame({"id": [3, 2, 1, 4, 6, 5],
+                              "name": ["c", "b", "a", "d", "too long", "e"],
+                              "parent_id": [2, 1, None, 99, None, 6]})
+        res = await db.frames.create("KitFrameCategory", frame, partial=True)
+        assert _errors(res, "KitFrameCategory") == [
+            (3, "parent_id", "DF-902"), (4, "name", "DF-301"), (5, "parent_id", "DF-310")]
+        assert res.written == {"KitFrameCategory": 3}
+        rows = await db.express.list("KitFrameCategory", order_by="id")
+        assert [(r["id"], r["parent_id"]) for r in rows] == [(1, None), (2, 1), (3, 2)]
+
     # --- 5. outcome ----------------------------------------------------------------------
     async def test_outcomes_ok_partial_and_fail(self, make_db: MakeDB, pl: Any) -> None:
         db = await _shop(make_db)
@@ -419,3 +442,18 @@ class TestFrames:
         async with db.tenant("globex"):
             frame, _ = await db.frames.read("KitFrameNote")
             assert frame.height == 0
+            # an update cannot reach another tenant's row, even by id: nothing is written
+            with raises_df(TenantViolationError, "DF-803"):
+                await db.frames.update("KitFrameNote", pl.DataFrame(
+                    {"id": [first["id"] + 1], "title": ["stolen"]}))
+        async with db.tenant("acme"):
+            assert {r["title"] for r in await db.express.list("KitFrameNote")} == {"b", "c"}
+            # nor a soft-deleted one (restore it first)
+            with raises_df(RecordDeletedError, "DF-405"):
+                await db.frames.update("KitFrameNote", pl.DataFrame(
+                    {"id": [first["id"]], "title": ["back"]}))
+            res = await db.frames.update("KitFrameNote", pl.DataFrame(
+                {"id": [first["id"] + 1], "title": ["b2"]}), staging=False)
+            assert res.status == "ok" and res.updated == 1
+            frame, _ = await db.frames.read("KitFrameNote", {"title": "b2"})
+            assert frame.height == 1
