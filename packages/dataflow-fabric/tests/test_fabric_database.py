@@ -59,6 +59,10 @@ async def test_a_database_source_is_read_and_its_changes_refresh_dependants(
         return sum(r["amount"] for r in rows)
 
     client = await serve()
+    # the adapter package's own change detector, registered through dataflow_source_connectors
+    detector = source.connector._detector  # type: ignore[attr-defined]
+    assert type(detector).__name__ == {"sqlite": "SQLiteDataVersion",
+                                       "postgresql": "PostgresChangeSignature"}[other.url.scheme]
     assert (await client.get("/billed")).json() == 12
     await other.express.create("Invoice", {"amount": 30})
 
@@ -75,3 +79,25 @@ async def test_a_database_source_is_read_and_its_changes_refresh_dependants(
         await source.connector.read("fabric_src_invoice", {"data": {"amount": 1}})
     assert not hasattr(source.connector, "write")  # read-only: no way to write through it
 
+
+async def test_the_portable_signature_sees_inserts_updates_and_deletes(
+        other: DataFlow, db: DataFlow) -> None:
+    from dataflow_fabric.database import CountSignature
+
+    first = await other.express.create("Invoice", {"amount": 1})
+    source = db.source("billing", DatabaseSourceConfig(other.url.raw, tables=("fabric_src_invoice",),
+                                                       poll_interval=3600, change_detection="portable"))
+    connector = source.connector
+    try:
+        await connector.open()
+        assert isinstance(connector._detector, CountSignature)  # type: ignore[attr-defined]
+        assert await connector.poll() is False
+        await other.express.create("Invoice", {"amount": 2})
+        assert await connector.poll() is True
+        await other.express.update("Invoice", first["id"], {"amount": 3})
+        assert await connector.poll() is True
+        await other.express.delete("Invoice", first["id"])
+        assert await connector.poll() is True
+        assert await connector.poll() is False
+    finally:
+        await connector.close()

@@ -303,3 +303,30 @@ async def test_an_unknown_dependency_is_refused_at_start(db: DataFlow) -> None:
 
     with pytest.raises(FabricConfigError, match="User"):
         await db.start(port=0)
+
+
+async def test_fail_fast_refuses_to_start_on_a_failing_source_or_product(db: DataFlow, tmp_path: Any) -> None:
+    from dataflow.fabric import DatabaseSourceConfig, ProductFailedError, SourceError
+
+    db.source("gone", DatabaseSourceConfig(f"sqlite:///{tmp_path}/no/such/dir/x.db", poll_interval=3600))
+    with pytest.raises(SourceError, match="gone"):
+        await db.start(port=0, fail_fast=True)
+    handle = await db.start(port=0, fail_fast=False)
+    import httpx
+
+    async with httpx.AsyncClient(base_url=handle.url) as client:
+        health = await client.get("/_health")
+        assert health.status_code == 503
+        gone = health.json()["sources"]["gone"]
+        assert gone["healthy"] is False and gone["opened"] is False and gone["last_error"]
+    await db.stop()
+
+    other = DataFlow("sqlite://:memory:")
+
+    @other.product("broken")
+    async def broken(ctx: ProductContext) -> int:
+        raise RuntimeError("no")
+
+    with pytest.raises(ProductFailedError):
+        await other.start(port=0, fail_fast=True)
+    await other.close()

@@ -132,12 +132,14 @@ class DatabaseSourceConfig:
     """Another database by DataFlow URL; ``fetch("table", filter)`` lists rows.
 
     Read-only: the fabric only ever reads it. Changes are detected by the adapter's
-    connector (``database:<scheme>``) when it registers one, else by a polling signature.
+    detector (``database:<scheme>``) when it registers one, else (or with
+    ``change_detection="portable"``) by row count and newest ``updated_at`` per table.
     """
 
     url: str
     tables: tuple[str, ...] | None = None
     poll_interval: float = 5.0
+    change_detection: Literal["auto", "portable"] = "auto"
     circuit: CircuitBreakerConfig = field(default_factory=CircuitBreakerConfig)
     staleness: StalenessPolicy = field(default_factory=StalenessPolicy)
     kind: str = "database"

@@ -61,7 +61,8 @@ class DatabaseConnector:
                 list(self.config.tables) if self.config.tables else None)
             self._tables = {db.get_model(m).table: m for m in models}
             scheme = db.url.scheme.split("+")[0]
-            factory = plugins.source_connectors().get(f"database:{scheme}")
+            factory = (plugins.source_connectors().get(f"database:{scheme}")
+                       if self.config.change_detection == "auto" else None)
             self._detector = (factory(db, list(self._tables)) if factory is not None
                               else CountSignature(db, list(self._tables.values())))
             self._last = await self._detector.signature()

@@ -27,7 +27,7 @@ from dataflow.core import DataFlow
 from dataflow.errors import DataFlowError, did_you_mean
 
 from .config import SourceConfig
-from .errors import FabricConfigError, ProductFailedError, UnknownProductError
+from .errors import FabricConfigError, ProductFailedError, SourceError, UnknownProductError
 from .metrics import CIRCUIT_VALUES, FabricMetrics
 from .params import cache_key, parse_query
 from .products import ProductContext, ProductFunction, ProductSpec, build_spec, render
@@ -183,7 +183,9 @@ class Fabric:
             source.breaker.record_failure()
             source.last_error = type(exc).__name__ if not isinstance(exc, DataFlowError) else exc.message
             if fail_fast:
-                raise
+                raise SourceError(f"source {source.name!r} could not be opened ({source.last_error}).",
+                                  fix="fix the source, or start with fail_fast=False to serve "
+                                  "without it.") from exc
             log.warning("source %s could not be opened: %s", source.name, source.last_error)
         if connector.poll_interval and connector.poll_interval > 0:
             task = loop.create_task(self._poll_forever(source), name=f"fabric-poll-{source.name}")

@@ -70,7 +70,7 @@ class Source:
 
     @property
     def healthy(self) -> bool:
-        return self.breaker.state != "open"
+        return self.opened and self.breaker.state != "open"
 
     async def fetch(self, key: str | None = None, **params: Any) -> Any:
         """The source's data at ``key`` (a REST path, a table, a JSON key of a file)."""
@@ -89,6 +89,7 @@ class Source:
             self.breaker.record_success()
             self.last_success = time.time()
             self.last_error = None
+            self.opened = True
             self._copies[slot] = _Copy(value, time.monotonic())
             return value
         return self._fallback(slot, reads, CircuitOpenError(
@@ -126,12 +127,14 @@ class Source:
         self.breaker.record_success()
         self.last_success = time.time()
         self.last_error = None
+        self.opened = True
         return changed
 
     def health(self) -> dict[str, Any]:
         return {
             "kind": self.config.kind,
             "healthy": self.healthy,
+            "opened": self.opened,
             "circuit": self.breaker.state,
             "consecutive_failures": self.breaker.failures,
             "last_success_age": None if self.last_success is None

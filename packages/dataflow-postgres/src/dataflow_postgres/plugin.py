@@ -51,3 +51,12 @@ def dataflow_node_types(db: Any, register: Callable[[str, Callable[..., Any]], N
 
     for type_name, factory in VECTOR_NODES.items():
         register(type_name, factory)
+
+
+@hookimpl
+def dataflow_source_connectors(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    """Change detection for fabric sources that are postgres databases (``factory(db, tables)``)."""
+    from .changes import PostgresChangeSignature
+
+    register("database:postgresql", PostgresChangeSignature)
+    register("database:postgres", PostgresChangeSignature)

@@ -30,3 +30,12 @@ def dataflow_dialect_compiler(dialect: str) -> Any:
 def dataflow_pool_size(adapter: str, server: ServerInfo, worker_count: int) -> int | None:
     # SQLite has one writer: one connection per event loop, whatever the server says
     return 1 if adapter == "sqlite" else None
+
+
+@hookimpl
+def dataflow_source_connectors(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    """Change detection for fabric sources that are sqlite databases (``factory(db, tables)``)."""
+    from .changes import SQLiteDataVersion
+
+    register("database:sqlite", SQLiteDataVersion)
+    register("database:sqlite3", SQLiteDataVersion)
