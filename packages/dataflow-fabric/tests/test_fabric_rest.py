@@ -46,12 +46,11 @@ async def test_unchanged_source_costs_a_304_and_a_change_refreshes_dependants(
     assert (await client.get("/deals")).json() == 1
 
     async def revalidated() -> bool:
-        return len(upstream.hits("/deals")) >= 4
+        return bool(source.connector.not_modified >= 3)  # type: ignore[attr-defined]
 
     await eventually(revalidated)
     later = upstream.hits("/deals")[1:]
-    assert all(h["headers"].get("if-none-match") == '"v1"' for h in later)
-    assert source.connector.not_modified >= 3  # type: ignore[attr-defined]
+    assert len(later) >= 3 and all(h["headers"].get("if-none-match") == '"v1"' for h in later)
     assert computed == [1]  # 304s change nothing
 
     upstream.routes["/deals"] = Route(body=[{"id": 1}, {"id": 2}], headers={"ETag": '"v2"'})
