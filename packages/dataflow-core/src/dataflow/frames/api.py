@@ -238,8 +238,9 @@ class Frames:
         """Upsert ``frame``'s rows by ``id``: columns the frame lacks are filled from the
         stored row first, then the rows go through the same pipeline as ``create``.
 
-        ``staging=True``: one bulk load into a temporary table and one merge statement;
-        ``staging=False``: the adapter's upsert, ``batch_size`` rows at a time.
+        ``staging=True``: one bulk load into a temporary table and one merge statement (a
+        backend without SQL uses its own bulk upsert); ``staging=False``: the adapter's
+        upsert, ``batch_size`` rows at a time.
         """
         _check_int("batch_size", batch_size, 1)
         if not validate:

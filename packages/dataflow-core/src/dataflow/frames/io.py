@@ -169,14 +169,14 @@ async def upsert_frame(db: DataFlow, conn: Any, model: ModelSpec, frame: pl.Data
 async def merge_frame(db: DataFlow, conn: Any, model: ModelSpec, frame: pl.DataFrame,
                       now: _dt.datetime) -> None:
     """Staging mode: bulk-load the rows into a temporary table, then one merge statement
-    (``INSERT ... SELECT ... ON CONFLICT`` / ``ON DUPLICATE KEY UPDATE``)."""
+    (``INSERT ... SELECT ... ON CONFLICT`` / ``ON DUPLICATE KEY UPDATE``). A backend without
+    SQL (a document store) has no staging tables: its own bulk upsert is its merge."""
     adapter = db.adapter
     compiler = getattr(adapter, "compiler", None)
     execute = getattr(adapter, "execute", None)
     if compiler is None or execute is None:
-        raise UnsupportedError(
-            f"{adapter.capabilities.name} has no SQL staging tables for a merge.",
-            model=model.name, fix="call db.frames.update(..., staging=False) (direct upsert).")
+        await upsert_frame(db, conn, model, frame, now, WRITE_CHUNK)
+        return
     style = compiler.upsert_style
     if style not in ("on_conflict", "on_duplicate_key"):
         raise UnsupportedError(f"the {compiler.name} dialect has no staging merge.",

@@ -323,6 +323,7 @@ class TestFrames:
         res = await db.frames.create(("KitFrameCustomer", _customers(pl, 2, start=10)))
         assert res.status == "ok" and res.ok and await _count(db, "KitFrameCustomer") == 3
 
+    @pytest.mark.requires("transactions")
     async def test_one_transaction_rolls_back_every_model(self, make_db: MakeDB, pl: Any) -> None:
         db = await _shop(make_db)
         await db.frames.create("KitFrameCustomer", _customers(pl, 1))
