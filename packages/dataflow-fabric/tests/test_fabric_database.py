@@ -7,12 +7,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from fabric_support import Serve, eventually
 
 from dataflow import DataFlow
 from dataflow.fabric import DatabaseSourceConfig, ProductContext, SourceError
 from dataflow.testkit import servers
-
-from .conftest import Serve, eventually
 
 PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
 

@@ -7,12 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+from fabric_support import Serve, eventually
 
 from dataflow import DataFlow
 from dataflow.errors import UnsupportedError
 from dataflow.fabric import FabricConfigError, FileSourceConfig, ProductContext, SourceError
-
-from .conftest import Serve, eventually
 
 
 async def test_json_ndjson_and_csv_are_read(db: DataFlow, tmp_path: Path) -> None:

@@ -6,11 +6,10 @@ import asyncio
 from typing import Any
 
 import pytest
+from fabric_support import Serve, eventually
 
 from dataflow import DataFlow
 from dataflow.fabric import FabricConfigError, ProductContext
-
-from .conftest import Serve, eventually
 
 
 async def test_materialized_is_computed_at_start_and_refreshed_after_a_write(

@@ -11,14 +11,13 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from fabric_support import Route, Upstream, _start_upstream
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from dataflow_fabric.errors import AddressRefusedError, ParameterError
 from dataflow_fabric.params import Param, cache_key, parse_query
 from dataflow_fabric.ssrf import AddressPolicy, PinnedTransport, legacy_ipv4, parse_literal, refusal
-
-from .conftest import Route, Upstream, _start_upstream
 
 PRIVATE_V4 = ["127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16",
               "100.64.0.0/10", "0.0.0.0/8", "224.0.0.0/4", "240.0.0.0/4"]

@@ -7,6 +7,7 @@ import asyncio
 import base64
 
 import pytest
+from fabric_support import Route, Serve, Upstream, eventually
 
 from dataflow import DataFlow
 from dataflow.fabric import (
@@ -22,8 +23,6 @@ from dataflow.fabric import (
     StaleDataError,
     StalenessPolicy,
 )
-
-from .conftest import Route, Serve, Upstream, eventually
 
 
 def rest(up: Upstream, **options: object) -> RestSourceConfig:

@@ -7,13 +7,12 @@ import json
 
 import httpx
 import uvicorn
+from fabric_support import Serve, eventually
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from dataflow import DataFlow
 from dataflow.fabric import ProductContext, create_app
-
-from .conftest import Serve, eventually
 
 
 def _declare(db: DataFlow) -> None:

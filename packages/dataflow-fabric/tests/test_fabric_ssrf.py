@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from fabric_support import Route, Upstream
 
 from dataflow import DataFlow
 from dataflow.fabric import AddressRefusedError, FabricConfigError, RestSourceConfig
-
-from .conftest import Route, Upstream
 
 
 async def test_loopback_is_refused_by_default_and_nothing_is_sent(db: DataFlow, upstream: Upstream) -> None:

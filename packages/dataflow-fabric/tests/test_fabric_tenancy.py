@@ -6,12 +6,11 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from fabric_support import eventually
 from starlette.requests import Request
 
 from dataflow import DataFlow
 from dataflow.fabric import ProductContext
-
-from .conftest import eventually
 
 
 def tenant_of(request: Request) -> str | None:
