@@ -16,7 +16,7 @@ import os
 import re
 import uuid
 import zlib
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
@@ -43,6 +43,8 @@ P = ParamSpec("P")
 
 #: rows from which bulk_create switches from executemany to binary COPY
 COPY_THRESHOLD = 64
+#: rows per binary COPY piece built from a frame's columns (db.frames)
+FRAME_COPY_CHUNK = 20_000
 #: rows from which bulk_upsert stages through COPY into a temporary table
 UPSERT_COPY_THRESHOLD = 2_000
 #: key of the advisory lock migrations take (fits a bigint)
@@ -434,6 +436,40 @@ class PostgresAdapter(SQLAdapter):
         if top is not None:
             await self._move_identity(conn, model, top)
         return count
+
+    async def copy_frame(self, conn: Any, model: ModelSpec, frame: Any) -> bool:
+        """Binary COPY straight from a Polars frame's columns (``db.frames``): the wire
+        form of each column is computed column-wise (``frame_copy``), one COPY statement
+        streams the chunks. False, with nothing sent, when a column's live type or dtype has
+        no binary mapping there; the caller then writes tuples."""
+        from . import frame_copy
+
+        live = await self.fetch(
+            conn, "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+            "WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+            (self.compiler.table(model),))
+        types = {str(name): str(sql_type) for name, sql_type in live}
+        if any(c not in types for c in frame.columns):
+            return False
+        kinds = frame_copy.wire_kinds([types[c] for c in frame.columns], list(frame.dtypes))
+        if kinds is None:
+            return False
+        await self._copy_stream(conn, model.table, tuple(frame.columns),
+                                frame_copy.stream(frame, kinds, FRAME_COPY_CHUNK))
+        if "id" in frame.columns and model.pk.auto_increment and frame.height:
+            top = frame.get_column("id").max()
+            if top is not None:
+                await self._advance_identity(conn, model, ("id",), [], [(top,)])
+        return True
+
+    @_translating
+    async def _copy_stream(self, conn: Any, table: str, columns: tuple[str, ...],
+                           pieces: Iterator[bytes]) -> None:
+        async def source() -> AsyncIterator[bytes]:
+            for piece in pieces:
+                yield piece
+
+        await conn.copy_to_table(table, source=source(), columns=list(columns), format="binary")
 
     @_translating
     async def _fetchrow(self, conn: Any, sql: str, params: tuple[Any, ...]) -> Any:

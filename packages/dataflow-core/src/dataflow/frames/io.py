@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 #: rows converted to Python values at a time on the write path
 WRITE_CHUNK = 20_000
+#: rows from which an adapter's ``copy_frame`` is used (small frames: plain inserts)
+COPY_FRAME_THRESHOLD = 64
 #: distinct keys per lookup statement (below every driver's bound-parameter limit)
 LOOKUP_CHUNK = 30_000
 
@@ -138,7 +140,15 @@ def chunks(db: DataFlow, model: ModelSpec, frame: pl.DataFrame, now: _dt.datetim
 
 async def insert_frame(db: DataFlow, conn: Any, model: ModelSpec, frame: pl.DataFrame,
                        now: _dt.datetime) -> int:
+    """Insert a canonical frame: through the adapter's ``copy_frame`` when it has one (a
+    bulk load straight from the columns) and takes these columns, else chunk by chunk
+    through ``Adapter.insert``."""
     adapter = db.adapter
+    copy_frame = getattr(adapter, "copy_frame", None)
+    if copy_frame is not None and frame.height >= COPY_FRAME_THRESHOLD:
+        ordered = _with_managed(model, parents_first(model, frame), now)
+        if await copy_frame(conn, model, ordered.select(_write_columns(model, ordered))):
+            return frame.height
     for columns, rows in chunks(db, model, frame, now):
         if rows and isinstance(rows[0], tuple):
             await adapter.insert(conn, Insert(model, columns, [], returning=False, encoded=rows))
