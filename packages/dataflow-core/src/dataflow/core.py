@@ -134,12 +134,40 @@ class Transaction:
 
     A cancellation or error anywhere in the block rolls it back and returns the connection
     clean; the cancellation (or error) is then re-raised.
+
+    In sync code, ``with db.transaction():`` runs the same block on the sync API's
+    background loop: ``express_sync`` calls and ``LocalRuntime`` runs made in the block (in
+    its thread) join it.
     """
 
     def __init__(self, db: DataFlow) -> None:
         self._db = db
         self._token: contextvars.Token[_Scope | None] | None = None
         self._scope: _Scope | None = None
+        self._context: contextvars.Context | None = None
+        self._binding: contextvars.Token[Any] | None = None
+
+    def __enter__(self) -> Transaction:
+        from . import portal
+
+        if self._context is not None:
+            raise TransactionError("this transaction block is already open.",
+                                   fix="call db.transaction() again for another block.")
+        # the caller's context (tenant) and an enclosing sync block's transaction
+        context = portal.context_for_call()
+        portal.call(self.__aenter__(), context=context)
+        self._context = context  # __aexit__ must run where __aenter__ set the variable
+        self._binding = portal.bind(self._db._tx_var, self._scope)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        from . import portal
+
+        assert self._context is not None and self._binding is not None
+        portal.unbind(self._binding)
+        context, self._context = self._context, None
+        portal.call(self.__aexit__(exc_type, exc, tb), context=context)
 
     async def __aenter__(self) -> Transaction:
         db = self._db

@@ -43,11 +43,31 @@ BULK_UPSERT_PARAMS = frozenset({"data", "conflict_on", "update_fields", "partial
 
 
 class Node(Protocol):
-    """What the runtime executes: ``await node.run(params)`` returns the output dict."""
+    """What the runtime executes: ``await node.run(params)`` returns the output dict.
+
+    A node may also declare, for ``WorkflowBuilder.build()`` to check connections against:
+    ``outputs()`` -- output key -> the keys inside it (a record's fields) or None (not
+    checked further); ``inputs()`` -- the parameter names it takes, or None for any.
+    """
 
     type_name: str
 
     async def run(self, params: dict[str, Any]) -> dict[str, Any]: ...
+
+
+#: outputs of each operation; "*" stands for the model's fields
+_OUTPUTS: dict[str, dict[str, str | None]] = {
+    "Create": {"*": None}, "Read": {"*": None}, "Upsert": {"*": None},
+    "Update": {"updated": None, "record": "*"},
+    "Delete": {"deleted": None},
+    "List": {"records": None, "count": None},
+    "Count": {"count": None},
+    "BulkCreate": {"inserted": None, "failed": None, "ok": None},
+    "BulkUpdate": {"updated": None, "failed": None, "ok": None},
+    "BulkDelete": {"deleted": None, "failed": None, "ok": None},
+    "BulkUpsert": {"inserted": None, "updated": None, "failed": None, "ok": None,
+                   "records": None},
+}
 
 
 def _only(params: Mapping[str, Any], allowed: frozenset[str], node: str) -> None:
@@ -71,6 +91,24 @@ class ModelNode:
 
     def __repr__(self) -> str:
         return f"<{self.type_name} of {self.db.name}>"
+
+    def outputs(self) -> dict[str, frozenset[str] | None]:
+        """Output keys, and for a nested record the model's fields (connection checks)."""
+        fields = frozenset(self.db.get_model(self.model).fields)
+        out: dict[str, frozenset[str] | None] = {}
+        for key, inner in _OUTPUTS[self.op].items():
+            if key == "*":
+                out.update(dict.fromkeys(fields))
+            else:
+                out[key] = fields if inner == "*" else None
+        return out
+
+    def inputs(self) -> frozenset[str]:
+        """Parameter names this node takes (connection checks)."""
+        allowed = _INPUTS[self.op]
+        if self.op in ("Create", "Upsert"):  # the record's fields as parameters
+            allowed = allowed | frozenset(self.db.get_model(self.model).fields)
+        return allowed | RESERVED
 
     async def run(self, params: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = await self._run(params)
@@ -175,6 +213,14 @@ class ModelNode:
             self.model, params.get("data", []), conflict_on=params.get("conflict_on"),
             update_fields=params.get("update_fields"), partial=params.get("partial", False),
             batch_size=params.get("batch_size", DEFAULT_BATCH))
+
+
+_INPUTS: dict[str, frozenset[str]] = {
+    "Create": frozenset(), "Read": READ_PARAMS, "Update": UPDATE_PARAMS, "Delete": DELETE_PARAMS,
+    "List": LIST_PARAMS, "Count": COUNT_PARAMS, "Upsert": UPSERT_PARAMS,
+    "BulkCreate": BULK_CREATE_PARAMS, "BulkUpdate": BULK_UPDATE_PARAMS,
+    "BulkDelete": BULK_DELETE_PARAMS, "BulkUpsert": BULK_UPSERT_PARAMS,
+}
 
 
 # --- lookup -----------------------------------------------------------------------------

@@ -75,6 +75,41 @@ def _set_path(params: dict[str, Any], path: str, value: Any) -> None:
     target[parts[-1]] = value
 
 
+def _at(node_id: str, exc: WorkflowError) -> WorkflowError:
+    exc.node_id = node_id
+    return exc
+
+
+def _check_connection(c: Connection, source: Node, target: Node) -> None:
+    """Refuse, at build time, a connection from an output the source does not produce or
+    into a parameter the target does not take (nodes that declare them)."""
+    outputs_of = getattr(source, "outputs", None)
+    if outputs_of is not None and c.output not in ("", "*"):
+        outputs: dict[str, frozenset[str] | None] = outputs_of()
+        head, _, rest = c.output.partition(".")
+        if head not in outputs:
+            raise _at(c.source, WorkflowError(
+                f"connection {c.source}.{c.output} -> {c.target}.{c.input}: node {c.source!r} "
+                f"({source.type_name}) has no output {head!r}.{did_you_mean(head, outputs)}",
+                fix=f"connect one of its outputs: {', '.join(sorted(outputs))}."))
+        inner = outputs[head]
+        sub = rest.partition(".")[0]
+        if inner is not None and sub and sub not in inner:
+            raise _at(c.source, WorkflowError(
+                f"connection {c.source}.{c.output} -> {c.target}.{c.input}: output {head!r} of "
+                f"node {c.source!r} has no field {sub!r}.{did_you_mean(sub, inner)}",
+                fix=f"use one of: {', '.join(sorted(inner))}."))
+    inputs_of = getattr(target, "inputs", None)
+    if inputs_of is not None:
+        inputs: frozenset[str] | None = inputs_of()
+        head = c.input.partition(".")[0]
+        if inputs is not None and head not in inputs:
+            raise _at(c.target, WorkflowError(
+                f"connection {c.source}.{c.output} -> {c.target}.{c.input}: node {c.target!r} "
+                f"({target.type_name}) takes no parameter {head!r}.{did_you_mean(head, inputs)}",
+                fix=f"connect into one of: {', '.join(sorted(inputs))}."))
+
+
 class WorkflowBuilder:
     """Collects nodes and connections; :meth:`build` resolves and orders them."""
 
@@ -113,6 +148,7 @@ class WorkflowBuilder:
                 if end not in nodes:
                     raise WorkflowError(
                         f"connection names unknown node {end!r}.{did_you_mean(end, nodes)}")
+            _check_connection(c, nodes[c.source], nodes[c.target])
             incoming[c.target].append(c)
         order: list[str] = []
         state: dict[str, int] = {}
@@ -133,13 +169,41 @@ class WorkflowBuilder:
         return Workflow(nodes, params, order, incoming)
 
 
+def _single_instance(workflow: Workflow) -> Any:
+    """The one DataFlow instance whose nodes the workflow runs (``transaction=True``)."""
+    instances = {id(db): db for node in workflow.nodes.values()
+                 if (db := getattr(node, "db", None)) is not None}
+    if len(instances) != 1:
+        names = ", ".join(sorted(repr(db.name) for db in instances.values())) or "none"
+        raise WorkflowError(
+            f"transaction=True runs a workflow in one transaction of one DataFlow instance; "
+            f"its nodes use {len(instances)} ({names}).",
+            fix="split the workflow per instance, or run it without transaction=True.")
+    return next(iter(instances.values()))
+
+
 class AsyncLocalRuntime:
     """Runs a workflow's nodes in dependency order on the current event loop."""
 
     async def execute_workflow_async(self, workflow: Workflow,
-                                     inputs: Mapping[str, Mapping[str, Any]] | None = None
+                                     inputs: Mapping[str, Mapping[str, Any]] | None = None,
+                                     *, transaction: bool = False
                                      ) -> tuple[dict[str, dict[str, Any]], str]:
-        """``inputs`` maps node id -> extra params. Returns ``(results, run_id)``."""
+        """``inputs`` maps node id -> extra params. Returns ``(results, run_id)``.
+
+        ``transaction=True``: the whole workflow runs in one transaction of the DataFlow
+        instance its nodes use -- a failing node rolls back every node's writes (inside an
+        open ``db.transaction()`` it is a savepoint). Without it each node's write commits
+        as the node returns.
+        """
+        if transaction:
+            db = _single_instance(workflow)
+            async with db.transaction():
+                return await self._run(workflow, inputs)
+        return await self._run(workflow, inputs)
+
+    async def _run(self, workflow: Workflow, inputs: Mapping[str, Mapping[str, Any]] | None
+                   ) -> tuple[dict[str, dict[str, Any]], str]:
         run_id = f"{_RUN_PREFIX}-{next(_run_numbers)}"
         results: dict[str, dict[str, Any]] = {}
         inputs = inputs or {}
@@ -178,8 +242,11 @@ class LocalRuntime:
     def __exit__(self, *exc: object) -> None:
         return None
 
-    def execute(self, workflow: Workflow, parameters: Mapping[str, Mapping[str, Any]] | None = None
-                ) -> tuple[dict[str, dict[str, Any]], str]:
+    def execute(self, workflow: Workflow, parameters: Mapping[str, Mapping[str, Any]] | None = None,
+                *, transaction: bool = False) -> tuple[dict[str, dict[str, Any]], str]:
+        """Run ``workflow``; ``transaction=True`` as for :class:`AsyncLocalRuntime`. Inside a
+        sync ``with db.transaction():`` the run joins that transaction."""
         from .. import portal
 
-        return portal.call(AsyncLocalRuntime().execute_workflow_async(workflow, parameters))
+        return portal.call(AsyncLocalRuntime().execute_workflow_async(
+            workflow, parameters, transaction=transaction))

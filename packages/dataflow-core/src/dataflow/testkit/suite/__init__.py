@@ -26,6 +26,7 @@ from .soft_delete import TestSoftDelete
 from .tenancy import TestTenancy, TestTenancyBulk
 from .tenant_keys import TestTenantKeys
 from .transactions import TestTransactionCapabilities, TestTransactions, TestTransactionTrust
+from .workflow_atomicity import TestWorkflowBuildChecks, TestWorkflowTransactions
 from .workflows import TestWorkflows
 
 __all__ = [
@@ -58,5 +59,7 @@ __all__ = [
     "TestTransactions",
     "TestTypes",
     "TestValidation",
+    "TestWorkflowBuildChecks",
+    "TestWorkflowTransactions",
     "TestWorkflows",
 ]
