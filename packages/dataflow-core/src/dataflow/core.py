@@ -44,6 +44,8 @@ log = logging.getLogger("dataflow")
 _names = itertools.count(1)
 #: attempts of a restartable operation whose transaction the database aborted (DF-904)
 CONFLICT_RETRIES = 5
+#: attempts of a migration that failed while another one changed the same schema
+MIGRATION_RETRIES = 3
 _live: weakref.WeakValueDictionary[str, DataFlow] = weakref.WeakValueDictionary()
 _live_lock = threading.Lock()
 
@@ -673,13 +675,35 @@ class DataFlow:
             if not pending:
                 return Plan()
             try:
-                plan = await self._apply(pending, allow_destructive)
+                plan = await self._apply_converging(pending, allow_destructive)
             except BaseException as exc:
                 self._init_error = exc
                 raise
             self._ready_models.update(m.name for m in pending)
             self.last_plan = plan
             return plan
+
+    async def _apply_converging(self, models: list[ModelSpec],
+                                allow_destructive: bool | None) -> Plan:
+        """:meth:`_apply`, planned and run again when it failed because someone else
+        migrated the same database meanwhile: another process, or this instance on another
+        event loop (both planned "create table" on an empty database; the second CREATE met
+        "already exists"). That shows as fewer steps left in a fresh plan than this attempt
+        left behind; otherwise the failure is this migration's own and is raised."""
+        adapter = self.adapter
+        for attempt in range(MIGRATION_RETRIES):
+            try:
+                return await self._apply(models, allow_destructive)
+            except MigrationFailedError as exc:
+                if attempt == MIGRATION_RETRIES - 1:
+                    raise
+                live = await adapter.run(adapter.introspect, [m.table for m in models])
+                fresh = plan_migration(models, live, getattr(adapter, "compiler", None))  # type: ignore[arg-type]
+                if not fresh:
+                    return Plan()  # the other migration did all of it
+                if len(fresh.steps) >= exc.details.get("steps_left", 0):
+                    raise
+        raise AssertionError("unreachable")
 
     async def plan(self) -> Plan:
         """The migration plan for every model, without applying it."""
@@ -736,7 +760,10 @@ class DataFlow:
         applied: list[str] = []
         transactional = adapter.capabilities.transactional_ddl
 
+        steps_done = 0
+
         async def run_steps(conn: Any) -> None:
+            nonlocal steps_done
             for step in plan.steps:
                 if step.sql:
                     for sql in step.sql:
@@ -750,6 +777,7 @@ class DataFlow:
                         )
                     await apply_step(conn, step)
                     applied.append(step.describe())
+                steps_done += 1
 
         async def run_in_transaction(conn: Any) -> None:
             await adapter.begin(conn)
@@ -766,12 +794,14 @@ class DataFlow:
         except Exception as exc:
             if transactional and not needs_own_tx:
                 done = "none (the migration ran in one transaction and was rolled back)"
+                steps_done = 0
             else:
                 done = "; ".join(applied) or "none"
             raise MigrationFailedError(
                 f"migration failed at statement {len(applied) + 1} ({exc}).\nPlan:\n"
                 f"{plan.render()}\nApplied: {done}.",
                 fix="fix the cause, then call await db.initialize() again.",
+                plan=plan, steps_left=len(plan.steps) - steps_done,
             ) from exc
         return plan
 
