@@ -195,3 +195,43 @@ class TestCancellation:
                 seen.append("cancelled")
             # any other exception (a DF-901/DF-903 in place of the cancellation) fails here
         assert "cancelled" in seen
+
+    async def test_a_cancelled_task_inside_a_transaction_never_commits_half(
+            self, make_db: MakeDB) -> None:
+        """A task that joined the caller's transaction is cancelled mid-write while the block
+        goes on: its write is all there or absent at commit, or (where it cannot be undone
+        alone) the block refuses to commit anything (DF-801) -- never a part of it."""
+        from ...errors import TransactionError
+
+        db = make_db()
+        _model(db)
+        ex = db.express
+        for turns in TURNS:
+            tag = f"j{turns}"
+            committed = True
+            try:
+                async with db.transaction():
+                    await ex.create("KitCancelRow", {"label": f"{tag}-before"})
+                    task = asyncio.ensure_future(
+                        ex.bulk_create("KitCancelRow", [{"label": f"{tag}-bulk"}] * BULK))
+                    for _ in range(turns):
+                        await asyncio.sleep(0)
+                    task.cancel()
+                    try:
+                        await task
+                    except asyncio.CancelledError:
+                        pass
+                    try:
+                        await ex.create("KitCancelRow", {"label": f"{tag}-after"})
+                    except TransactionError as exc:
+                        assert exc.code == "DF-801"
+            except TransactionError as exc:
+                assert exc.code == "DF-801" and "rolled back" in str(exc)
+                committed = False
+            before = await _committed(db, f"{tag}-before")
+            bulk = await _committed(db, f"{tag}-bulk")
+            after = await _committed(db, f"{tag}-after")
+            if committed:
+                assert (before, after) == (1, 1) and bulk in (0, BULK), (turns, bulk)
+            else:
+                assert (before, bulk, after) == (0, 0, 0), turns
