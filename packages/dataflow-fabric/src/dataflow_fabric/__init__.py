@@ -29,12 +29,15 @@ from .errors import (
     StaleDataError,
     TenantMissingError,
     UnknownProductError,
+    WebhookNotEnabledError,
+    WebhookRejectedError,
 )
 from .products import ProductContext
 from .runtime import Fabric, fabric_of
 from .server import FabricServer
 from .source import Source
 from .ssrf import AddressPolicy
+from .webhooks import sign as sign_webhook
 
 __all__ = [
     "AddressPolicy", "AddressRefusedError", "ApiKeyAuth", "BasicAuth", "BearerAuth", "CircuitBreaker",
@@ -42,5 +45,5 @@ __all__ = [
     "FabricConfigError", "FabricError", "FabricServer", "FileSourceConfig", "ParameterError",
     "ProductContext", "ProductFailedError", "RestSourceConfig", "Source", "SourceError",
     "StaleDataError", "StalenessPolicy", "TenantMissingError", "UnknownProductError", "create_app",
-    "fabric_of",
+    "WebhookNotEnabledError", "WebhookRejectedError", "fabric_of", "sign_webhook",
 ]

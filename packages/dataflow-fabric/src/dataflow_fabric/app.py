@@ -7,6 +7,7 @@
     GET  /fabric/{product}/events     Server-Sent Events: the new value on each refresh
     GET  /fabric/{product}/_trace     the last refreshes
     POST /fabric/{Model}              write pass-through (enable_writes=True)
+    POST /fabric/_webhooks/{source}   signed change notification (see webhooks.py)
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from dataflow.errors import (
     ValidationError,
 )
 
-from .errors import FabricError, ParameterError, TenantMissingError
+from . import webhooks
+from .errors import FabricError, ParameterError, TenantMissingError, WebhookNotEnabledError
 from .runtime import Fabric, ProductState, fabric_of
 
 log = logging.getLogger("dataflow.fabric")
@@ -100,6 +102,7 @@ class FabricApp:
             "_health": self.health, "_metrics": self.metrics, "_batch": self.batch}
         routes = [
             Route(f"{p}/{{name}}", self.product, methods=["GET"]),
+            Route(f"{p}/_webhooks/{{source}}", self.webhook, methods=["POST"]),
             Route(f"{p}/{{product}}/events", self.events, methods=["GET"]),
             Route(f"{p}/{{product}}/_trace", self.trace, methods=["GET"]),
         ]
@@ -217,6 +220,39 @@ class FabricApp:
         from prometheus_client import CONTENT_TYPE_LATEST
 
         return Response(self.fabric.render_metrics(), media_type=CONTENT_TYPE_LATEST)
+
+    async def webhook(self, request: Request) -> Response:
+        fabric = self.fabric
+        name = request.path_params["source"]
+        source = fabric.sources.get(name)
+        env = getattr(source.config, "webhook_secret_env", None) if source is not None else None
+        try:
+            if source is None or not env:
+                raise WebhookNotEnabledError(f"no source {name!r:.80} takes webhooks.", field="source",
+                                             fix="set webhook_secret_env on the source's config.")
+            secret = webhooks.secret_of(name, env)
+            body = await self._body(request, webhooks.MAX_BODY)
+            await webhooks.verify(name, secret, request.headers, body,
+                                  tolerance=float(getattr(source.config, "webhook_tolerance", 300.0)),
+                                  nonces=fabric.nonces)
+            await fabric.ensure_started()
+            await fabric.source_changed(name)
+        except DataFlowError as exc:
+            log.warning("webhook for %s refused: %s", name, exc.message)
+            return error_response(exc)
+        return Response(json.dumps({"accepted": True, "source": name}), status_code=202,
+                        media_type=JSON)
+
+    @staticmethod
+    async def _body(request: Request, limit: int) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ParameterError(f"the webhook body is over {limit} bytes.", field="body")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     async def write(self, request: Request) -> Response:
         db = self.fabric.db

@@ -1,4 +1,9 @@
-"""Source declarations: what to read, how to authenticate, how to behave when it fails."""
+"""Source declarations: what to read, how to authenticate, how to behave when it fails.
+
+Every source takes ``webhook_secret_env``: the environment variable holding the HMAC secret
+of ``POST /fabric/_webhooks/{source}`` (no variable: the source takes no webhooks), and
+``webhook_tolerance``: how far (seconds) a call's timestamp may be from the server's clock.
+"""
 
 from __future__ import annotations
 
@@ -110,6 +115,8 @@ class RestSourceConfig:
     circuit: CircuitBreakerConfig = field(default_factory=CircuitBreakerConfig)
     staleness: StalenessPolicy = field(default_factory=StalenessPolicy)
     resolver: Resolver | None = None
+    webhook_secret_env: str | None = None
+    webhook_tolerance: float = 300.0
     kind: str = "rest"
 
 
@@ -124,6 +131,8 @@ class FileSourceConfig:
     poll_interval: float = 1.0
     circuit: CircuitBreakerConfig = field(default_factory=CircuitBreakerConfig)
     staleness: StalenessPolicy = field(default_factory=StalenessPolicy)
+    webhook_secret_env: str | None = None
+    webhook_tolerance: float = 300.0
     kind: str = "file"
 
 
@@ -142,6 +151,8 @@ class DatabaseSourceConfig:
     change_detection: Literal["auto", "portable"] = "auto"
     circuit: CircuitBreakerConfig = field(default_factory=CircuitBreakerConfig)
     staleness: StalenessPolicy = field(default_factory=StalenessPolicy)
+    webhook_secret_env: str | None = None
+    webhook_tolerance: float = 300.0
     kind: str = "database"
 
 

@@ -65,3 +65,24 @@ class FabricConfigError(FabricError):
 
     code = "DF-1109"
     status = 500
+
+
+class WebhookRejectedError(FabricError):
+    """A webhook call with a bad signature, a stale timestamp or a replayed nonce."""
+
+    code = "DF-1110"
+    status = 401
+
+
+class CoordinationError(FabricError):
+    """The coordination backend (Redis, PostgreSQL) could not be reached or refused a write."""
+
+    code = "DF-1111"
+    status = 503
+
+
+class WebhookNotEnabledError(FabricError):
+    """A webhook for a source that does not exist or has no ``webhook_secret_env``."""
+
+    code = "DF-1112"
+    status = 404

@@ -32,6 +32,7 @@ from .metrics import CIRCUIT_VALUES, FabricMetrics
 from .params import cache_key, parse_query
 from .products import ProductContext, ProductFunction, ProductSpec, build_spec, render
 from .source import ReadLog, Source, current_reads
+from .webhooks import MemoryNonces, NonceStore
 
 log = logging.getLogger("dataflow.fabric")
 Key = tuple[str | None, tuple[tuple[str, Any], ...]]
@@ -101,6 +102,8 @@ class Fabric:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop_listening: Any = None
         self._start_lock: asyncio.Lock | None = None
+        #: nonces of accepted webhook calls (shared through Redis under Redis coordination)
+        self.nonces: NonceStore = MemoryNonces()
 
     # --- declaration ------------------------------------------------------------------
     def add_source(self, name: str, config: SourceConfig) -> Source:
@@ -257,6 +260,11 @@ class Fabric:
     async def _poll_source(self, source: Source) -> None:
         if await source.poll():
             self.changed(frozenset((source.name,)))
+
+    async def source_changed(self, name: str) -> None:
+        """Source ``name`` says it changed (a webhook): revalidate it, refresh dependants."""
+        await self.sources[name].poll()  # connectors that keep copies revalidate them
+        self.changed(frozenset((name,)))
 
     def changed(self, names: frozenset[str]) -> None:
         """Models or sources ``names`` changed: mark and schedule their dependants."""
