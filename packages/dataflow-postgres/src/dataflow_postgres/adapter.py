@@ -451,7 +451,7 @@ class PostgresAdapter(SQLAdapter):
         types = {str(name): str(sql_type) for name, sql_type in live}
         if any(c not in types for c in frame.columns):
             return False
-        kinds = frame_copy.wire_kinds([types[c] for c in frame.columns], list(frame.dtypes))
+        kinds = frame_copy.wire_kinds([types[c] for c in frame.columns], frame.get_columns())
         if kinds is None:
             return False
         await self._copy_stream(conn, model.table, tuple(frame.columns),

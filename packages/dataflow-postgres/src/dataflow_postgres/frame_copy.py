@@ -28,13 +28,19 @@ _KINDS: dict[str, tuple[str, pl.DataType]] = {
     "timestamp with time zone": ("timestamptz", pl.Datetime("us", "UTC")),
     "date": ("date", pl.Date()),
     "text": ("text", pl.String()),
+    "uuid": ("uuid", pl.String()),  # the canonical hyphenated text of db.frames
 }
 
 
-def wire_kinds(live_types: list[str], dtypes: list[pl.DataType]) -> list[str] | None:
+def wire_kinds(live_types: list[str], columns: list[pl.Series]) -> list[str] | None:
     """The wire kind of each column, or None when one column has no binary mapping here."""
     kinds = []
-    for sql_type, dtype in zip(live_types, dtypes, strict=True):
+    for sql_type, series in zip(live_types, columns, strict=True):
+        dtype = series.dtype
+        if dtype == pl.Null or series.null_count() == series.len():
+            # every value NULL: any column type takes it
+            kinds.append("null")
+            continue
         base = "text" if sql_type.startswith("character varying") else sql_type
         found = _KINDS.get(base)
         if found is None or not (dtype == found[1] or dtype == pl.Null):
@@ -71,9 +77,16 @@ def payload(frame: pl.DataFrame, kinds: list[str]) -> bytes:
     datas: list[tuple[np.ndarray, int] | np.ndarray] = []
     for name, kind, valid in zip(frame.columns, kinds, present, strict=True):
         series = frame.get_column(name)
-        if series.dtype == pl.Null:
+        if kind == "null":
             lengths.append(np.full(n, -1, dtype=np.int64))
             datas.append((np.zeros((n, 0), np.uint8), 0))
+        elif kind == "uuid":
+            hexes = series.drop_nulls().str.replace_all("-", "", literal=True)
+            raw = bytes.fromhex(hexes.str.join("").item()) if valid.any() else b""
+            matrix = np.zeros((n, 16), dtype=np.uint8)
+            matrix[valid] = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 16)
+            datas.append((matrix, 16))
+            lengths.append(np.where(valid, 16, -1))
         elif kind == "text":
             size = series.str.len_bytes().fill_null(0).to_numpy().astype(np.int64)
             joined = series.drop_nulls().str.join("").item() if valid.any() else ""

@@ -227,6 +227,31 @@ class TestFrames:
         assert frame["qty"].to_list() == orders["qty"].to_list()
         assert frame["due"].to_list() == orders["due"].to_list()
 
+        @db.model
+        class KitFrameEvent:  # no Decimal: a frame every bulk-load path takes whole
+            ref: uuid.UUID
+            at: _dt.datetime | None
+            day: _dt.date
+            ok: bool
+            label: str | None
+            meta: dict[str, Any] | None = None
+
+        events = pl.DataFrame({
+            "ref": [str(uuid.UUID(int=(i * 7919) << 64 | i)) for i in range(n)],
+            "at": [None if i % 4 == 0 else base - _dt.timedelta(seconds=i * 1234567)
+                   for i in range(n)],
+            "day": [_dt.date(1, 1, 1) + _dt.timedelta(days=i * 9999) for i in range(n)],
+            "ok": [i % 3 == 0 for i in range(n)],
+            "label": [None if i % 5 == 0 else f"l{i}" * (i % 4) for i in range(n)]})
+        assert (await db.frames.create("KitFrameEvent", events)).status == "ok"
+        back = await db.express.list("KitFrameEvent", order_by="id")
+        assert [r["ref"] for r in back] == [uuid.UUID(s) for s in events["ref"]]
+        assert [r["at"] for r in back] == events["at"].to_list()
+        assert [r["day"] for r in back] == events["day"].to_list()
+        assert [r["ok"] for r in back] == events["ok"].to_list()
+        assert [r["label"] for r in back] == events["label"].to_list()
+        assert {r["meta"] for r in back} == {None}
+
     async def test_timestamp_text_in_mixed_iso_forms(self, make_db: MakeDB, pl: Any) -> None:
         db = await _shop(make_db)
         await db.frames.create("KitFrameCustomer", _customers(pl, 1))
