@@ -329,3 +329,18 @@ async def test_fail_fast_refuses_to_start_on_a_failing_source_or_product(db: Dat
     with pytest.raises(ProductFailedError):
         await other.start(port=0, fail_fast=True)
     await other.close()
+
+
+async def test_writes_from_the_sync_api_in_another_thread_refresh_dependants(
+        db: DataFlow, serve: Serve) -> None:
+    @db.product("stats", depends_on=["User"], debounce=0.0)
+    async def stats(ctx: ProductContext) -> int:
+        return await ctx.express.count("User")
+
+    client = await serve()
+    await asyncio.to_thread(db.express_sync.create, "User", {"name": "from a thread"})
+
+    async def refreshed() -> bool:
+        return (await client.get("/stats")).json() == 1
+
+    await eventually(refreshed)

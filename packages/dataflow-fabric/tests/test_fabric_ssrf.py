@@ -72,7 +72,7 @@ async def test_the_checked_address_is_the_one_connected_to(db: DataFlow, upstrea
     assert await source.fetch("x") == "pinned"
     assert lookups == ["api.fabric.test"]
     assert upstream.log[0]["headers"]["host"] == f"api.fabric.test:{upstream.port}"
-    assert source.connector.transport.connected == [("api.fabric.test", "127.0.0.1")]  # type: ignore[attr-defined]
+    assert list(source.connector.transport.connected) == [("api.fabric.test", "127.0.0.1")]  # type: ignore[attr-defined]
     with pytest.raises(AddressRefusedError, match=r"10\.9\.8\.7"):
         await source.connector.read("x", {})  # the rebound answer is checked and refused
     assert len(upstream.log) == 1

@@ -88,9 +88,7 @@ class ProductContext:
     def source(self, name: str) -> Source:
         found = self._sources.get(name)
         if found is None:
-            from .errors import FabricConfigError as Missing
-
-            raise Missing(f"product {self.product!r} reads source {name!r:.60}, which is not "
+            raise FabricConfigError(f"product {self.product!r} reads source {name!r:.60}, which is not "
                           f"registered.{did_you_mean(name, self._sources)}", field="source",
                           fix="register it with db.source(name, config).")
         return found

@@ -9,6 +9,7 @@ requests too: each hop passes through the same transport and is checked again.
 from __future__ import annotations
 
 import asyncio
+import collections
 import ipaddress
 import re
 import socket
@@ -171,7 +172,7 @@ class PinnedTransport(httpx.AsyncBaseTransport):
         self.resolver = resolver
         self.inner = inner or httpx.AsyncHTTPTransport()
         #: (host, address) of each request sent, newest last (diagnostics and tests)
-        self.connected: list[tuple[str, str]] = []
+        self.connected: collections.deque[tuple[str, str]] = collections.deque(maxlen=64)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
