@@ -312,11 +312,14 @@ class Bench:
 
     async def truncate(self) -> None:
         compiler = self.db.adapter.compiler  # type: ignore[attr-defined]
-        for spec in (*self.db.models.values(), *self.tenant_db.models.values()):
-            if spec.name == "ShapeCustomer":
-                continue
-            for table in (spec.table, "raw_" + spec.table):
-                await self.raw.ddl(f"DELETE FROM {compiler.quote(table)}")
+        for db in (self.db, self.tenant_db):
+            adapter: Any = db.adapter
+            for spec in db.models.values():
+                if spec.name == "ShapeCustomer":
+                    continue
+                sql = f"DELETE FROM {compiler.quote(spec.table)}"
+                await adapter.run(lambda conn, sql=sql: adapter.execute(conn, sql, ()))
+                await self.raw.ddl(f"DELETE FROM {compiler.quote('raw_' + spec.table)}")
 
     def raw_tuples(self, spec: Any, rows: list[dict[str, Any]], extra: dict[str, Any]
                    ) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
