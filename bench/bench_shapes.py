@@ -318,7 +318,7 @@ class Bench:
                 if spec.name == "ShapeCustomer":
                     continue
                 sql = f"DELETE FROM {compiler.quote(spec.table)}"
-                await adapter.run(lambda conn, sql=sql: adapter.execute(conn, sql, ()))
+                await adapter.run(adapter.execute, sql, ())
                 await self.raw.ddl(f"DELETE FROM {compiler.quote('raw_' + spec.table)}")
 
     def raw_tuples(self, spec: Any, rows: list[dict[str, Any]], extra: dict[str, Any]

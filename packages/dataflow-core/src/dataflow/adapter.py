@@ -191,6 +191,38 @@ class Adapter(ABC):
     async def upsert(self, conn: Any, stmt: Upsert) -> UpsertOutcome:
         """Insert or update; counts must be exact. Called inside a transaction."""
 
+    async def stream(self, stmt: Select, batch_size: int, *, conn: Any = None,
+                     lock: Any = None) -> AsyncIterator[list[dict[str, Any]]]:
+        """The rows of ``stmt`` in batches of up to ``batch_size``, read as they are consumed.
+
+        Without ``conn`` the adapter takes a connection for the whole stream and gives it back
+        when the stream ends, is closed or is cancelled; with ``conn`` (the caller's
+        transaction) each batch is read holding ``lock``, so other statements of that
+        transaction may run between batches. This portable version reads ordered pages
+        (the statement's order, then the key); adapters override it with a cursor."""
+        from .query.ast import OrderBy
+
+        order = stmt.order_by
+        if not any(o.field == "id" for o in order):
+            order = (*order, OrderBy("id"))
+        offset = stmt.offset or 0
+        remaining = stmt.limit
+        while remaining is None or remaining > 0:
+            size = batch_size if remaining is None else min(batch_size, remaining)
+            page = Select(stmt.model, stmt.where, order, size, offset)
+            if conn is None:
+                rows = await self.run(self.select, page)
+            else:
+                async with lock:
+                    rows = await self.select(conn, page)
+            if rows:
+                yield rows
+            if len(rows) < size:
+                return
+            offset += len(rows)
+            if remaining is not None:
+                remaining -= len(rows)
+
     async def read_by_id(self, conn: Any, model: ModelSpec, key: Any) -> dict[str, Any] | None:
         from .query.ast import Comparison
 

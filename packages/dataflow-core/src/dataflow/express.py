@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import gc
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
@@ -43,6 +43,7 @@ from .query.ast import (
     Upsert,
 )
 from .query.filters import parse_filter, parse_order_by
+from .streaming import DEFAULT_STREAM_BATCH, RowStream
 from .values import RowValidator, utcnow
 
 if TYPE_CHECKING:
@@ -357,6 +358,59 @@ class Express:
             _check_limit(spec, "offset", offset),
         )
         return await self._db._run(self._db.adapter.select, stmt)
+
+    def stream(
+        self,
+        model: ModelRef,
+        filter: Mapping[str, Any] | None = None,
+        *,
+        order_by: str | Iterable[str] | None = None,
+        batch_size: int = DEFAULT_STREAM_BATCH,
+        limit: int | None = None,
+        include_deleted: bool = False,
+    ) -> RowStream:
+        """The records ``list`` would return, read as they are consumed::
+
+            async with db.express.stream("Order", {"status": "paid"}, order_by="id") as rows:
+                async for row in rows:
+                    ...
+
+        or ``async for batch in db.express.stream(...).batches()``. PostgreSQL reads through a
+        server-side cursor, MySQL through an unbuffered one, SQLite steps one cursor; memory
+        holds one batch at a time. The filter, tenant and soft-delete scoping are those of
+        ``list``, checked now (the bound tenant is the one bound at this call); the
+        connection is taken when iteration starts. Inside ``db.transaction()`` the rows are
+        read in that transaction, and other operations may run between batches.
+        """
+        spec, v = self._model(model)
+        size = _check_batch_size(spec, "stream", batch_size)
+        stmt = Select(
+            spec,
+            self._where(spec, v, filter, _check_flag(spec, "include_deleted", include_deleted)),
+            parse_order_by(spec, order_by),
+            _check_limit(spec, "limit", limit),
+        )
+        return RowStream(self._stream_batches(spec, stmt, size))
+
+    async def _stream_batches(self, spec: ModelSpec, stmt: Select, batch_size: int
+                              ) -> AsyncIterator[List[dict[str, Any]]]:
+        db = self._db
+        if spec.name not in db._ready_models:
+            await db._ensure_ready()
+        scope = db._tx_var.get()
+        adapter = db.adapter
+        if scope is None:
+            if db._closed:
+                db._reopen()
+            source = adapter.stream(stmt, batch_size)
+        else:
+            scope.check_usable()
+            source = adapter.stream(stmt, batch_size, conn=scope.tx.conn, lock=scope.busy)
+        try:
+            async for batch in source:
+                yield batch
+        finally:
+            await source.aclose()  # type: ignore[attr-defined]
 
     async def count(self, model: ModelRef, filter: Mapping[str, Any] | None = None, *,
                     include_deleted: bool = False) -> int:

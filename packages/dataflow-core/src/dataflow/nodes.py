@@ -20,6 +20,7 @@ from .errors import (
     did_you_mean,
 )
 from .express import DEFAULT_BATCH
+from .streaming import DEFAULT_STREAM_BATCH
 
 if TYPE_CHECKING:
     from .core import DataFlow
@@ -33,7 +34,8 @@ RESERVED = frozenset(["db_instance", "model_name"])
 READ_PARAMS = frozenset({"id", "raise_on_not_found", "include_deleted"})
 UPDATE_PARAMS = frozenset({"id", "filter", "fields"})
 DELETE_PARAMS = frozenset({"id", "filter"})
-LIST_PARAMS = frozenset({"filter", "order_by", "limit", "offset", "include_deleted"})
+LIST_PARAMS = frozenset({"filter", "order_by", "limit", "offset", "include_deleted", "stream",
+                         "batch_size"})
 COUNT_PARAMS = frozenset({"filter", "include_deleted"})
 UPSERT_PARAMS = frozenset({"data", "conflict_on", "update_fields"})
 BULK_CREATE_PARAMS = frozenset({"data", "partial", "batch_size"})
@@ -165,6 +167,22 @@ class ModelNode:
 
     async def _list(self, params: dict[str, Any]) -> dict[str, Any]:
         _only(params, LIST_PARAMS, self.type_name)
+        stream = params.get("stream", False)
+        if not isinstance(stream, bool):
+            raise ValidationError(f"{self.type_name}: stream must be True or False, got "
+                                  f"{stream!r:.40}.", field="stream")
+        if stream:
+            if params.get("offset"):
+                raise ValidationError(f"{self.type_name}: offset does not apply to a stream.",
+                                      field="offset", fix="filter on the order key instead.")
+            # the records are read as the next node consumes them (async for row in stream)
+            return {"stream": self.db.express.stream(
+                self.model, params.get("filter"), order_by=params.get("order_by"),
+                limit=params.get("limit"), include_deleted=params.get("include_deleted", False),
+                batch_size=params.get("batch_size", DEFAULT_STREAM_BATCH))}
+        if "batch_size" in params:
+            raise ValidationError(f"{self.type_name}: batch_size applies with stream=True only.",
+                                  field="batch_size", fix="pass stream=True, or leave it out.")
         records = await self.db.express.list(
             self.model, params.get("filter"), order_by=params.get("order_by"),
             limit=params.get("limit"), offset=params.get("offset"),

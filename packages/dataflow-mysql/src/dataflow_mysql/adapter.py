@@ -465,6 +465,43 @@ class MySQLAdapter(SQLAdapter):
         return bool(conn.get_transaction_status())
 
     # --- reads --------------------------------------------------------------------------------
+    async def stream(self, stmt: Select, batch_size: int, *, conn: Any = None,
+                     lock: Any = None) -> AsyncIterator[list[dict[str, Any]]]:
+        """An unbuffered cursor (``SSCursor``) on a connection of its own: rows are read off
+        the socket as they are consumed. A stream left early closes that connection rather
+        than read the rest of the answer. In the caller's transaction (one connection, whose
+        other statements may run between batches) ordered pages are read instead."""
+        if conn is not None:
+            async for batch in super().stream(stmt, batch_size, conn=conn, lock=lock):
+                yield batch
+            return
+        if stmt.where is FALSE:
+            return
+        compiled = self.compiler.compile(stmt)
+        decode = self.compiler.row_decoder(stmt.model, tuple(stmt.model.fields))
+        conn = await self.acquire()
+        finished = False
+        try:
+            cursor = await conn.cursor(aiomysql.SSCursor)
+            try:
+                await cursor.execute(compiled.sql, compiled.params or None)
+                while True:
+                    rows = await cursor.fetchmany(batch_size)
+                    if rows:
+                        yield [decode(r) for r in rows]
+                    if len(rows) < batch_size:  # the answer's end was read
+                        finished = True
+                        break
+            except (pymysql.err.Error, OSError) as exc:
+                raise translate(exc) from exc
+            finally:
+                if finished:
+                    await cursor.close()
+        finally:
+            if not finished:
+                await self.interrupted(conn)  # unread rows on the socket: not reusable
+            await self.release(conn)
+
     def _select_by_id_sql(self, model: ModelSpec, key_sql: str = "%s") -> str:
         ck = ("by_id", id(model), model, key_sql)
         sql = self._sql_cache.get(ck)

@@ -33,7 +33,7 @@ from dataflow.loops import PerLoop
 from dataflow.migrations import Step
 from dataflow.model import LogicalType, ModelSpec
 from dataflow.pool import ServerInfo, configured_pool_size, worker_count
-from dataflow.query.ast import Insert, Upsert
+from dataflow.query.ast import FALSE, Insert, Select, Upsert
 
 from .capabilities import PostgresCapabilities
 from .dialect import ENUM_COMMENT, PostgresCompiler, logical_type, vector_dimensions
@@ -366,6 +366,47 @@ class PostgresAdapter(SQLAdapter):
             await self.execute(conn, "ROLLBACK", ())
         except ConnectionLostError:
             pass
+
+    # --- streaming reads ------------------------------------------------------------------
+    async def stream(self, stmt: Select, batch_size: int, *, conn: Any = None,
+                     lock: Any = None) -> AsyncIterator[list[dict[str, Any]]]:
+        """A server-side cursor (``FETCH n`` per batch): rows travel as they are consumed.
+        On its own connection the cursor lives in a transaction opened for it (rolled back at
+        the end: it only reads); in the caller's transaction it uses that one."""
+        if stmt.where is FALSE:
+            return
+        compiled = self.compiler.compile(stmt)
+        decode = self.compiler.row_decoder(stmt.model, tuple(stmt.model.fields))
+        own = conn is None
+        if own:
+            conn = await self.acquire()
+        try:
+            if own:
+                await self.begin(conn)
+            try:
+                if own:
+                    cursor = await conn.cursor(compiled.sql, *compiled.params)
+                else:
+                    async with lock:
+                        cursor = await conn.cursor(compiled.sql, *compiled.params)
+                while True:
+                    if own:
+                        rows = await cursor.fetch(batch_size)
+                    else:
+                        async with lock:
+                            rows = await cursor.fetch(batch_size)
+                    if rows:
+                        yield [decode(r) for r in rows]
+                    if len(rows) < batch_size:
+                        break
+            except _DRIVER_ERRORS as exc:
+                raise _translate(exc) from exc
+            finally:
+                if own:
+                    await self.rollback(conn)
+        finally:
+            if own:
+                await self.release(conn)
 
     # --- fast paths -------------------------------------------------------------------------
     @_translating

@@ -15,6 +15,7 @@ import json
 import re
 import sqlite3
 import uuid
+from collections.abc import AsyncIterator
 from functools import lru_cache
 from typing import Any
 
@@ -26,7 +27,7 @@ from dataflow.errors import ConnectionLostError, DatabaseError, IntegrityError, 
 from dataflow.loops import PerLoop
 from dataflow.migrations import Step
 from dataflow.model import ModelSpec, constraint_name
-from dataflow.query.ast import Delete, Insert, Update, Upsert
+from dataflow.query.ast import FALSE, Delete, Insert, Select, Update, Upsert
 
 from .capabilities import SQLiteCapabilities
 from .dialect import LOGICAL_OF, SQLiteCompiler
@@ -286,6 +287,34 @@ class SQLiteAdapter(SQLAdapter):
     async def executemany(self, conn: Any, sql: str, rows: list[tuple[Any, ...]]) -> int:
         async with conn.executemany(sql, rows) as cur:
             return int(cur.rowcount)
+
+    async def stream(self, stmt: Select, batch_size: int, *, conn: Any = None,
+                     lock: Any = None) -> AsyncIterator[list[dict[str, Any]]]:
+        """One cursor, ``fetchmany`` per batch. The loop's connection is held only while a
+        batch is read, so the consumer may run other operations between batches."""
+        if stmt.where is FALSE:
+            return
+        if conn is None:
+            state = self._states.get(asyncio.get_running_loop()) or await self._state()
+            conn, lock = state.conn, state.lock
+        compiled = self.compiler.compile(stmt)
+        decode = self.compiler.row_decoder(stmt.model, tuple(stmt.model.fields))
+        try:
+            async with lock:
+                cursor = await conn.execute(compiled.sql, compiled.params)
+            try:
+                while True:
+                    async with lock:
+                        rows = await cursor.fetchmany(batch_size)
+                    if rows:
+                        yield [decode(r) for r in rows]
+                    if len(rows) < batch_size:
+                        break
+            finally:
+                async with lock:
+                    await cursor.close()
+        except (sqlite3.Error, ValueError) as exc:
+            raise _translate(exc) from exc
 
     async def begin(self, conn: Any) -> None:
         await self.execute(conn, "BEGIN IMMEDIATE", ())

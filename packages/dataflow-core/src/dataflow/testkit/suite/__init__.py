@@ -23,6 +23,7 @@ from .model_types import TestIds, TestTypes
 from .relations import TestRelations
 from .reliability import TestAtomicity, TestConcurrency
 from .soft_delete import TestSoftDelete
+from .streaming import TestStreaming
 from .tenancy import TestTenancy, TestTenancyBulk
 from .tenant_keys import TestTenantKeys
 from .transactions import TestTransactionCapabilities, TestTransactions, TestTransactionTrust
@@ -51,6 +52,7 @@ __all__ = [
     "TestMigrations",
     "TestRelations",
     "TestSoftDelete",
+    "TestStreaming",
     "TestTenancy",
     "TestTenancyBulk",
     "TestTenantKeys",

@@ -222,3 +222,18 @@ class TestTenancyBulk:
             assert await db.express.count("KitTenantNote") == 120
         async with db.tenant("globex"):
             assert await db.express.count("KitTenantNote") == 0
+
+    async def test_stream_reads_the_bound_tenant_only(self, make_db: MakeDB) -> None:
+        db = make_db(multi_tenant=True)
+        _models(db)
+        for tenant in TENANTS:
+            async with db.tenant(tenant):
+                await db.express.bulk_create("KitTenantNote", [{"title": f"{tenant}-{i}", "n": i}
+                                                               for i in range(30)])
+        async with db.tenant("acme"):
+            stream = db.express.stream("KitTenantNote", order_by="n", batch_size=7)
+        async with db.tenant("globex"):  # the tenant bound when the stream was made counts
+            titles = [r["title"] async for r in stream]
+        assert titles == [f"acme-{i}" for i in range(30)]
+        with raises_df(TenantRequiredError, "DF-802"):
+            db.express.stream("KitTenantNote")
