@@ -344,3 +344,29 @@ async def test_writes_from_the_sync_api_in_another_thread_refresh_dependants(
         return (await client.get("/stats")).json() == 1
 
     await eventually(refreshed)
+
+
+async def test_a_product_that_runs_past_its_timeout_fails_cleanly(db: DataFlow, serve: Serve) -> None:
+    @db.product("stuck", mode="virtual", timeout=0.05)
+    async def stuck(ctx: ProductContext) -> int:
+        await asyncio.sleep(30)
+        return 1
+
+    client = await serve()
+    r = await client.get("/stuck")
+    assert r.status_code == 500 and r.json()["error"]["code"] == "DF-1103"
+
+
+async def test_max_entries_bounds_materialized_values_per_tenant_too(db: DataFlow) -> None:
+    from dataflow.fabric import fabric_of
+
+    @db.product("mine", max_entries=2)
+    async def mine(ctx: ProductContext) -> str | None:
+        return ctx.tenant
+
+    fabric = fabric_of(db)
+    await fabric.start(dev_mode=True, tenant_aware=True)
+    for tenant in ("a", "b", "c", "a"):
+        assert (await fabric.get("mine", tenant)).entry.value == tenant
+    assert [key[0] for key in fabric.state("mine").entries] == ["c", "a"]
+    await fabric.stop()

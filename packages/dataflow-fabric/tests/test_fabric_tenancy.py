@@ -78,3 +78,6 @@ async def test_each_tenant_gets_its_own_values_and_no_tenant_is_401(tenant_db: D
 
         await eventually(refreshed)
         assert (await client.get("/notes", headers=globex)).json() == ["globex plan"]
+        assert (await client.get("/notes/_trace")).status_code == 401
+        traced = (await client.get("/notes/_trace", headers=globex)).json()["refreshes"]
+        assert traced and {r["tenant"] for r in traced} == {"globex"}

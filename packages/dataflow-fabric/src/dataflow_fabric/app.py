@@ -207,9 +207,13 @@ class FabricApp:
     async def trace(self, request: Request) -> Response:
         try:
             state = self.fabric.state(request.path_params["product"])
+            tenant = await self._tenant(request)
         except DataFlowError as exc:
             return error_response(exc)
-        return Response(json.dumps({"product": state.spec.name, "refreshes": list(state.trace)[::-1]}),
+        records = list(state.trace)[::-1]
+        if self.tenant_extractor is not None:  # a tenant sees its own refreshes only
+            records = [r for r in records if r.get("tenant") == tenant]
+        return Response(json.dumps({"product": state.spec.name, "refreshes": records}),
                         media_type=JSON)
 
     async def health(self, request: Request) -> Response:

@@ -24,12 +24,19 @@ def source(db: DataFlow, name: str, config: SourceConfig) -> Source:
 
 
 def product(db: DataFlow, name: str, *, mode: str = "materialized", depends_on: Sequence[str] = (),
-            ttl: float = 60.0, max_entries: int = 1024, debounce: float = 0.1
-            ) -> Callable[[ProductFunction], ProductFunction]:
-    """``@db.product("dashboard", depends_on=["User", "crm"])``: declare a data product."""
+            ttl: float = 60.0, max_entries: int = 1024, debounce: float = 0.1,
+            timeout: float | None = 30.0) -> Callable[[ProductFunction], ProductFunction]:
+    """``@db.product("dashboard", depends_on=["User", "crm"])``: declare a data product.
+
+    ``mode``: ``materialized`` (cached, refreshed ``debounce`` seconds after a dependency
+    changes), ``parameterized`` (cached per query-parameter combination for ``ttl`` seconds)
+    or ``virtual`` (computed per request). ``max_entries`` bounds a product's cache (tenants x
+    parameter combinations, least recently used first out); a computation running longer
+    than ``timeout`` seconds fails (DF-1103).
+    """
     def register(fn: ProductFunction) -> ProductFunction:
         fabric_of(db).add_product(name, fn, mode=mode, depends_on=depends_on, ttl=ttl,
-                                  max_entries=max_entries, debounce=debounce)
+                                  max_entries=max_entries, debounce=debounce, timeout=timeout)
         return fn
 
     return register

@@ -40,10 +40,11 @@ class ProductSpec:
     max_entries: int
     debounce: float
     params: tuple[Param, ...]
+    timeout: float | None = None
 
 
 def build_spec(name: str, fn: ProductFunction, mode: str, depends_on: Any, ttl: float,
-               max_entries: int, debounce: float) -> ProductSpec:
+               max_entries: int, debounce: float, timeout: float | None = None) -> ProductSpec:
     if not isinstance(name, str) or not name or name.startswith("_") or "/" in name:
         raise FabricConfigError(f"product name must be a non-empty str without '/' that does not "
                                 f"start with '_', got {name!r:.60}.", field="name")
@@ -56,9 +57,9 @@ def build_spec(name: str, fn: ProductFunction, mode: str, depends_on: Any, ttl: 
     if isinstance(depends_on, str) or not all(isinstance(d, str) for d in depends_on or ()):
         raise FabricConfigError(f"product {name!r}: depends_on takes a list of model and source "
                                 "names.", field="depends_on", fix='e.g. depends_on=["User", "crm"].')
-    if not (ttl > 0 and max_entries > 0 and debounce >= 0):
-        raise FabricConfigError(f"product {name!r}: ttl and max_entries must be positive and "
-                                "debounce non-negative.", field="ttl")
+    if not (ttl > 0 and max_entries > 0 and debounce >= 0 and (timeout is None or timeout > 0)):
+        raise FabricConfigError(f"product {name!r}: ttl, max_entries and timeout must be positive "
+                                "and debounce non-negative.", field="ttl")
     if not inspect.signature(fn).parameters:
         raise FabricConfigError(f"product {name!r}: the function takes the context as its first "
                                 "parameter: async def product(ctx): ...", field="fn")
@@ -68,7 +69,8 @@ def build_spec(name: str, fn: ProductFunction, mode: str, depends_on: Any, ttl: 
             f"product {name!r}: a {mode} product takes only ctx, but the function declares "
             f"{', '.join(p.name for p in params)}.", field="mode", fix="use mode='parameterized'.")
     return ProductSpec(name, fn, typing.cast(Mode, mode), tuple(depends_on or ()), float(ttl),
-                       int(max_entries), float(debounce), params)
+                       int(max_entries), float(debounce), params,
+                       None if timeout is None else float(timeout))
 
 
 class ProductContext:

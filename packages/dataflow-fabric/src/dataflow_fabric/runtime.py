@@ -125,10 +125,10 @@ class Fabric:
 
     def add_product(self, name: str, fn: ProductFunction, *, mode: str = "materialized",
                     depends_on: Sequence[str] = (), ttl: float = 60.0, max_entries: int = 1024,
-                    debounce: float = 0.1) -> ProductSpec:
+                    debounce: float = 0.1, timeout: float | None = 30.0) -> ProductSpec:
         if name in self.products:
             raise FabricConfigError(f"a product named {name!r:.60} is already declared.", field="name")
-        spec = build_spec(name, fn, mode, depends_on, ttl, max_entries, debounce)
+        spec = build_spec(name, fn, mode, depends_on, ttl, max_entries, debounce, timeout)
         self.products[name] = ProductState(spec)
         return spec
 
@@ -324,8 +324,7 @@ class Fabric:
             if spec.mode == "parameterized" and time.monotonic() - entry.born > spec.ttl:
                 del state.entries[key]
             else:
-                if spec.mode == "parameterized":
-                    state.entries.move_to_end(key)
+                state.entries.move_to_end(key)
                 self.metrics.product(name).hits.inc()
                 return Served(entry, "stale" if entry.stale or state.dirty else "fresh")
         self.metrics.product(name).misses.inc()
@@ -350,15 +349,14 @@ class Fabric:
             "inputs_changed": list(inputs), "tenant": tenant}
         try:
             ctx = ProductContext(self.db, self.sources, spec.name, tenant)
-            if tenant is not None:
-                async with self.db.tenant(tenant):
+            async with asyncio.timeout(spec.timeout):
+                if tenant is not None:
+                    async with self.db.tenant(tenant):
+                        value = await spec.fn(ctx, **kwargs)
+                else:
                     value = await spec.fn(ctx, **kwargs)
-            else:
-                value = await spec.fn(ctx, **kwargs)
             body = render(value)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
+        except Exception as exc:  # TimeoutError from the product's timeout included
             elapsed = time.monotonic() - started
             code = exc.code if isinstance(exc, DataFlowError) else "DF-1103"
             log.exception("product %s failed (%s)", spec.name, trigger)
@@ -385,9 +383,9 @@ class Fabric:
             state.trace.append(record)
         if key is not None and spec.mode != "virtual":
             state.entries[key] = entry
-            if spec.mode == "parameterized":
-                while len(state.entries) > spec.max_entries:
-                    state.entries.popitem(last=False)
+            state.entries.move_to_end(key)
+            while len(state.entries) > spec.max_entries:  # tenants x parameter combinations
+                state.entries.popitem(last=False)
             if spec.mode == "materialized":
                 self._publish(state, tenant, entry)
         return entry
