@@ -100,3 +100,45 @@ async def test_the_portable_signature_sees_inserts_updates_and_deletes(
         assert await connector.poll() is False
     finally:
         await connector.close()
+
+
+async def test_postgres_notifications_refresh_without_waiting_for_a_poll(
+        other: DataFlow, db: DataFlow, serve: Serve) -> None:
+    from dataflow.errors import UnsupportedError
+
+    config = DatabaseSourceConfig(other.url.raw, tables=("fabric_src_invoice",), poll_interval=3600,
+                                  notify_channel="fabric_src_invoice_changed")
+    if other.url.scheme != "postgresql":
+        source = db.source("billing", config)
+        with pytest.raises(UnsupportedError, match="no change notifications"):
+            await source.connector.open()
+        return
+    import asyncpg
+
+    conn = await asyncpg.connect(other.url.raw)
+    try:  # the database announces its own changes, as an application's trigger would
+        await conn.execute("""
+            CREATE OR REPLACE FUNCTION fabric_src_invoice_notify() RETURNS trigger AS $$
+            BEGIN PERFORM pg_notify('fabric_src_invoice_changed', TG_OP); RETURN NULL; END
+            $$ LANGUAGE plpgsql;
+            CREATE TRIGGER fabric_src_invoice_notify AFTER INSERT OR UPDATE OR DELETE
+            ON fabric_src_invoice FOR EACH STATEMENT EXECUTE FUNCTION fabric_src_invoice_notify();
+        """)
+        db.source("billing", config)
+
+        @db.product("billed", depends_on=["billing"], debounce=0.0)
+        async def billed(ctx: ProductContext) -> int:
+            return len(await ctx.source("billing").fetch("fabric_src_invoice"))
+
+        client = await serve()
+        assert (await client.get("/billed")).json() == 0
+        await other.express.create("Invoice", {"amount": 3})
+
+        async def refreshed() -> bool:
+            return (await client.get("/billed")).json() == 1
+
+        await eventually(refreshed)  # poll_interval is an hour: the notification did it
+    finally:
+        await conn.execute("DROP TRIGGER IF EXISTS fabric_src_invoice_notify ON fabric_src_invoice; "
+                           "DROP FUNCTION IF EXISTS fabric_src_invoice_notify()")
+        await conn.close()

@@ -149,6 +149,8 @@ class DatabaseSourceConfig:
     tables: tuple[str, ...] | None = None
     poll_interval: float = 5.0
     change_detection: Literal["auto", "portable"] = "auto"
+    #: PostgreSQL: LISTEN on this channel (your triggers ``pg_notify`` it); polling stays on
+    notify_channel: str | None = None
     circuit: CircuitBreakerConfig = field(default_factory=CircuitBreakerConfig)
     staleness: StalenessPolicy = field(default_factory=StalenessPolicy)
     webhook_secret_env: str | None = None

@@ -13,6 +13,7 @@ from typing import Any
 
 from dataflow import plugins
 from dataflow.core import DataFlow
+from dataflow.errors import UnsupportedError
 
 from .config import DatabaseSourceConfig
 from .errors import SourceError
@@ -50,6 +51,7 @@ class DatabaseConnector:
         self._tables: dict[str, str] = {}  # table -> model name
         self._detector: Any = None
         self._last: Hashable = None
+        self._pending = False  # a notification arrived since the last poll
 
     async def open(self) -> None:
         if self.db is not None:
@@ -66,10 +68,25 @@ class DatabaseConnector:
             self._detector = (factory(db, list(self._tables)) if factory is not None
                               else CountSignature(db, list(self._tables.values())))
             self._last = await self._detector.signature()
+            if self.config.notify_channel:
+                listen = getattr(self._detector, "listen", None)
+                if listen is None:
+                    raise UnsupportedError(
+                        f"source {self.name!r}: {scheme} has no change notifications to listen to.",
+                        field="notify_channel", fix="leave notify_channel unset: changes are polled.")
+                await listen(self.config.notify_channel, self._notified)
         except BaseException:
+            closer = getattr(self._detector, "close", None)
+            if closer is not None:
+                await closer()
             await db.close()
             raise
         self.db = db
+
+    def _notified(self) -> None:
+        self._pending = True
+        if self.on_change is not None:
+            self.on_change()
 
     async def close(self) -> None:
         if self.db is not None:
@@ -96,7 +113,8 @@ class DatabaseConnector:
 
     async def poll(self) -> bool:
         await self.open()
+        notified, self._pending = self._pending, False
         current: Hashable = await self._detector.signature()
         changed = bool(current != self._last)
         self._last = current
-        return changed
+        return changed or notified

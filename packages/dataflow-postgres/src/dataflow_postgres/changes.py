@@ -3,13 +3,17 @@
 A poll first reads the WAL insert position (one function call): unchanged means nothing in
 the cluster was written, so the tables did not change. When it moved, each table's row count
 and newest ``xmin`` (the transaction that last inserted or updated a row) say whether *these*
-tables changed. No triggers or LISTEN channels are installed: the source stays read-only.
+tables changed. No triggers are installed: the source stays read-only. When the database
+already announces its changes (a trigger calling ``pg_notify``), :meth:`listen` subscribes
+to that channel on a connection of its own, so changes arrive without waiting for a poll.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
+
+import asyncpg
 
 from dataflow.errors import DatabaseError
 
@@ -21,6 +25,7 @@ class PostgresChangeSignature:
         self._lsn: str | None = None
         self._last: Hashable = None
         self.table_scans = 0  # how many polls had to look at the tables
+        self._listener: Any = None
 
     async def signature(self) -> Hashable:
         adapter = self.db.adapter
@@ -44,3 +49,19 @@ class PostgresChangeSignature:
 
         result: Hashable = await adapter.run(probe)
         return result
+
+    async def listen(self, channel: str, notified: Callable[[], None]) -> None:
+        """``LISTEN channel`` on a dedicated connection; each notification calls ``notified()``."""
+        adapter = self.db.adapter
+        conn = await asyncpg.connect(adapter.dsn, **adapter._plain_connect_options())
+        try:
+            await conn.add_listener(channel, lambda *_: notified())
+        except BaseException:
+            await conn.close()
+            raise
+        self._listener = conn
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            conn, self._listener = self._listener, None
+            await conn.close()
