@@ -63,12 +63,14 @@ def encode_column(f: FieldSpec, series: pl.Series, encoder: Codec | None,
     return [None if v is None else encoder(v) for v in python_values(f, series)]
 
 
+# timestamps are mostly distinct: Polars' per-value parse cache only costs there
 def _parse_aware(fmt: str) -> Callable[[pl.Series], pl.Series]:
-    return lambda s: s.str.strptime(pl.Datetime("us", "UTC"), fmt, strict=False)
+    return lambda s: s.str.strptime(pl.Datetime("us", "UTC"), fmt, strict=False, cache=False)
 
 
 def _parse_naive(fmt: str) -> Callable[[pl.Series], pl.Series]:
-    return lambda s: s.str.strptime(pl.Datetime("us"), fmt, strict=False).dt.replace_time_zone("UTC")
+    return lambda s: (s.str.strptime(pl.Datetime("us"), fmt, strict=False, cache=False)
+                      .dt.replace_time_zone("UTC"))
 
 
 def _decode_candidates(f: FieldSpec, raw: pl.Series) -> list[Callable[[pl.Series], pl.Series]]:

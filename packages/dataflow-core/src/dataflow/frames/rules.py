@@ -81,9 +81,9 @@ def _datetime_formats() -> list[Callable[[pl.Expr], pl.Expr]]:
     for base in _ISO_FORMATS:
         for zone in ("%:z", "%#z"):
             out.append(lambda e, fmt=base + zone: e.str.strptime(  # type: ignore[misc]
-                pl.Datetime("us", "UTC"), fmt, strict=False))
+                pl.Datetime("us", "UTC"), fmt, strict=False, cache=False))
         out.append(lambda e, fmt=base: e.str.strptime(  # type: ignore[misc]
-            pl.Datetime("us"), fmt, strict=False).dt.replace_time_zone("UTC"))
+            pl.Datetime("us"), fmt, strict=False, cache=False).dt.replace_time_zone("UTC"))
     out.append(lambda e: e.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
                .cast(pl.Datetime("us")).dt.replace_time_zone("UTC"))
     return out
