@@ -264,19 +264,17 @@ async def select_frame(db: DataFlow, stmt: Select) -> pl.DataFrame:
     if not raw:
         return empty_frame(model, columns)
     fields = list(model.fields.values())
-    columns_raw: list[pl.Series] | None = None
-    if type(raw[0]) is tuple:  # plain tuples: Polars transposes them itself
-        try:
-            got = pl.DataFrame(raw, schema=[f.name for f in fields], orient="row")
-        except (pl.exceptions.PolarsError, TypeError, ValueError, OverflowError):
-            got = None  # a column Polars cannot infer from its first rows
-        if got is not None:
-            columns_raw = got.get_columns()
-    if columns_raw is None:
+    rows: list[Any] = raw if type(raw[0]) is tuple else [tuple(r) for r in raw]  # asyncpg: Records
+    try:  # Polars transposes the rows itself (faster than zip(*rows) in Python)
+        got: pl.DataFrame | None = pl.DataFrame(rows, schema=[f.name for f in fields],
+                                                orient="row")
+    except (pl.exceptions.PolarsError, TypeError, ValueError, OverflowError):
+        got = None  # a column Polars cannot infer from its first rows: column by column
+    if got is None:
         return pl.DataFrame([decode_column(f, values, compiler.decoder(f), _frame_values)
-                             for f, values in zip(fields, zip(*raw, strict=True), strict=True)])
+                             for f, values in zip(fields, zip(*rows, strict=True), strict=True)])
     return pl.DataFrame([decode_column(f, series, compiler.decoder(f), _frame_values)
-                         for f, series in zip(fields, columns_raw, strict=True)])
+                         for f, series in zip(fields, got.get_columns(), strict=True)])
 
 
 def by_id(model: ModelSpec, where: Expr, limit: int | None = None, offset: int | None = None
