@@ -254,17 +254,17 @@ async def select_frame(db: DataFlow, stmt: Select) -> pl.DataFrame:
     compiler = getattr(adapter, "compiler", None)
     fetch = getattr(adapter, "fetch", None)
     if compiler is None or fetch is None:  # a document store: decoded dicts
-        rows = await db._run(adapter.select, stmt)
-        if not rows:
+        records = await db._run(adapter.select, stmt)
+        if not records:
             return empty_frame(model, columns)
-        return pl.DataFrame([_frame_values(model.fields[c], [r.get(c) for r in rows])
+        return pl.DataFrame([_frame_values(model.fields[c], [r.get(c) for r in records])
                              for c in columns])
     compiled = compiler.compile(stmt)
     raw = await db._run(fetch, compiled.sql, compiled.params)
     if not raw:
         return empty_frame(model, columns)
     fields = list(model.fields.values())
-    rows: list[Any] = raw if type(raw[0]) is tuple else [tuple(r) for r in raw]  # asyncpg: Records
+    rows = raw if type(raw[0]) is tuple else [tuple(r) for r in raw]  # asyncpg: Records
     try:  # Polars transposes the rows itself (faster than zip(*rows) in Python)
         got: pl.DataFrame | None = pl.DataFrame(rows, schema=[f.name for f in fields],
                                                 orient="row")
