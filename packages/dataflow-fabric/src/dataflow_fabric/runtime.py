@@ -27,6 +27,8 @@ from dataflow.core import DataFlow
 from dataflow.errors import DataFlowError, did_you_mean
 
 from .config import SourceConfig
+from .coordination import Coordinator
+from .coordination import follower as coordinated
 from .errors import FabricConfigError, ProductFailedError, SourceError, UnknownProductError
 from .metrics import CIRCUIT_VALUES, FabricMetrics
 from .params import cache_key, parse_query
@@ -86,6 +88,8 @@ class ProductState:
     subscribers: set[tuple[str | None, asyncio.Queue[bytes | None]]] = field(default_factory=set)
     last_error: str | None = None
     versions: int = 0
+    #: tenants whose shared value the leader is refreshing (followers serve it marked stale)
+    remote_pending: set[str | None] = field(default_factory=set)
 
 
 class Fabric:
@@ -104,6 +108,9 @@ class Fabric:
         self._start_lock: asyncio.Lock | None = None
         #: nonces of accepted webhook calls (shared through Redis under Redis coordination)
         self.nonces: NonceStore = MemoryNonces()
+        #: the worker's membership in a coordination scope (None: one process)
+        self.coordinator: Coordinator | None = None
+        self._serving = False  # start() finished
 
     # --- declaration ------------------------------------------------------------------
     def add_source(self, name: str, config: SourceConfig) -> Source:
@@ -141,8 +148,11 @@ class Fabric:
 
     # --- lifecycle --------------------------------------------------------------------
     async def start(self, *, dev_mode: bool = False, fail_fast: bool = True,
-                    tenant_aware: bool = False) -> None:
-        """Open sources, listen for writes, start polling, and warm materialized products."""
+                    tenant_aware: bool = False, coordinator: Coordinator | None = None) -> None:
+        """Open sources, listen for writes, start polling, and warm materialized products.
+
+        With a ``coordinator`` only the leader polls and refreshes; followers serve the
+        values it shares."""
         if self.started:
             return
         self._check_dependencies()
@@ -153,9 +163,17 @@ class Fabric:
             for source in self.sources.values():
                 await self._open_source(source, fail_fast)
             self._stop_listening = self.db.on_write(self._on_write)
+            if coordinator is not None:
+                self.coordinator = coordinator
+                await coordinator.start(self)
+                if coordinator.nonces is not None:
+                    self.nonces = coordinator.nonces
+                if self._follows and not tenant_aware:
+                    for state in coordinated.materialized(self):
+                        await coordinated.load_shared(self, state, (None, ()))
             if not dev_mode and not tenant_aware:
                 for state in self.products.values():
-                    if state.spec.mode == "materialized":
+                    if state.spec.mode == "materialized" and not self._follows:
                         try:
                             await self._compute(state, (None, ()), None, {}, "start")
                         except ProductFailedError:
@@ -164,6 +182,7 @@ class Fabric:
         except BaseException:
             await self.stop()
             raise
+        self._serving = True
 
     async def ensure_started(self) -> None:
         """Start lazily (an app mounted without ``db.start``): dev-mode style, no warm-up."""
@@ -196,6 +215,10 @@ class Fabric:
             task.add_done_callback(self._tasks.discard)
 
     async def stop(self) -> None:
+        if self.coordinator is not None:
+            coordinator, self.coordinator = self.coordinator, None
+            self.nonces = MemoryNonces()
+            await coordinator.stop()
         if self._stop_listening is not None:
             self._stop_listening()
             self._stop_listening = None
@@ -216,7 +239,7 @@ class Fabric:
             except Exception:
                 log.exception("closing source %s failed", source.name)
             source.opened = False
-        self.started = False
+        self.started = self._serving = False
 
     def _check_dependencies(self) -> None:
         known = set(self.db.models) | set(self.sources)
@@ -255,7 +278,8 @@ class Fabric:
         while True:
             await asyncio.sleep(interval if source.breaker.state == "closed"
                                 else max(interval, min(source.breaker.retry_in(), 60.0)))
-            await self._poll_source(source)
+            if not self._follows:  # under coordination only the leader polls
+                await self._poll_source(source)
 
     async def _poll_source(self, source: Source) -> None:
         if await source.poll():
@@ -263,11 +287,14 @@ class Fabric:
 
     async def source_changed(self, name: str) -> None:
         """Source ``name`` says it changed (a webhook): revalidate it, refresh dependants."""
-        await self.sources[name].poll()  # connectors that keep copies revalidate them
+        if not self._follows:  # a follower only tells the leader, which revalidates
+            await self.sources[name].poll()  # connectors that keep copies revalidate them
         self.changed(frozenset((name,)))
 
-    def changed(self, names: frozenset[str]) -> None:
-        """Models or sources ``names`` changed: mark and schedule their dependants."""
+    def changed(self, names: frozenset[str], *, announce: bool = True) -> None:
+        """Models or sources ``names`` changed: mark and schedule their dependants (and, under
+        coordination, tell the other workers: the leader refreshes, all drop parameterized)."""
+        follows = self._follows
         for state in self.products.values():
             hit = names.intersection(state.spec.depends_on)
             if not hit:
@@ -276,8 +303,28 @@ class Fabric:
             if mode == "parameterized":
                 state.entries.clear()
             elif mode == "materialized":
+                if follows:
+                    state.remote_pending.update(key[0] for key in state.entries)
+                    continue
                 state.dirty |= hit
                 self._schedule(state)
+        if announce and self.coordinator is not None:
+            self._spawn(coordinated.announce(self, names))
+
+    @property
+    def _follows(self) -> bool:
+        return self.coordinator is not None and not self.coordinator.is_leader
+
+    # --- coordination (see coordination/follower.py) ----------------------------------
+    def on_message(self, message: dict[str, Any]) -> None:
+        coordinated.on_message(self, message)
+
+    def on_leadership(self, leader: bool) -> None:
+        if self._serving:  # won while starting: the warm-up computes everything anyway
+            coordinated.on_leadership(self, leader)
+
+    def on_resync(self) -> None:
+        coordinated.on_resync(self)
 
     def _schedule(self, state: ProductState) -> None:
         if state.timer is not None or state.refreshing is not None or self.loop is None:
@@ -287,6 +334,9 @@ class Fabric:
     def _start_refresh(self, state: ProductState) -> None:
         state.timer = None
         assert self.loop is not None
+        if self._follows:
+            state.dirty = set()
+            return
         state.refreshing = self.loop.create_task(self._refresh(state),
                                                  name=f"fabric-refresh-{state.spec.name}")
 
@@ -294,6 +344,8 @@ class Fabric:
         trigger = sorted(state.dirty)
         state.dirty = set()
         try:
+            if self.coordinator is not None:  # followers serve the old value marked stale
+                await coordinated.mark_pending(self, state)
             keys = list(state.entries) or ([] if self.tenant_aware else [(None, ())])
             for key in keys:
                 try:
@@ -320,13 +372,18 @@ class Fabric:
             return Served(live, "stale" if live.stale else "fresh")
         key: Key = (tenant, cache_key(kwargs))
         entry = state.entries.get(key)
+        if entry is None and spec.mode == "materialized" and self._follows:
+            entry = await coordinated.load_shared(self, state, key)
+            if entry is None:  # the leader has no value for it yet: ask, and compute one here
+                self._spawn(coordinated.want(self, state, tenant))
         if entry is not None:
             if spec.mode == "parameterized" and time.monotonic() - entry.born > spec.ttl:
                 del state.entries[key]
             else:
                 state.entries.move_to_end(key)
                 self.metrics.product(name).hits.inc()
-                return Served(entry, "stale" if entry.stale or state.dirty else "fresh")
+                pending = state.dirty or (state.remote_pending and tenant in state.remote_pending)
+                return Served(entry, "stale" if entry.stale or pending else "fresh")
         self.metrics.product(name).misses.inc()
         task = state.inflight.get(key)
         if task is None:
@@ -388,6 +445,8 @@ class Fabric:
                 state.entries.popitem(last=False)
             if spec.mode == "materialized":
                 self._publish(state, tenant, entry)
+                if self.coordinator is not None and self.coordinator.is_leader:
+                    await coordinated.share(self, state, tenant, entry)
         return entry
 
     # --- events -----------------------------------------------------------------------
@@ -424,10 +483,14 @@ class Fabric:
                 "age": round(min(ages), 3) if ages else None,
                 "cached_entries": len(state.entries),
                 "refresh_pending": bool(state.dirty) or state.timer is not None,
+                "refreshing": state.refreshing is not None,
                 "last_error": state.last_error,
             }
-        return healthy, {"status": "ok" if healthy else "unhealthy", "started": self.started,
-                         "sources": sources, "products": products}
+        report = {"status": "ok" if healthy else "unhealthy", "started": self.started,
+                  "sources": sources, "products": products}
+        if self.coordinator is not None:
+            report["coordination"] = self.coordinator.health()
+        return healthy, report
 
     def render_metrics(self) -> bytes:
         m = self.metrics

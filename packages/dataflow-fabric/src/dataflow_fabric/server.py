@@ -13,6 +13,7 @@ import uvicorn
 from dataflow.core import DataFlow
 
 from .app import FabricApp, TenantExtractor
+from .coordination import coordinator_for
 from .errors import FabricConfigError
 from .runtime import Fabric, fabric_of
 
@@ -46,16 +47,23 @@ _servers: dict[int, FabricServer] = {}
 async def start(db: DataFlow, host: str = "127.0.0.1", port: int = 8000, *, fail_fast: bool = True,
                 dev_mode: bool = False, enable_writes: bool = False,
                 tenant_extractor: TenantExtractor | None = None, log_level: str = "warning",
-                **uvicorn_options: Any) -> FabricServer:
+                coordination: str | None = None, lease_ttl: float = 10.0,
+                coordination_scope: str | None = None, **uvicorn_options: Any) -> FabricServer:
     """Start the fabric of ``db``: open sources, warm materialized products (unless
-    ``dev_mode``), then serve ``/fabric/...`` on ``host:port`` (``port=0``: any free port)."""
+    ``dev_mode``), then serve ``/fabric/...`` on ``host:port`` (``port=0``: any free port).
+
+    ``coordination``: ``"redis"`` (``$DATAFLOW_REDIS_URL``), a ``redis://`` URL,
+    ``"postgresql"`` (this instance's database), a ``postgresql://`` URL, or None (one
+    process). Workers sharing ``coordination_scope`` (default: one per ``db.name``) elect one
+    leader holding a lease of ``lease_ttl`` seconds; see coordination/base.py."""
     if id(db) in _servers:
         raise FabricConfigError("the fabric of this DataFlow instance is already started.",
                                 fix="await db.stop() first.")
     fabric = fabric_of(db)
     application = FabricApp(fabric, enable_writes=enable_writes, tenant_extractor=tenant_extractor)
+    coordinator = coordinator_for(db, coordination, lease_ttl=lease_ttl, scope=coordination_scope)
     await fabric.start(dev_mode=dev_mode, fail_fast=fail_fast,
-                       tenant_aware=tenant_extractor is not None)
+                       tenant_aware=tenant_extractor is not None, coordinator=coordinator)
     config = uvicorn.Config(application.app, host=host, port=port, log_level=log_level,
                             lifespan="off", timeout_graceful_shutdown=2, **uvicorn_options)
     server = _Server(config)

@@ -1,0 +1,169 @@
+"""Coordination in one process: two workers (two DataFlow instances on one SQLite file, each
+serving on its own port) in one scope, over the real Redis and the real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from coordination_support import coordination_backend
+from fabric_support import eventually
+
+from dataflow import DataFlow
+from dataflow.fabric import FabricConfigError, FileSourceConfig, ProductContext, fabric_of, sign_webhook
+from dataflow_fabric.coordination import SharedEntry
+
+LEASE = 1.0
+
+
+@dataclass
+class Worker:
+    db: DataFlow
+    client: httpx.AsyncClient
+    runs: list[str]
+
+    async def health(self) -> dict[str, Any]:
+        return dict((await self.client.get("/_health")).json())
+
+    async def total(self) -> tuple[int, str]:
+        response = await self.client.get("/total")
+        assert response.status_code == 200, response.text
+        return int(response.json()), response.headers["x-fabric-freshness"]
+
+
+@pytest.fixture(params=["redis", "postgresql"])
+async def cluster(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                  ) -> AsyncIterator[tuple[list[Worker], str, str]]:
+    monkeypatch.setenv("HOOK_SECRET", "shared-secret")
+    (tmp_path / "feed.json").write_text("[1]")
+    async with coordination_backend(request.param) as (coordination, scope):
+        workers: list[Worker] = []
+        try:
+            for n in range(2):
+                db = DataFlow(f"sqlite:///{tmp_path / 'shared.db'}", name=f"worker{n}")
+
+                @db.model
+                class Item:
+                    qty: int
+
+                db.source("feed", FileSourceConfig(tmp_path / "feed.json", watch=False,
+                                                   poll_interval=0, webhook_secret_env="HOOK_SECRET"))
+                runs: list[str] = []
+
+                def product(db: DataFlow, runs: list[str]) -> None:
+                    @db.product("total", depends_on=["Item", "feed"], debounce=0)
+                    async def total(ctx: ProductContext) -> int:
+                        runs.append(ctx.db.name)
+                        items = await ctx.db.express.list("Item")
+                        return sum(i["qty"] for i in items) + sum(await ctx.source("feed").fetch())
+
+                product(db, runs)
+                handle = await db.start(port=0, coordination=coordination, lease_ttl=LEASE,
+                                        coordination_scope=scope)
+                workers.append(Worker(db, httpx.AsyncClient(base_url=handle.url, timeout=10), runs))
+            yield workers, coordination, scope
+        finally:
+            for worker in workers:
+                await worker.client.aclose()
+                await worker.db.stop()
+                await worker.db.close()
+
+
+async def test_one_leader_serves_everyone_and_changes_from_any_worker_reach_it(
+        cluster: tuple[list[Worker], str, str]) -> None:
+    (a, b), _, _ = cluster
+    ha, hb = (await a.health())["coordination"], (await b.health())["coordination"]
+    assert (ha["role"], hb["role"]) == ("leader", "follower")
+    assert isinstance(ha["token"], int) and hb["token"] is None
+    assert await a.total() == (1, "fresh")
+    assert await b.total() == (1, "fresh")  # the leader's shared value; the follower computed nothing
+    assert b.runs == [] and a.runs == ["worker0"]
+
+    await b.db.express.create("Item", {"qty": 10})  # a write on the follower
+
+    async def both_see(value: int) -> bool:
+        return (await a.total())[0] == value and (await b.total()) == (value, "fresh")
+
+    await eventually(lambda: both_see(11))
+    assert b.runs == []  # only the leader refreshes
+    applied = await fabric_of(a.db).coordinator.applied()  # type: ignore[union-attr]
+    assert len(applied) == len(set(applied)) == len(a.runs)
+
+
+async def test_a_webhook_on_a_follower_refreshes_through_the_leader_and_nonces_are_shared(
+        cluster: tuple[list[Worker], str, str], tmp_path: Path) -> None:
+    (a, b), _, _ = cluster
+    assert await b.total() == (1, "fresh")
+    (tmp_path / "feed.json").write_text("[1, 2, 3]")
+    ts, nonce, body = str(int(time.time())), secrets.token_hex(12), b"{}"
+    headers = {"X-DataFlow-Timestamp": ts, "X-DataFlow-Nonce": nonce,
+               "X-DataFlow-Signature": sign_webhook("shared-secret", ts, nonce, body)}
+    assert (await b.client.post("/_webhooks/feed", content=body, headers=headers)).status_code == 202
+
+    async def refreshed() -> bool:
+        return await b.total() == (6, "fresh")
+
+    await eventually(refreshed)
+    replay = await a.client.post("/_webhooks/feed", content=body, headers=headers)
+    assert replay.status_code == 401  # the nonce was spent on the other worker
+    assert b.runs == []
+
+
+async def test_a_deposed_leaders_write_is_fenced_off(cluster: tuple[list[Worker], str, str]) -> None:
+    (a, b), _, _ = cluster
+    leader = fabric_of(a.db).coordinator
+    assert leader is not None and leader.token is not None
+    before = await leader.read_entry("total", None)
+    assert before is not None
+    stale_token = leader.token - 1
+    late = SharedEntry(b"999", time.time(), stale_token, 10**6, False, False)
+    assert await leader.write_entry("total", None, late) is False
+    replayed = SharedEntry(b"999", time.time(), leader.token, before.seq, False, False)
+    assert await leader.write_entry("total", None, replayed) is False  # same (token, seq): once
+    assert (await leader.read_entry("total", None)) == before
+    assert await b.total() == (1, "fresh")
+
+
+async def test_a_follower_takes_over_within_the_lease(cluster: tuple[list[Worker], str, str]) -> None:
+    (a, b), _, _ = cluster
+    old_token = (await a.health())["coordination"]["token"]
+    await a.client.aclose()
+    await a.db.stop()  # releases the lease; a crash is the multi-process test's job
+    started = asyncio.get_running_loop().time()
+
+    async def leads() -> bool:
+        return bool((await b.health())["coordination"]["role"] == "leader")
+
+    await eventually(leads, timeout=LEASE * 3)
+    assert asyncio.get_running_loop().time() - started < LEASE * 1.5
+    assert (await b.health())["coordination"]["token"] > old_token
+    await b.db.express.create("Item", {"qty": 5})
+
+    async def refreshed() -> bool:
+        return await b.total() == (6, "fresh")
+
+    await eventually(refreshed)
+    assert "worker1" in b.runs
+    a.client = httpx.AsyncClient()  # closed again by the fixture
+
+
+async def test_bad_coordination_settings_are_refused(tmp_path: Path) -> None:
+    db = DataFlow(f"sqlite:///{tmp_path / 'x.db'}")
+    try:
+        with pytest.raises(FabricConfigError, match="unknown coordination") as info:
+            await db.start(port=0, coordination="zookeeper")
+        assert info.value.field == "coordination"
+        with pytest.raises(FabricConfigError, match="instance's own PostgreSQL"):
+            await db.start(port=0, coordination="postgresql")
+        with pytest.raises(FabricConfigError, match="lease_ttl"):
+            await db.start(port=0, coordination="redis", lease_ttl=0)
+    finally:
+        await db.stop()
+        await db.close()
