@@ -1,7 +1,15 @@
 import os
 
 import pytest
-from dataflow.testkit import Backend
+
+try:
+    from dataflow.testkit import Backend
+except ImportError as exc:  # the unrelated "dataflow-core" from a package index, or none
+    raise pytest.UsageError(
+        "DataFlow's contract kit is not installed: install dataflow-core from a DataFlow "
+        "checkout's path (see README.md, 'Install'), never by bare name."
+    ) from exc
+
 from dataflow_myadapter.capabilities import MyCapabilities
 
 pytest_plugins = ["dataflow.testkit.plugin"]

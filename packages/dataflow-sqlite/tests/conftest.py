@@ -5,7 +5,8 @@ Three real backends, all SQLite:
 * ``file``: a file database (WAL, a connection per event loop);
 * ``memory``: the in-memory default (a shared-cache database per DataFlow instance);
 * ``reduced``: the same adapter declaring fewer capabilities (no regex, no Unicode
-  ``$ilike``, no NUL in text, no DROP COLUMN, no schema discovery, no savepoints), so the
+  ``$ilike``, no NUL in text, no DROP COLUMN, no schema discovery, no savepoints, no
+  ``on_delete="set null"``, no updates of referenced parents), so the
   kit's ``unsupported`` twins -- the DF-501 refusals -- run here too, not only on
   adapters that happen to lack a feature.
 """
@@ -40,6 +41,8 @@ class ReducedCapabilities(SQLiteCapabilities):
     savepoints = False
     row_locks = False
     json_contains = False
+    fk_set_null = False  # refused before any DDL: the kit's DF-501 twin runs here
+    update_referenced_parent = False  # refused before any SQL: the kit's DF-501 twin runs here
 
 
 class ReducedCompiler(SQLiteCompiler):

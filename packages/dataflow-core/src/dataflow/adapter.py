@@ -18,7 +18,7 @@ from typing import Any, ClassVar, ParamSpec, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .capabilities import Capabilities
-from .errors import ConfigurationError, ConnectionLostError
+from .errors import ConfigurationError, ConnectionLostError, UnsupportedError
 from .model import LogicalType, ModelSpec
 from .query.ast import FALSE, Count, Delete, InList, Insert, Select, Update, Upsert
 from .sql.compiler import SQLCompiler
@@ -264,14 +264,27 @@ class SQLAdapter(Adapter):
     async def executemany(self, conn: Any, sql: str, rows: list[tuple[Any, ...]]) -> int: ...
 
     # transactions (SQL) ------------------------------------------------------------------
+    # Savepoints follow the declaration: an adapter without ``savepoints`` refuses them
+    # (DF-501) before any SQL is sent, whatever its SQL dialect would accept. DataFlow never
+    # asks for one then: nested ``db.transaction()`` is refused, a multi-statement operation
+    # inside a caller's transaction runs in that transaction, and ``partial=True`` bulk
+    # writes commit batch by batch instead (see ``Express._insert_batch``).
+    def _savepoints_declared(self, name: str) -> str:
+        if not self.capabilities.savepoints:
+            raise UnsupportedError(
+                f"{self.capabilities.name} declares no savepoints; refusing SAVEPOINT {name}.",
+                fix="declare savepoints = True in the adapter's Capabilities if the backend "
+                "has them, or do not nest transactions.")
+        return self.compiler.quote(name)
+
     async def savepoint(self, conn: Any, name: str) -> None:
-        await self.execute(conn, f"SAVEPOINT {self.compiler.quote(name)}", ())
+        await self.execute(conn, f"SAVEPOINT {self._savepoints_declared(name)}", ())
 
     async def release_savepoint(self, conn: Any, name: str) -> None:
-        await self.execute(conn, f"RELEASE SAVEPOINT {self.compiler.quote(name)}", ())
+        await self.execute(conn, f"RELEASE SAVEPOINT {self._savepoints_declared(name)}", ())
 
     async def rollback_to_savepoint(self, conn: Any, name: str) -> None:
-        await self.execute(conn, f"ROLLBACK TO SAVEPOINT {self.compiler.quote(name)}", ())
+        await self.execute(conn, f"ROLLBACK TO SAVEPOINT {self._savepoints_declared(name)}", ())
 
     # statements --------------------------------------------------------------------------
     async def select(self, conn: Any, stmt: Select) -> list[dict[str, Any]]:

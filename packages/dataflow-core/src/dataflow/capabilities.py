@@ -27,7 +27,10 @@ class Capabilities:
     statement_rollback: ClassVar[bool] = False
     #: INSERT/UPDATE ... RETURNING
     returning: ClassVar[bool] = False
-    #: ``$regex`` evaluated exactly (case-sensitive unless ``$options: "i"``)
+    #: ``$regex`` evaluated exactly as Python's ``re.search`` would on the stored text
+    #: (the reference semantics: Unicode classes, so ``\w`` matches ``é`` and ``\d`` matches
+    #: ``٣``), case-sensitive unless ``$options: "i"``. An engine whose classes are ASCII-only
+    #: (RE2, POSIX in the C locale) does not declare it, or evaluates the pattern with ``re``.
     regex: ClassVar[bool] = False
     #: ``$ilike`` case-insensitive for all of Unicode, not only ASCII
     unicode_ilike: ClassVar[bool] = False
@@ -46,6 +49,17 @@ class Capabilities:
     #: ALTER TABLE ... ADD CONSTRAINT ... FOREIGN KEY: a foreign key added to a live table
     #: is an additive step; without it the adapter rebuilds the table (destructive, opt-in)
     alter_add_foreign_key: ClassVar[bool] = False
+    #: ``field(foreign_key=..., on_delete="cascade")``: deleting a parent deletes its children
+    fk_cascade: ClassVar[bool] = False
+    #: ``on_delete="set null"``: deleting a parent clears the children's key
+    fk_set_null: ClassVar[bool] = False
+    #: ``on_delete="restrict"`` (the default): deleting a referenced parent is refused (DF-902)
+    #: and a child naming a missing parent is refused (DF-902). Without it no foreign key can
+    #: be declared at all.
+    fk_restrict: ClassVar[bool] = False
+    #: updating a row that other rows reference (its non-key fields, ``updated_at``) works;
+    #: engines that rewrite an updated row as delete + insert may refuse it as a key violation
+    update_referenced_parent: ClassVar[bool] = False
     #: read an existing database's tables, columns and keys
     schema_discovery: ClassVar[bool] = False
     #: strings with NUL characters stored intact

@@ -705,6 +705,42 @@ class DataFlow:
                     raise
         raise AssertionError("unreachable")
 
+    def _refuse_undeclared_key_actions(self, models: list[ModelSpec]) -> None:
+        """A foreign-key action the adapter does not declare (``fk_cascade``, ``fk_set_null``,
+        ``fk_restrict``) is refused before anything is sent to the database (DF-501)."""
+        caps = self.adapter.capabilities
+        needs = {"cascade": "fk_cascade", "set null": "fk_set_null", "restrict": "fk_restrict"}
+        for spec in models:
+            for fk in spec.foreign_keys:
+                capability = needs[fk.on_delete]
+                if not caps.supports(capability):
+                    others = [a for a, c in needs.items() if caps.supports(c)]
+                    raise UnsupportedError(
+                        f"{caps.name} cannot enforce on_delete={fk.on_delete!r} on "
+                        f"{spec.name}.{fk.column} (capability {capability} not declared). "
+                        "Nothing was sent to the database.",
+                        model=spec.name, field=fk.column,
+                        fix=(f"declare on_delete as one of {', '.join(map(repr, others))}, or "
+                             "delete the children in your own code first.") if others else
+                        "drop the foreign_key= declaration and check the reference in your own code.")
+
+    def _refuse_referenced_update(self, spec: ModelSpec, op: str) -> None:
+        """Without ``update_referenced_parent``, writing to a model that other models reference
+        (updates, upserts, soft deletes) is refused before anything is sent (DF-501)."""
+        caps = self.adapter.capabilities
+        if caps.update_referenced_parent:
+            return
+        children = [f"{m.name}.{fk.column}" for m in self._models.values() for fk in m.foreign_keys
+                    if fk.target_table == spec.table or fk.target.split(".")[0] == spec.name]
+        if children:
+            raise UnsupportedError(
+                f"{caps.name} cannot {op} {spec.name} rows: {', '.join(children)} reference "
+                "it, and the backend refuses updates to referenced rows (capability "
+                "update_referenced_parent not declared). Nothing was sent to the database.",
+                model=spec.name,
+                fix="keep mutable data in a model that nothing references, or use an adapter "
+                "that declares update_referenced_parent.")
+
     async def plan(self) -> Plan:
         """The migration plan for every model, without applying it."""
         if self._closed:
@@ -717,6 +753,7 @@ class DataFlow:
     async def _apply(self, models: list[ModelSpec], allow_destructive: bool | None) -> Plan:
         adapter = self.adapter
         resolve_foreign_keys(self._models)
+        self._refuse_undeclared_key_actions(models)
         live: dict[str, TableInfo] = await adapter.run(adapter.introspect, [m.table for m in models])
         compiler = getattr(adapter, "compiler", None)
         plan = plan_migration(models, live, compiler)  # type: ignore[arg-type]

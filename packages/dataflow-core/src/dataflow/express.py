@@ -424,6 +424,7 @@ class Express:
         spec, v = await self._prepare(model)
         key = v.key(id)
         self._no_tenant_change(spec, fields)
+        self._db._refuse_referenced_update(spec, "update")
         values = v.for_update(fields, utcnow())
         stmt = Update(spec, self._by_id(spec, key), values, returning=True)
         adapter = self._db.adapter
@@ -448,6 +449,8 @@ class Express:
         """Delete the record ``id``; True if it existed. A soft-delete model's record is
         tombstoned (``deleted_at`` set) instead, and True only if it was not already."""
         spec, v = await self._prepare(model)
+        if spec.soft_delete:
+            self._db._refuse_referenced_update(spec, "soft-delete")
         key = v.key(id)
         adapter = self._db.adapter
         if spec.soft_delete:
@@ -464,6 +467,7 @@ class Express:
         if not spec.soft_delete:
             raise ValidationError("restore applies to soft-delete models only.", model=spec.name,
                                   fix='declare __dataflow__ = {"soft_delete": True} on the model.')
+        self._db._refuse_referenced_update(spec, "restore")
         key = v.key(id)
         adapter = self._db.adapter
         stmt = Update(spec, self._tombstoned(spec, Comparison("id", "eq", key)),
@@ -609,9 +613,53 @@ class Express:
                         on_progress(min(start + len(batch), total), total)
             return done
 
-        inserted = await self._db._run_atomic(write) if good else 0
+        if partial and good and not adapter.capabilities.savepoints:
+            inserted = await self._insert_committing(spec, good, batch_size, failed, on_progress)
+        else:
+            inserted = await self._db._run_atomic(write) if good else 0
         failed.sort(key=lambda f: f["index"])
         return {"inserted": inserted, "failed": failed, "ok": not failed}
+
+    async def _insert_committing(self, spec: ModelSpec, good: List[tuple[int, dict[str, Any]]],
+                                 batch_size: int, failed: List[dict[str, Any]],
+                                 on_progress: Progress | None) -> int:
+        """``partial=True`` on an adapter without savepoints: each batch is its own
+        transaction; a batch the database refuses is rolled back and retried row by row, each
+        row in its own transaction, so the valid rows are written and the others listed.
+        Inside a caller's transaction there is no way to drop one failed row and keep the rest,
+        so that is refused before anything is sent."""
+        adapter = self._db.adapter
+        if self._db.in_transaction():
+            raise UnsupportedError(
+                f"{adapter.capabilities.name} has no savepoints: bulk_create(partial=True) cannot "
+                "skip failing rows inside a transaction. Nothing was written.",
+                model=spec.name,
+                fix="call it outside db.transaction() (each batch then commits on its own), or "
+                "drop partial=True to keep the transaction all-or-nothing.")
+        groups: dict[tuple[str, ...], List[tuple[int, dict[str, Any]]]] = {}
+        for item in good:
+            groups.setdefault(tuple(item[1]), []).append(item)
+        total = len(good)
+        written = 0
+        for columns, items in groups.items():
+            for start in range(0, len(items), batch_size):
+                batch = items[start:start + batch_size]
+                try:
+                    await self._db._run_atomic(
+                        adapter.insert, Insert(spec, columns, [r for _, r in batch], returning=False))
+                    written += len(batch)
+                except IntegrityError:
+                    for index, row in batch:
+                        try:
+                            await self._db._run_atomic(
+                                adapter.insert, Insert(spec, columns, [row], returning=False))
+                        except IntegrityError as exc:
+                            failed.append(_failure(index, exc))
+                        else:
+                            written += 1
+                if on_progress is not None:
+                    on_progress(min(start + len(batch), total), total)
+        return written
 
     def _row_encoder(self, spec: ModelSpec, v: RowValidator, columns: tuple[str, ...], now: Any
                      ) -> tuple[Callable[..., tuple[Any, ...] | None], Any]:
@@ -803,6 +851,7 @@ class Express:
         """Update by filter (``bulk_update(M, {"active": False}, {"score": 0})``) or by rows
         with ids (``bulk_update(M, [{"id": 1, "score": 2}, ...])``): ``{"updated": n}``."""
         spec, v = await self._prepare(model)
+        self._db._refuse_referenced_update(spec, "update")
         adapter = self._db.adapter
         now = utcnow()
         if isinstance(filter_or_rows, Mapping):
@@ -865,6 +914,7 @@ class Express:
                 model=spec.name, fix="pass confirmed=True to delete all rows.")
         where = self._where(spec, v, filter or {})
         if spec.soft_delete:  # tombstone the live rows that match
+            self._db._refuse_referenced_update(spec, "soft-delete")
             n, _ = await self._db._run_atomic(self._db.adapter.update,
                                               Update(spec, where, self._tombstone(spec, utcnow())))
         else:
@@ -879,6 +929,7 @@ class Express:
         """Insert rows or update those that conflict: ``{"inserted", "updated", "failed"}``."""
         spec, v = await self._prepare(model)
         batch_size = _check_batch_size(spec, "bulk_upsert", batch_size)
+        self._db._refuse_referenced_update(spec, "upsert")
         if isinstance(rows, (Mapping, str, bytes)) or not isinstance(rows, Iterable):
             raise ValidationError(f"bulk_upsert takes a list of dicts, got {type(rows).__name__}.",
                                   model=spec.name)

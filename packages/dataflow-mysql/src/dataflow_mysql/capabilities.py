@@ -28,4 +28,8 @@ class MySQLCapabilities(Capabilities):
     alter_column_type = True
     alter_add_foreign_key = True  # ALTER TABLE ... ADD CONSTRAINT ... FOREIGN KEY (InnoDB)
     schema_discovery = True
+    fk_cascade = True  # ON DELETE CASCADE
+    fk_set_null = True  # ON DELETE SET NULL
+    fk_restrict = True  # ON DELETE RESTRICT, and missing parents refused
+    update_referenced_parent = True
     nul_in_text = True

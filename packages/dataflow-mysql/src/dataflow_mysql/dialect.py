@@ -193,8 +193,8 @@ class MySQLCompiler(SQLCompiler):
     def indexed_columns(self, model: ModelSpec) -> set[str]:
         return {c for group in (*model.unique_together, *model.indexes) for c in group}
 
-    def column_ddl(self, f: FieldSpec, indexed: bool = False) -> str:
-        parts = [self.quote(f.name), self.column_type(f, indexed)]
+    def column_ddl(self, model: ModelSpec, f: FieldSpec) -> str:
+        parts = [self.quote(f.name), self.column_type(f, f.name in self.indexed_columns(model))]
         if f.primary_key:
             parts.append("NOT NULL")
             if f.auto_increment:
@@ -212,8 +212,7 @@ class MySQLCompiler(SQLCompiler):
         """One CREATE TABLE with its indexes inline: one atomic DDL statement per step.
         Foreign keys need InnoDB (the table's engine) and the referenced column's exact
         type: int keys are BIGINT on both sides, str keys VARCHAR (a key column is indexed)."""
-        indexed = self.indexed_columns(model)
-        parts = [self.column_ddl(f, f.name in indexed) for f in model.fields.values()]
+        parts = [self.column_ddl(model, f) for f in model.fields.values()]
         for group in model.unique_together:
             parts.append(self.unique_constraint(model, group))
         for fk in model.foreign_keys if foreign_keys is None else foreign_keys:
@@ -243,7 +242,7 @@ class MySQLCompiler(SQLCompiler):
 
     def modify_column(self, model: ModelSpec, f: FieldSpec) -> str:
         """ALTER ... MODIFY: a new type or nullability, converted by the server (strict mode)."""
-        ddl = self.column_ddl(f, f.name in self.indexed_columns(model)).replace(" UNIQUE", "")
+        ddl = self.column_ddl(model, f).replace(" UNIQUE", "")
         return f"ALTER TABLE {self.table(model)} MODIFY COLUMN {ddl}"
 
     def literal(self, f: FieldSpec, value: Any) -> str:

@@ -20,6 +20,10 @@ class PostgresCapabilities(Capabilities):
     alter_column_type = True  # ALTER COLUMN ... TYPE ... USING
     alter_add_foreign_key = True  # ALTER TABLE ... ADD CONSTRAINT ... FOREIGN KEY
     schema_discovery = True
+    fk_cascade = True  # ON DELETE CASCADE
+    fk_set_null = True  # ON DELETE SET NULL
+    fk_restrict = True  # ON DELETE RESTRICT, and missing parents refused
+    update_referenced_parent = True
     transactional_ddl = True  # CREATE/ALTER roll back with their transaction
     json_contains = True  # @>
     nul_in_text = False  # TEXT and JSONB refuse U+0000; the adapter raises UnsupportedError

@@ -21,6 +21,10 @@ class SQLiteCapabilities(Capabilities):
     alter_column_type = False
     alter_add_foreign_key = False  # no ALTER TABLE ADD CONSTRAINT: a foreign key is a table rebuild
     schema_discovery = True
+    fk_cascade = True  # ON DELETE CASCADE
+    fk_set_null = True  # ON DELETE SET NULL
+    fk_restrict = True  # ON DELETE RESTRICT, and missing parents refused
+    update_referenced_parent = True
     nul_in_text = True
     transactional_ddl = True
     json_contains = True

@@ -119,4 +119,7 @@ class SQLiteCompiler(SQLCompiler):
         return f"df_regexp({self.col(model, e.field)}, {p.add(e.pattern)}, '{flags}')"
 
     def limit_offset(self, limit: int | None, offset: int | None, p: Any) -> str:
+        # SQLite's OFFSET needs a LIMIT: -1 is its "no limit"
+        if offset and limit is None:
+            return f" LIMIT -1 OFFSET {int(offset)}"
         return super().limit_offset(limit, offset, p)

@@ -281,12 +281,12 @@ class SQLCompiler:
         return f"{col} IS NOT NULL, {col}"
 
     def limit_offset(self, limit: int | None, offset: int | None, p: _Params) -> str:
+        """Standard SQL: ``LIMIT n`` and ``OFFSET m``, each only when given. A dialect whose
+        OFFSET needs a LIMIT (SQLite: ``LIMIT -1``, MySQL: the largest unsigned) overrides."""
         sql = ""
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         if offset:
-            if limit is None:
-                sql += " LIMIT -1"
             sql += f" OFFSET {int(offset)}"
         return sql
 
@@ -355,7 +355,9 @@ class SQLCompiler:
         return Compiled(sql, tuple(params))
 
     # --- DDL --------------------------------------------------------------------------
-    def column_ddl(self, f: FieldSpec) -> str:
+    def column_ddl(self, model: ModelSpec, f: FieldSpec) -> str:
+        """One column of ``model``'s CREATE TABLE. The model is passed so a dialect can name
+        per-table objects (a sequence for the key, a check constraint)."""
         parts = [self.quote(f.name), self.column_type(f)]
         if f.primary_key:
             parts.append(self.primary_key_ddl(f))
@@ -372,7 +374,7 @@ class SQLCompiler:
                      foreign_keys: list[ForeignKey] | None = None) -> list[str]:
         """CREATE TABLE with its constraints; ``foreign_keys`` (default: all of the model's)
         lets the planner defer the keys of a reference cycle to ``add_foreign_key``."""
-        cols = [self.column_ddl(f) for f in model.fields.values()]
+        cols = [self.column_ddl(model, f) for f in model.fields.values()]
         for group in model.unique_together:
             cols.append(self.unique_constraint(model, group))
         for fk in model.foreign_keys if foreign_keys is None else foreign_keys:

@@ -11,7 +11,7 @@ never databases.
 from .attacks import TestBadInput, TestInjection
 from .bulk import TestBulk, TestBulkStreamed
 from .cancellation import TestCancellation
-from .capability_pairs import TestCapabilityDeclaration, TestCapabilityPairs
+from .capability_pairs import TestCapabilityDeclaration, TestCapabilityPairs, TestRefusedCapabilities
 from .crud import TestCrud, TestValidation
 from .express_sync import TestExpressSync
 from .filters import TestFilters
@@ -50,6 +50,7 @@ __all__ = [
     "TestLifecycle",
     "TestMigrationCapabilities",
     "TestMigrations",
+    "TestRefusedCapabilities",
     "TestRelations",
     "TestSoftDelete",
     "TestStreaming",

@@ -83,3 +83,75 @@ def count_cases(backend: Any, test: str, n: int) -> None:
 
 def case_counts(backend: Any) -> dict[str, int]:
     return dict(CASE_COUNTS.get(backend_label(backend), {}))
+
+
+# --- process time zone (type round trips must not depend on it) -----------------------------
+#: zones the round-trip tests also run under: a far-from-UTC offset with a 45-minute part,
+#: and one west of UTC, so local-time conversions by a driver or an adapter show up
+NON_UTC_ZONES = ("Pacific/Chatham", "America/Sao_Paulo")
+
+
+class local_timezone:
+    """``with local_timezone("Pacific/Chatham"):`` -- the process's ``TZ`` for the block
+    (``time.tzset``), restored after. A backend must store and return the same instant."""
+
+    def __init__(self, zone: str) -> None:
+        self.zone = zone
+        self._saved: str | None = None
+
+    def __enter__(self) -> local_timezone:
+        import os
+        import time
+
+        self._saved = os.environ.get("TZ")
+        os.environ["TZ"] = self.zone
+        time.tzset()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import os
+        import time
+
+        if self._saved is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = self._saved
+        time.tzset()
+
+
+# --- what reaches the database ---------------------------------------------------------------
+#: driver primitives of a SQL adapter: a call here sends SQL
+DRIVER_CALLS = ("fetch", "execute", "executemany")
+#: statement-level adapter methods: for a non-SQL adapter, the point where a request leaves
+STATEMENT_CALLS = ("select", "count", "insert", "update", "delete", "upsert", "read_by_id",
+                   "begin", "savepoint", "apply_ddl", "introspect")
+
+
+class statements_sent:
+    """``with statements_sent(db) as sent: ...`` then ``assert not sent.calls``: records every
+    call that would reach the database during the block -- the driver primitives of a SQL
+    adapter, or, for an adapter without them, its statement-level methods."""
+
+    def __init__(self, db: Any) -> None:
+        self.adapter = db.adapter
+        self.calls: list[str] = []
+        sql = all(callable(getattr(self.adapter, n, None)) for n in DRIVER_CALLS)
+        self.names = DRIVER_CALLS if sql else STATEMENT_CALLS
+
+    def __enter__(self) -> statements_sent:
+        for name in self.names:
+            original = getattr(self.adapter, name, None)
+            if original is None:
+                continue
+
+            def spy(*args: Any, _name: str = name, _original: Any = original, **kw: Any) -> Any:
+                detail = next((a for a in args if isinstance(a, str)), "")
+                self.calls.append(f"{_name}({detail[:80]!r})")
+                return _original(*args, **kw)
+
+            setattr(self.adapter, name, spy)  # an instance attribute shadows the method
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for name in self.names:
+            self.adapter.__dict__.pop(name, None)

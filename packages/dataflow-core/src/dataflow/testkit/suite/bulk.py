@@ -13,6 +13,7 @@ from ...errors import (
     BulkValidationError,
     ConfirmationRequiredError,
     IntegrityError,
+    UnsupportedError,
     ValidationError,
 )
 from ...model import field
@@ -106,6 +107,35 @@ class TestBulk:
         assert [f["index"] for f in result["failed"]] == [1]
         assert result["failed"][0]["code"] == "DF-902"
         assert names(await db.express.list("KitRow")) == {"first", "a", "b"}
+
+    @pytest.mark.requires("transactions", "savepoints")
+    async def test_partial_inside_a_transaction_keeps_the_valid_rows(self, make_db: MakeDB
+                                                                     ) -> None:
+        db = make_db()
+        _model(db)
+        await db.express.create("KitRow", {"name": "first", "qty": 0, "code": "X"})
+        async with db.transaction():
+            result = await db.express.bulk_create("KitRow", [
+                {"name": "a", "qty": 1, "code": "A"}, {"name": "dup", "qty": 2, "code": "X"}],
+                partial=True)
+            assert result["inserted"] == 1 and [f["index"] for f in result["failed"]] == [1]
+            await db.express.create("KitRow", {"name": "after", "qty": 3})
+        assert names(await db.express.list("KitRow")) == {"first", "a", "after"}
+
+    @pytest.mark.requires("transactions")
+    @pytest.mark.unsupported("savepoints")
+    async def test_partial_inside_a_transaction_is_refused_without_savepoints(
+            self, make_db: MakeDB) -> None:
+        """Without savepoints a failed row cannot be undone alone inside a caller's
+        transaction: refused before writing. Outside one, partial=True commits per batch
+        (test_unique_violation_with_partial_reports_the_row runs that path here)."""
+        db = make_db()
+        _model(db)
+        await db.initialize()
+        with raises_df(UnsupportedError, "DF-501", "partial=True", "savepoints"):
+            async with db.transaction():
+                await db.express.bulk_create("KitRow", [{"name": "a", "qty": 1}], partial=True)
+        assert await db.express.count("KitRow") == 0
 
     async def test_bulk_update_by_filter_exact_count(self, make_db: MakeDB) -> None:
         db = make_db()

@@ -5,6 +5,7 @@ runs on every adapter."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -12,7 +13,8 @@ import pytest
 
 from ...capabilities import Capabilities
 from ...errors import FilterError, UnsupportedError
-from ._helpers import MakeDB, names, raises_df
+from ...model import field
+from ._helpers import MakeDB, names, raises_df, statements_sent
 
 pytestmark = pytest.mark.asyncio
 
@@ -102,6 +104,25 @@ class TestCapabilityPairs:
         assert await _match(db, {"alt": {"$regex": "^[A-Z]"}}) == {"Apple", "Banana", "Straße"}
         assert await _match(db, {"$not": {"alt": {"$regex": "a"}}}) == {
             "Apple", "École", "ÉCOLE", "école", "none"}
+
+    @pytest.mark.requires("regex")
+    async def test_regex_classes_are_unicode_as_in_python_re(self, make_db: MakeDB) -> None:
+        """The reference is Python's ``re.search`` on the stored text: ``\\w`` and
+        ``[[:alpha:]]``-like classes cover every script, case folding covers ``É``/``é``."""
+        import re
+
+        db = await _words(make_db)
+        every = {w or "none" for w in WORDS}
+        for pattern, flags in [(r"^\w+$", ""), (r"^\w{5}$", ""), (r"\W", ""), (r"^é", ""),
+                               (r"^école$", "i"), (r"^É", "i"), (r"SSE$", "i")]:
+            expected = {w for w in every
+                        if re.search(pattern, w, re.IGNORECASE if flags else 0)}
+            flt: dict[str, Any] = {"$regex": pattern, **({"$options": flags} if flags else {})}
+            assert await _match(db, {"name": flt}) == expected, (pattern, flags)
+        # the sanity of the reference itself: these would fail under ASCII-only classes
+        assert await _match(db, {"name": {"$regex": r"^\w+$"}}) == every
+        assert await _match(db, {"name": {"$regex": r"^\w{5}$"}}) == {"Apple", "École", "ÉCOLE",
+                                                                       "école"}
 
     @pytest.mark.unsupported("regex")
     async def test_regex_is_refused(self, make_db: MakeDB) -> None:
@@ -309,3 +330,126 @@ class TestCapabilityPairs:
         # migrations still see the columns they need
         live = await db.adapter.run(db.adapter.introspect, ["kit_shape"])
         assert set(live["kit_shape"].columns) >= {"id", "name", "created_at", "updated_at"}
+
+
+#: declared-off capabilities and how the kit provokes each: every one must be refused with
+#: DF-501 before anything reaches the database
+REFUSED_BEFORE_SQL = ("regex", "json_contains", "unicode_ilike", "decimal_ordering", "row_locks",
+                      "transactions", "savepoints", "fk_cascade", "fk_set_null", "fk_restrict",
+                      "update_referenced_parent")
+#: capabilities with no refusal: a fallback that stays exact, or a refusal that needs the live
+#: schema first (migration steps are refused before any DDL; see TestMigrationCapabilities)
+NOT_A_REFUSAL = {
+    "returning": "the adapter reads the rows back by key instead",
+    "concurrent_writers": "writers are serialised instead (test_write_transactions_are_serialised)",
+    "transactional_ddl": "a failed migration reports the steps applied instead",
+    "alter_add_foreign_key": "the key reaches a live table by a destructive rebuild instead",
+    "schema_discovery": "refused when asked (test_schema_discovery_is_refused)",
+    "nul_in_text": "the value is refused before the write (test_nul_in_text_is_refused_before_writing)",
+    "drop_column": "refused before any DDL, after reading the live schema",
+    "alter_column_type": "refused before any DDL, after reading the live schema",
+}
+
+
+async def _provoke(capability: str, make_db: MakeDB, caps: Any) -> Any:
+    """Set up what needs the database, then return a coroutine function that asks for
+    ``capability`` (run it under ``statements_sent``)."""
+    db = make_db()
+    if capability in ("regex", "unicode_ilike", "json_contains", "decimal_ordering", "row_locks"):
+        @db.model
+        class KitOff:
+            name: str
+            price: Decimal = Decimal("1")
+            body: dict[str, Any] = {}
+
+        await db.initialize()
+        ask: Callable[[], Awaitable[Any]] = {
+            "regex": lambda: db.express.list("KitOff", {"name": {"$regex": "^a"}}),
+            "unicode_ilike": lambda: db.express.list("KitOff", {"name": {"$ilike": "é%"}}),
+            "json_contains": lambda: db.express.list("KitOff", {"body": {"$contains": {"a": 1}}}),
+            "decimal_ordering": lambda: db.express.list("KitOff", order_by="price"),
+            "row_locks": lambda: db.express.read("KitOff", 1, for_update=True),
+        }[capability]
+        if capability == "row_locks" and caps.transactions:
+            async def locked() -> Any:
+                async with db.transaction():
+                    with statements_sent(db) as sent:
+                        try:
+                            await ask()
+                        finally:
+                            assert not sent.calls, f"SQL sent before the refusal: {sent.calls}"
+            return db, locked, False
+        return db, ask, True
+    if capability == "transactions":
+        async def begin() -> None:
+            async with db.transaction():
+                pass
+        return db, begin, True
+    if capability == "savepoints":
+        if not caps.transactions:
+            return db, None, True
+
+        async def nested() -> None:
+            async with db.transaction():
+                with statements_sent(db) as sent:
+                    try:
+                        async with db.transaction():
+                            pass
+                    finally:
+                        assert not sent.calls, f"SQL sent before the refusal: {sent.calls}"
+        return db, nested, False
+    if capability in ("fk_cascade", "fk_set_null", "fk_restrict"):
+        action = {"fk_cascade": "cascade", "fk_set_null": "set null", "fk_restrict": "restrict"}
+
+        @db.model
+        class KitOffParent:
+            name: str
+
+        @db.model
+        class KitOffChild:
+            parent_id: int | None = field(foreign_key="KitOffParent", default=None,
+                                          on_delete=action[capability])
+
+        return db, db.initialize, True
+    assert capability == "update_referenced_parent"
+    if not caps.fk_restrict:
+        return db, None, True
+
+    @db.model
+    class KitOffOwner:
+        name: str
+
+    @db.model
+    class KitOffItem:
+        owner_id: int = field(foreign_key="KitOffOwner")
+
+    owner = await db.express.create("KitOffOwner", {"name": "o"})
+    await db.express.create("KitOffItem", {"owner_id": owner["id"]})
+    return db, lambda: db.express.update("KitOffOwner", owner["id"], {"name": "p"}), True
+
+
+@pytest.mark.asyncio
+class TestRefusedCapabilities:
+    async def test_every_capability_is_either_refused_or_has_a_fallback(self) -> None:
+        assert set(REFUSED_BEFORE_SQL) | set(NOT_A_REFUSAL) == set(Capabilities.all_names())
+        assert not set(REFUSED_BEFORE_SQL) & set(NOT_A_REFUSAL)
+
+    @pytest.mark.parametrize("capability", REFUSED_BEFORE_SQL)
+    async def test_declared_off_capability_is_refused_before_any_sql(
+            self, make_db: MakeDB, capabilities: Any, capability: str) -> None:
+        if capabilities.supports(capability):
+            pytest.skip(f"{capabilities.name} declares {capability} (its behaviour is tested "
+                        "by the 'requires' twin)")
+        db, ask, spy_here = await _provoke(capability, make_db, capabilities)
+        if ask is None:
+            pytest.skip(f"{capability} cannot be asked for without a capability "
+                        f"{capabilities.name} lacks")
+        with raises_df(UnsupportedError, "DF-501"):
+            if spy_here:
+                with statements_sent(db) as sent:
+                    try:
+                        await ask()
+                    finally:
+                        assert not sent.calls, f"SQL sent before the refusal: {sent.calls}"
+            else:
+                await ask()

@@ -13,7 +13,7 @@ import pytest
 
 from ...errors import ManagedFieldError, ModelDefinitionError
 from ...model import field
-from ._helpers import UTC, MakeDB, assert_aware_utc, raises_df
+from ._helpers import NON_UTC_ZONES, UTC, MakeDB, assert_aware_utc, local_timezone, raises_df
 
 pytestmark = pytest.mark.asyncio
 
@@ -59,7 +59,14 @@ def _all_types(db: object) -> type:
 
 @pytest.mark.asyncio
 class TestTypes:
-    async def test_every_declared_type_round_trips(self, make_db: MakeDB) -> None:
+    @pytest.mark.parametrize("zone", ["UTC", *NON_UTC_ZONES])
+    async def test_every_declared_type_round_trips(self, make_db: MakeDB, zone: str) -> None:
+        """The same instant comes back whatever the process's ``TZ`` (a driver or adapter that
+        converts through local time passes under UTC only)."""
+        with local_timezone(zone):
+            await self._round_trip_all_types(make_db)
+
+    async def _round_trip_all_types(self, make_db: MakeDB) -> None:
         db = make_db()
         _all_types(db)
         u = uuid.uuid4()
@@ -115,7 +122,8 @@ class TestTypes:
             assert back["flag"] is flag
             assert back["x"] == x and type(back["x"]) is float
 
-    async def test_naive_datetime_is_taken_as_utc(self, make_db: MakeDB) -> None:
+    @pytest.mark.parametrize("zone", ["UTC", *NON_UTC_ZONES])
+    async def test_naive_datetime_is_taken_as_utc(self, make_db: MakeDB, zone: str) -> None:
         db = make_db()
 
         @db.model
@@ -123,11 +131,14 @@ class TestTypes:
             at: _dt.datetime
 
         naive = _dt.datetime(2020, 1, 2, 3, 4, 5)
-        rec = await db.express.create("KitWhen", {"at": naive})
-        back = await db.express.read("KitWhen", rec["id"])
+        with local_timezone(zone):
+            rec = await db.express.create("KitWhen", {"at": naive})
+            back = await db.express.read("KitWhen", rec["id"])
+            found = await db.express.list("KitWhen", {"at": {"$gte": naive, "$lte": naive}})
         assert back is not None
         assert back["at"] == naive.replace(tzinfo=UTC)
         assert_aware_utc(back["at"])
+        assert [r["id"] for r in found] == [rec["id"]], "a filter on the same instant finds it"
 
     async def test_defaults_fill_the_returned_record(self, make_db: MakeDB) -> None:
         db = make_db()
@@ -236,6 +247,28 @@ class TestIds:
         auto = await db.express.create("KitIntId", {"name": "auto"})
         assert type(auto["id"]) is int and auto["id"] != 1000
         assert (await db.express.read("KitIntId", 1000) or {}).get("name") == "given"
+
+    async def test_explicit_ids_then_generated_ones_do_not_collide(self, make_db: MakeDB
+                                                                     ) -> None:
+        """Rows given ids 1..3 (and one far ahead), then rows without: the generated ids
+        skip every id in use (a sequence that ignores explicit ids collides here)."""
+        db = make_db()
+
+        @db.model
+        class KitMixedId:
+            id: int
+            name: str
+
+        await db.express.bulk_create("KitMixedId", [{"id": i, "name": f"given{i}"} for i in (1, 2, 3)])
+        await db.express.create("KitMixedId", {"id": 50, "name": "ahead"})
+        made = [await db.express.create("KitMixedId", {"name": f"auto{i}"}) for i in range(3)]
+        more = await db.express.bulk_create("KitMixedId", [{"name": f"bulk{i}"} for i in range(3)])
+        assert more["inserted"] == 3
+        ids = [r["id"] for r in await db.express.list("KitMixedId", order_by="id")]
+        assert len(ids) == len(set(ids)) == 10
+        assert {1, 2, 3, 50} <= set(ids)
+        assert all(type(r["id"]) is int and r["id"] not in (1, 2, 3, 50) for r in made)
+        assert (await db.express.read("KitMixedId", 2) or {}).get("name") == "given2"
 
     async def test_str_id_is_kept(self, make_db: MakeDB) -> None:
         db = make_db()
