@@ -9,3 +9,5 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/ruff check .
 .venv/bin/mypy
 .venv/bin/python -m pytest "$@"
+# the example third-party adapter, as its author would run the contract kit: its own rootdir
+(cd examples/dataflow-duckdb && ../../.venv/bin/python -m pytest -q)

@@ -135,3 +135,35 @@ async def test_base_savepoints_respect_the_capability() -> None:
             await call(None, "sp")
     assert sent == [], "nothing reached the database"
     await adapter.close()
+
+
+EXAMPLE = ROOT / "examples/dataflow-duckdb"
+
+
+def test_duckdb_example_is_a_small_third_party_adapter_on_the_entry_point() -> None:
+    sources = [p for p in EXAMPLE.rglob("*") if p.suffix in (".py", ".toml") and ".egg" not in str(p)]
+    lines = sum(len(p.read_text().splitlines()) for p in sources)
+    assert lines < 400, f"the example adapter grew to {lines} lines"
+    for path in sources:  # built from the template and docs: no other adapter's code
+        assert not re.search(r"dataflow_(sqlite|postgres|mysql)", path.read_text()), path
+    points = {e.name: e.value for e in importlib.metadata.entry_points(group="dataflow.plugins")}
+    assert points.get("duckdb") == "dataflow_duckdb.plugin"
+    assert "examples/dataflow-duckdb" in (ROOT / "scripts/test.sh").read_text()
+    assert "-e ./examples/dataflow-duckdb" in (ROOT / "requirements-dev.txt").read_text()
+
+
+async def test_duckdb_adapter_is_found_by_url_scheme() -> None:
+    from dataflow import DataFlow
+
+    db = DataFlow("duckdb://:memory:")
+
+    @db.model
+    class Note:
+        text: str
+
+    try:
+        note = await db.express.create("Note", {"text": "hi"})
+        assert type(db.adapter).__name__ == "DuckDBAdapter"
+        assert await db.express.read("Note", note["id"]) == note
+    finally:
+        await db.close()

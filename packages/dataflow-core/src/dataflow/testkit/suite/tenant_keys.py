@@ -66,6 +66,7 @@ async def _rows(db: Any, tenant: str) -> dict[str, list[tuple[Any, ...]]]:
 
 @pytest.mark.asyncio
 class TestTenantKeys:
+    @pytest.mark.requires("fk_cascade", "fk_set_null", "fk_restrict")
     async def test_a_reference_resolves_within_the_bound_tenant(self, make_db: MakeDB) -> None:
         db = make_db(multi_tenant=True)
         _blog(db)
@@ -129,6 +130,7 @@ class TestTenantKeys:
             await db.express.create("KitTnOffice", {"city": "rtm", "country_id": country["id"]})
             assert await db.express.count("KitTnOffice") == 1
 
+    @pytest.mark.requires("fk_cascade", "fk_set_null", "fk_restrict")
     async def test_deletes_never_reach_or_wait_for_another_tenant(self, make_db: MakeDB) -> None:
         db = make_db(multi_tenant=True)
         _blog(db)
@@ -158,6 +160,7 @@ class TestTenantKeys:
             with raises_df(IntegrityError, "DF-902"):
                 await db.express.delete("KitTnAuthor", bob["id"])
 
+    @pytest.mark.requires("fk_cascade", "fk_set_null", "fk_restrict", "update_referenced_parent")
     async def test_explicit_auto_increment_ids_are_refused_per_tenant(self, make_db: MakeDB
                                                                       ) -> None:
         db = make_db(multi_tenant=True)

@@ -1,0 +1,1 @@
+"""A DataFlow adapter for DuckDB, an embedded analytical database."""

@@ -1,0 +1,1 @@
+from dataflow.testkit.suite import *  # noqa: F403
