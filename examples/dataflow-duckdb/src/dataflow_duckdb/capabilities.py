@@ -26,7 +26,8 @@ class DuckDBCapabilities(Capabilities):
     nul_in_text = True
     transactional_ddl = True
     known_failures: ClassVar[dict[str, tuple[type[BaseException], str]]] = {
-        "test_explicit_ids_then_generated_ones_do_not_collide": (
-            IntegrityError, "generated ids come from a sequence, and DuckDB has no setval to move "
-            "it past explicit ids"),
+        test: (IntegrityError, "generated ids come from a sequence, and DuckDB has no setval to "
+               "move it past explicit ids: rows with ids 1..n, then rows without, collide")
+        for test in ("test_explicit_ids_then_generated_ones_do_not_collide",
+                     "test_read_streams_all_rows_eager_or_lazy")  # frames: written back without ids
     }
