@@ -8,6 +8,7 @@ a time (a lock), as the SQLite adapter does. ``duckdb:///path.db`` or ``duckdb:/
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import re
 from collections.abc import Callable
@@ -77,8 +78,17 @@ class DuckDBAdapter(SQLAdapter):
     async def _new_state(self) -> _State:
         return _State(self._root.cursor())
 
-    async def _call(self, fn: Callable[[], T]) -> T:
-        return await asyncio.to_thread(fn)
+    async def _call(self, conn: Any, fn: Callable[[], T]) -> T:
+        """Run ``fn`` in a worker thread. Cancelled: interrupt the query and wait for the
+        thread to let go of the connection before the cancellation goes on."""
+        work = asyncio.ensure_future(asyncio.to_thread(fn))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            conn.interrupt()
+            with contextlib.suppress(BaseException):
+                await work
+            raise
 
     # --- connections --------------------------------------------------------------------
     async def acquire(self) -> Any:
@@ -114,17 +124,17 @@ class DuckDBAdapter(SQLAdapter):
     # --- driver primitives --------------------------------------------------------------
     @_translating
     async def fetch(self, conn: Any, sql: str, params: tuple[Any, ...]) -> list[Any]:
-        return await self._call(lambda: conn.execute(sql, params).fetchall())
+        return await self._call(conn, lambda: conn.execute(sql, params).fetchall())
 
     @_translating
     async def execute(self, conn: Any, sql: str, params: tuple[Any, ...]) -> int:
-        rows = await self._call(lambda: conn.execute(sql, params).fetchall())
+        rows = await self._call(conn, lambda: conn.execute(sql, params).fetchall())
         # INSERT / UPDATE / DELETE answer one row holding the affected-row count
         return int(rows[0][0]) if len(rows) == 1 and isinstance(rows[0][0], int) else 0
 
     @_translating
     async def executemany(self, conn: Any, sql: str, rows: list[tuple[Any, ...]]) -> int:
-        await self._call(lambda: conn.executemany(sql, rows))
+        await self._call(conn, lambda: conn.executemany(sql, rows))
         return len(rows)
 
     # --- statements: name the constraint a refused write broke ----------------------------

@@ -343,6 +343,8 @@ NOT_A_REFUSAL = {
     "returning": "the adapter reads the rows back by key instead",
     "concurrent_writers": "writers are serialised instead (test_write_transactions_are_serialised)",
     "transactional_ddl": "a failed migration reports the steps applied instead",
+    "statement_rollback": "each statement of a transaction runs under a savepoint instead, or a "
+                          "transaction with a failed statement is refused at commit",
     "alter_add_foreign_key": "the key reaches a live table by a destructive rebuild instead",
     "schema_discovery": "refused when asked (test_schema_discovery_is_refused)",
     "nul_in_text": "the value is refused before the write (test_nul_in_text_is_refused_before_writing)",
