@@ -72,10 +72,13 @@ class DuckDBAdapter(SQLAdapter):
         super().__init__(url, pool_size=pool_size, **options)
         location = url.location
         path = location[1:] if location.startswith("/") else location
-        self._root: Any = duckdb.connect(path or ":memory:")
+        self._path = path or ":memory:"
+        self._root: Any = None
         self._loops: PerLoop[_State] = PerLoop(self._new_state)
 
     async def _new_state(self) -> _State:
+        if self._root is None:  # first use, or first use after close()
+            self._root = duckdb.connect(self._path)
         return _State(self._root.cursor())
 
     async def _call(self, conn: Any, fn: Callable[[], T]) -> T:
@@ -102,10 +105,13 @@ class DuckDBAdapter(SQLAdapter):
             state.lock.release()
 
     async def close(self) -> None:
-        for state in list(self._loops.items.values()):
-            state.cursor.close()
+        states = list(self._loops.items.values())
         self._loops.items.clear()
-        self._root.close()
+        for state in states:
+            state.cursor.close()
+        if self._root is not None:
+            self._root.close()
+            self._root = None
 
     # --- transactions -------------------------------------------------------------------
     async def begin(self, conn: Any) -> None:

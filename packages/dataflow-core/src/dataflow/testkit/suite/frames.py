@@ -352,6 +352,7 @@ class TestFrames:
         ids = {r["customer_id"] for r in await db.express.list("KitFrameOrder")}
         assert ids <= {r["id"] for r in await db.express.list("KitFrameCustomer")}
 
+    @pytest.mark.requires("fk_set_null")
     async def test_self_referencing_frame_writes_parents_first(self, make_db: MakeDB,
                                                                pl: Any) -> None:
         db = make_db()
