@@ -343,10 +343,11 @@ class Fabric:
     async def _refresh(self, state: ProductState) -> None:
         trigger = sorted(state.dirty)
         state.dirty = set()
+        keys = list(state.entries) or ([] if self.tenant_aware else [(None, ())])
         try:
-            if self.coordinator is not None:  # followers serve the old value marked stale
+            if self.coordinator is not None:  # every worker serves the old value marked stale
+                state.remote_pending.update(key[0] for key in keys)
                 await coordinated.mark_pending(self, state)
-            keys = list(state.entries) or ([] if self.tenant_aware else [(None, ())])
             for key in keys:
                 try:
                     await self._compute(state, key, key[0], {}, "change", trigger)
@@ -356,6 +357,8 @@ class Fabric:
                         old.stale = True
         finally:
             state.refreshing = None
+            if self.coordinator is not None:
+                state.remote_pending.difference_update(key[0] for key in keys)
             if state.dirty:
                 self._schedule(state)
 

@@ -106,7 +106,6 @@ async def load_shared(fabric: Fabric, state: ProductState, key: Key, *,
 def on_leadership(fabric: Fabric, leader: bool) -> None:
     if leader:
         for state in materialized(fabric):
-            state.remote_pending.clear()
             state.dirty.add(TAKEOVER)
             fabric._schedule(state)
         return
