@@ -370,3 +370,29 @@ async def test_max_entries_bounds_materialized_values_per_tenant_too(db: DataFlo
         assert (await fabric.get("mine", tenant)).entry.value == tenant
     assert [key[0] for key in fabric.state("mine").entries] == ["c", "a"]
     await fabric.stop()
+
+
+async def test_a_failed_refresh_is_retried_with_backoff(
+        db: DataFlow, serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataflow_fabric import runtime
+
+    monkeypatch.setattr(runtime, "RETRY_BASE", 0.05)
+    outcomes = ["ok", "fail", "fail", "ok"]
+
+    @db.product("flaky", depends_on=["User"], debounce=0.0)
+    async def flaky(ctx: ProductContext) -> int:
+        if outcomes.pop(0) == "fail":
+            raise RuntimeError("transient")
+        return await ctx.express.count("User")
+
+    client = await serve()
+    await db.express.create("User", {"name": "a"})  # one change; the retries need no other
+
+    async def recovered() -> bool:
+        r = await client.get("/flaky")
+        return bool(r.json() == 1 and r.headers["x-fabric-freshness"] == "fresh")
+
+    await eventually(recovered)
+    trace = (await client.get("/flaky/_trace")).json()["refreshes"]
+    assert [t["error"] is None for t in trace] == [True, False, False, True]
+    assert trace[0]["inputs_changed"] == ["User"]

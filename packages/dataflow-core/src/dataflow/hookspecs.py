@@ -59,7 +59,8 @@ def dataflow_source_connectors(register: Callable[[str, Callable[..., Any]], Non
     """Register source connector factories for the data fabric by kind (``"rest"``, ``"s3"``).
 
     ``register(kind, factory)``; ``factory(name, config)`` returns a connector. Database
-    adapters register ``"database:<scheme>"`` for sources that are another database.
+    adapters register ``"database:<scheme>"``: ``factory(db, tables)`` returns a change
+    detector (``async signature()``) for sources that are a database of that scheme.
     """
 
 

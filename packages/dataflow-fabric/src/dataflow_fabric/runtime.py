@@ -39,6 +39,9 @@ from .webhooks import MemoryNonces, NonceStore
 log = logging.getLogger("dataflow.fabric")
 Key = tuple[str | None, tuple[tuple[str, Any], ...]]
 TRACE_LENGTH = 50
+#: a failed refresh is retried after RETRY_BASE seconds, doubling up to RETRY_MAX
+RETRY_BASE = 1.0
+RETRY_MAX = 60.0
 
 
 @dataclass
@@ -90,6 +93,7 @@ class ProductState:
     versions: int = 0
     #: tenants whose shared value the leader is refreshing (followers serve it marked stale)
     remote_pending: set[str | None] = field(default_factory=set)
+    failures: int = 0  # consecutive failed refreshes
 
 
 class Fabric:
@@ -231,7 +235,9 @@ class Fabric:
             for task in [*state.inflight.values(), *([state.refreshing] if state.refreshing else [])]:
                 task.cancel()
             for _, queue in list(state.subscribers):
-                queue.put_nowait(None)
+                if queue.full():
+                    queue.get_nowait()
+                queue.put_nowait(None)  # ends the event stream
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for source in self.sources.values():
             try:
@@ -326,10 +332,11 @@ class Fabric:
     def on_resync(self) -> None:
         coordinated.on_resync(self)
 
-    def _schedule(self, state: ProductState) -> None:
+    def _schedule(self, state: ProductState, delay: float | None = None) -> None:
         if state.timer is not None or state.refreshing is not None or self.loop is None:
             return  # a refresh is due (or running, and will look at dirty when done)
-        state.timer = self.loop.call_later(state.spec.debounce, self._start_refresh, state)
+        state.timer = self.loop.call_later(state.spec.debounce if delay is None else delay,
+                                           self._start_refresh, state)
 
     def _start_refresh(self, state: ProductState) -> None:
         state.timer = None
@@ -344,6 +351,7 @@ class Fabric:
         trigger = sorted(state.dirty)
         state.dirty = set()
         keys = list(state.entries) or ([] if self.tenant_aware else [(None, ())])
+        failed = False
         try:
             if self.coordinator is not None:  # every worker serves the old value marked stale
                 state.remote_pending.update(key[0] for key in keys)
@@ -352,6 +360,7 @@ class Fabric:
                 try:
                     await self._compute(state, key, key[0], {}, "change", trigger)
                 except ProductFailedError:
+                    failed = True
                     old = state.entries.get(key)
                     if old is not None:
                         old.stale = True
@@ -359,8 +368,12 @@ class Fabric:
             state.refreshing = None
             if self.coordinator is not None:
                 state.remote_pending.difference_update(key[0] for key in keys)
+            state.failures = state.failures + 1 if failed else 0
             if state.dirty:
                 self._schedule(state)
+            elif failed:  # try again later, backing off, until it works or something changes
+                state.dirty.update(trigger or ["retry"])
+                self._schedule(state, min(RETRY_MAX, RETRY_BASE * 2 ** (state.failures - 1)))
 
     # --- serving ----------------------------------------------------------------------
     async def get(self, name: str, tenant: str | None,
