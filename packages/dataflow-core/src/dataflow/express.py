@@ -60,6 +60,15 @@ class _InvalidBatch(Exception):
     """Internal: a streamed bulk write met a row the fast path declines (rolled back)."""
 
 
+def _no_op_updates(result: dict[str, Any], update_cols: tuple[str, ...] | None) -> dict[str, Any]:
+    """``update_fields=[]``: rows whose key exists are left exactly as they are (not even
+    ``updated_at`` moves) and are counted as ``skipped``, never as ``updated``."""
+    if update_cols == ():
+        result["skipped"] = result["updated"]
+        result["updated"] = 0
+    return result
+
+
 def _failure(index: int, exc: BaseException) -> dict[str, Any]:
     out: dict[str, Any] = {"index": index, "error": str(exc)}
     if isinstance(exc, DataFlowError):
@@ -518,6 +527,12 @@ class Express:
                 raise exc.errors[0] from None
             raise
         rows: List[dict[str, Any]] = result.pop("records")
+        if not rows:  # update_fields=[] met an existing record: it is returned unchanged
+            names = ["id"] if conflict_on is None else (
+                [conflict_on] if isinstance(conflict_on, str) else list(conflict_on))
+            found = await self.find_one(model, {n: data[n] for n in names if n in data})
+            if found is not None:
+                return found
         return rows[0]
 
     # --- bulk ----------------------------------------------------------------------------
@@ -799,7 +814,7 @@ class Express:
             return None  # a key repeats: the general path reports which rows
         given = tuple(k for k in first if k not in conflict and k != "id" and k != TENANT_FIELD)
         cols = update_cols if update_cols is not None else given
-        if "updated_at" in spec.fields:
+        if "updated_at" in spec.fields and cols:  # update_fields=[]: existing rows untouched
             cols = tuple(dict.fromkeys((*cols, "updated_at")))
 
         async def write(conn: Any) -> tuple[int, int]:
@@ -987,7 +1002,7 @@ class Express:
             fast = await self._bulk_upsert_encoded(spec, v, rows, conflict, update_cols, now,
                                                    batch_size)
             if fast is not None:
-                return fast
+                return _no_op_updates(fast, update_cols)
         good, failed = self._validate_rows(spec, rows, make, partial, "bulk_upsert")
 
         async def write(conn: Any) -> tuple[int, int, List[dict[str, Any]]]:
@@ -1013,7 +1028,7 @@ class Express:
                 groups.setdefault((tuple(row), given), []).append(row)
             for (columns, given), items in groups.items():
                 cols = update_cols if update_cols is not None else given
-                if "updated_at" in spec.fields:
+                if "updated_at" in spec.fields and cols:  # update_fields=[]: rows untouched
                     cols = tuple(dict.fromkeys((*cols, "updated_at")))
                 for start in range(0, len(items), batch_size):
                     out = await adapter.upsert(conn, Upsert(spec, columns, items[start:start + batch_size],
@@ -1024,8 +1039,8 @@ class Express:
             return inserted, updated, records
 
         if not good:
-            return {"inserted": 0, "updated": 0, "failed": failed, "ok": not failed,
-                    **({"records": []} if _return_rows else {})}
+            return _no_op_updates({"inserted": 0, "updated": 0, "failed": failed, "ok": not failed,
+                                   **({"records": []} if _return_rows else {})}, update_cols)
         # write keeps no state across calls: a deadlock victim (MySQL's gap locks, when
         # many callers upsert one new key at once) is restarted
         inserted, updated, records = await self._db._run_atomic(write, restartable=True)
@@ -1033,7 +1048,7 @@ class Express:
                                   "ok": not failed}
         if _return_rows:
             result["records"] = records
-        return result
+        return _no_op_updates(result, update_cols)
 
     async def _refuse_foreign_ids(self, conn: Any, spec: ModelSpec, ids: List[Any], tenant: str) -> None:
         """An upsert by id must not reach a row another tenant owns (checked in its transaction).

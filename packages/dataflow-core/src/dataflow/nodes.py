@@ -38,7 +38,10 @@ LIST_PARAMS = frozenset({"filter", "order_by", "limit", "offset", "include_delet
                          "batch_size"})
 COUNT_PARAMS = frozenset({"filter", "include_deleted"})
 UPSERT_PARAMS = frozenset({"data", "conflict_on", "update_fields"})
-BULK_CREATE_PARAMS = frozenset({"data", "partial", "batch_size"})
+BULK_CREATE_PARAMS = frozenset({"data", "partial", "batch_size", "conflict_resolution",
+                                "conflict_on"})
+#: what BulkCreate does with a row whose key already exists
+CONFLICT_RESOLUTIONS = ("error", "skip", "update")
 BULK_UPDATE_PARAMS = frozenset({"filter", "fields", "data", "confirmed", "partial"})
 BULK_DELETE_PARAMS = frozenset({"filter", "confirmed"})
 BULK_UPSERT_PARAMS = frozenset({"data", "conflict_on", "update_fields", "partial", "batch_size"})
@@ -64,11 +67,12 @@ _OUTPUTS: dict[str, dict[str, str | None]] = {
     "Delete": {"deleted": None},
     "List": {"records": None, "count": None},
     "Count": {"count": None},
-    "BulkCreate": {"inserted": None, "failed": None, "ok": None},
+    "BulkCreate": {"inserted": None, "failed": None, "ok": None, "updated": None, "skipped": None},
     "BulkUpdate": {"updated": None, "failed": None, "ok": None},
     "BulkDelete": {"deleted": None, "failed": None, "ok": None},
+    # "skipped" only with update_fields=[] (rows left as stored)
     "BulkUpsert": {"inserted": None, "updated": None, "failed": None, "ok": None,
-                   "records": None},
+                   "skipped": None},
 }
 
 
@@ -113,6 +117,13 @@ class ModelNode:
         return allowed | RESERVED
 
     async def run(self, params: dict[str, Any]) -> dict[str, Any]:
+        named = params.get("model_name")
+        if named is not None and named != self.model:
+            raise ValidationError(
+                f"{self.type_name} operates on {self.model}, but model_name is {named!r:.80}.",
+                model=self.model, field="model_name",
+                fix=f"use {named}{self.op}Node for {named}, or drop model_name (the node's name "
+                "already says the model)." if isinstance(named, str) else "drop model_name.")
         result: dict[str, Any] = await self._run(params)
         return result
 
@@ -206,10 +217,34 @@ class ModelNode:
         return await self.db.express.upsert(self.model, data, **opts)
 
     async def _bulkcreate(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``conflict_resolution``: ``"error"`` (default: a row whose key exists fails the
+        batch, DF-902), ``"skip"`` (such rows are left as stored and counted in ``skipped``),
+        ``"update"`` (they are updated, counted in ``updated``); the key is ``conflict_on``
+        (default ``id``)."""
         _only(params, BULK_CREATE_PARAMS, self.type_name)
-        return await self.db.express.bulk_create(
-            self.model, params.get("data", []), partial=params.get("partial", False),
-            batch_size=params.get("batch_size", DEFAULT_BATCH))
+        mode = params.get("conflict_resolution", "error")
+        if mode not in CONFLICT_RESOLUTIONS:
+            raise ValidationError(
+                f"{self.type_name}: conflict_resolution must be one of "
+                f"{', '.join(map(repr, CONFLICT_RESOLUTIONS))}, got {mode!r:.40}.",
+                model=self.model, field="conflict_resolution",
+                fix='pass "error" (the default), "skip" or "update".')
+        partial = params.get("partial", False)
+        batch_size = params.get("batch_size", DEFAULT_BATCH)
+        if mode == "error":
+            if "conflict_on" in params:
+                raise ValidationError(
+                    f"{self.type_name}: conflict_on applies with conflict_resolution "
+                    '"skip" or "update" only.', model=self.model, field="conflict_on",
+                    fix='add conflict_resolution="skip" or "update", or drop conflict_on.')
+            out = await self.db.express.bulk_create(
+                self.model, params.get("data", []), partial=partial, batch_size=batch_size)
+            return {**out, "updated": 0, "skipped": 0}
+        out = await self.db.express.bulk_upsert(
+            self.model, params.get("data", []), conflict_on=params.get("conflict_on"),
+            update_fields=[] if mode == "skip" else None, partial=partial, batch_size=batch_size)
+        out.setdefault("skipped", 0)
+        return out
 
     async def _bulkupdate(self, params: dict[str, Any]) -> dict[str, Any]:
         _only(params, BULK_UPDATE_PARAMS, self.type_name)

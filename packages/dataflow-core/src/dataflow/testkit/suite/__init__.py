@@ -28,7 +28,7 @@ from .tenancy import TestTenancy, TestTenancyBulk
 from .tenant_keys import TestTenantKeys
 from .transactions import TestTransactionCapabilities, TestTransactions, TestTransactionTrust
 from .workflow_atomicity import TestWorkflowBuildChecks, TestWorkflowTransactions
-from .workflows import TestWorkflows
+from .workflows import TestNodeSemantics, TestWorkflows
 
 __all__ = [
     "TestAtomicity",
@@ -64,5 +64,6 @@ __all__ = [
     "TestValidation",
     "TestWorkflowBuildChecks",
     "TestWorkflowTransactions",
+    "TestNodeSemantics",
     "TestWorkflows",
 ]

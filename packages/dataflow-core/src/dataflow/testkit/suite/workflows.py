@@ -10,10 +10,12 @@ import pytest
 from ...errors import (
     AmbiguousNodeError,
     ConfirmationRequiredError,
+    IntegrityError,
     NodeNotFoundError,
     RecordNotFoundError,
     ValidationError,
 )
+from ...model import field
 from ...nodes import OPERATIONS
 from ...workflow import AsyncLocalRuntime, LocalRuntime, WorkflowBuilder
 from ._helpers import MakeDB, raises_df
@@ -216,3 +218,67 @@ class TestWorkflows:
         wf.add_node("KitTaskCreatNode", "create", {"title": "x", "db_instance": db.name})
         with raises_df(NodeNotFoundError, "DF-701", "Did you mean 'KitTaskCreateNode'"):
             wf.build()
+
+
+def _sku_model(db: Any) -> None:
+    @db.model
+    class KitSku:
+        sku: str = field(unique=True)
+        qty: int
+
+
+@pytest.mark.asyncio
+class TestNodeSemantics:
+    async def test_bulk_create_conflict_resolution(self, make_db: MakeDB) -> None:
+        from ...nodes import resolve_node
+
+        db = make_db()
+        _sku_model(db)
+        first = await db.express.create("KitSku", {"sku": "a", "qty": 1})
+        node = resolve_node("KitSkuBulkCreateNode", db.name)
+        rows = [{"sku": "a", "qty": 9}, {"sku": "b", "qty": 2}]
+        with raises_df(IntegrityError, "DF-902"):
+            await node.run({"data": rows})  # "error", the default
+        assert await db.express.count("KitSku") == 1
+        out = await node.run({"data": rows, "conflict_resolution": "skip", "conflict_on": "sku"})
+        assert (out["inserted"], out["updated"], out["skipped"], out["ok"]) == (1, 0, 1, True)
+        kept = await db.express.find_one("KitSku", {"sku": "a"})
+        assert kept == first, "a skipped row is left exactly as stored (updated_at too)"
+        out = await node.run({"data": [{"sku": "a", "qty": 5}, {"sku": "c", "qty": 3}],
+                              "conflict_resolution": "update", "conflict_on": "sku"})
+        assert (out["inserted"], out["updated"], out["skipped"]) == (1, 1, 0)
+        assert (await db.express.find_one("KitSku", {"sku": "a"}) or {}).get("qty") == 5
+        out = await node.run({"data": [{"sku": "d", "qty": 4}]})
+        assert (out["inserted"], out["updated"], out["skipped"]) == (1, 0, 0), "one shape"
+        with raises_df(ValidationError, "DF-301", "conflict_resolution", "'error', 'skip', 'update'"):
+            await node.run({"data": rows, "conflict_resolution": "ignore"})
+        with raises_df(ValidationError, "DF-301", "conflict_on applies"):
+            await node.run({"data": rows, "conflict_on": "sku"})
+        assert await db.express.count("KitSku") == 4
+
+    async def test_model_name_must_name_the_nodes_model(self, make_db: MakeDB) -> None:
+        from ...nodes import resolve_node
+
+        db = make_db()
+        _sku_model(db)
+        node = resolve_node("KitSkuCreateNode", db.name)
+        with raises_df(ValidationError, "DF-301", "KitSkuCreateNode", "KitTask", "model_name"):
+            await node.run({"model_name": "KitTask", "sku": "x", "qty": 1})
+        assert await db.express.count("KitSku") == 0, "nothing written"
+        made = await node.run({"model_name": "KitSku", "sku": "x", "qty": 1})
+        assert made["sku"] == "x"
+
+    async def test_upsert_with_no_update_fields_is_a_no_op_that_says_so(self, make_db: MakeDB
+                                                                        ) -> None:
+        db = make_db()
+        _sku_model(db)
+        first = await db.express.create("KitSku", {"sku": "a", "qty": 1})
+        out = await db.express.bulk_upsert("KitSku", [{"sku": "a", "qty": 7}, {"sku": "b", "qty": 2}],
+                                           conflict_on="sku", update_fields=[])
+        assert (out["inserted"], out["updated"], out["skipped"]) == (1, 0, 1)
+        assert await db.express.find_one("KitSku", {"sku": "a"}) == first, "updated_at unmoved"
+        back = await db.express.upsert("KitSku", {"sku": "a", "qty": 8}, conflict_on="sku",
+                                       update_fields=[])
+        assert back == first, "the stored record, unchanged"
+        out = await db.express.bulk_upsert("KitSku", [{"sku": "a", "qty": 7}], conflict_on="sku")
+        assert (out["updated"], out.get("skipped", 0)) == (1, 0)
