@@ -13,6 +13,7 @@ from .config import (
     BasicAuth,
     BearerAuth,
     CircuitBreakerConfig,
+    CloudSourceConfig,
     DatabaseSourceConfig,
     FileSourceConfig,
     RestSourceConfig,
@@ -41,7 +42,8 @@ from .webhooks import sign as sign_webhook
 
 __all__ = [
     "AddressPolicy", "AddressRefusedError", "ApiKeyAuth", "BasicAuth", "BearerAuth", "CircuitBreaker",
-    "CircuitBreakerConfig", "CircuitOpenError", "DatabaseSourceConfig", "Fabric", "FabricApp",
+    "CircuitBreakerConfig", "CloudSourceConfig", "CircuitOpenError", "DatabaseSourceConfig",
+    "Fabric", "FabricApp",
     "FabricConfigError", "FabricError", "FabricServer", "FileSourceConfig", "ParameterError",
     "ProductContext", "ProductFailedError", "RestSourceConfig", "Source", "SourceError",
     "StaleDataError", "StalenessPolicy", "TenantMissingError", "UnknownProductError", "create_app",

@@ -158,4 +158,31 @@ class DatabaseSourceConfig:
     kind: str = "database"
 
 
-SourceConfig = RestSourceConfig | FileSourceConfig | DatabaseSourceConfig
+@dataclass(frozen=True)
+class CloudSourceConfig:
+    """Objects under ``prefix`` in a bucket: JSON, NDJSON or CSV (``format`` defaults to each
+    object's suffix). ``fetch(key)`` is one object (``prefix + key``), ``fetch()`` all of them
+    as ``{key: content}``. Every ``poll_interval`` seconds the listing's ETag / LastModified
+    tell whether anything changed; unchanged objects are not downloaded again.
+
+    ``provider="s3"`` uses boto3 (extra ``[s3]``) with the standard AWS credential chain
+    (environment, shared files, instance role); ``endpoint_url`` points it at an S3-compatible
+    service. ``"gcs"`` and ``"azure"`` are not implemented yet (DF-501).
+    """
+
+    bucket: str
+    prefix: str = ""
+    provider: Literal["s3", "gcs", "azure"] = "s3"
+    format: Literal["json", "ndjson", "csv"] | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+    poll_interval: float = 30.0
+    max_objects: int = 1000
+    circuit: CircuitBreakerConfig = field(default_factory=CircuitBreakerConfig)
+    staleness: StalenessPolicy = field(default_factory=StalenessPolicy)
+    webhook_secret_env: str | None = None
+    webhook_tolerance: float = 300.0
+    kind: str = "cloud"
+
+
+SourceConfig = RestSourceConfig | FileSourceConfig | DatabaseSourceConfig | CloudSourceConfig

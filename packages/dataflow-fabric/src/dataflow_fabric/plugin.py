@@ -14,6 +14,7 @@ from .files import FileConnector
 from .products import ProductFunction
 from .rest import RestConnector
 from .runtime import fabric_of
+from .s3 import cloud_connector
 from .server import start, stop
 from .source import Source
 
@@ -56,6 +57,7 @@ def dataflow_source_connectors(register: Callable[[str, Callable[..., Any]], Non
     register("rest", rest)
     register("file", file)
     register("database", database)
+    register("cloud", cloud_connector)
 
 
 @hookimpl
