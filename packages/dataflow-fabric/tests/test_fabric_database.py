@@ -10,6 +10,7 @@ import pytest
 from fabric_support import Serve, eventually
 
 from dataflow import DataFlow
+from dataflow.errors import UnsupportedError
 from dataflow.fabric import DatabaseSourceConfig, ProductContext, SourceError
 from dataflow.testkit import servers
 
@@ -76,7 +77,14 @@ async def test_a_database_source_is_read_and_its_changes_refresh_dependants(
         await source.connector.read("secrets", {})
     with pytest.raises(SourceError, match="takes"):
         await source.connector.read("fabric_src_invoice", {"data": {"amount": 1}})
-    assert not hasattr(source.connector, "write")  # read-only: no way to write through it
+    with pytest.raises(UnsupportedError, match="read-only"):  # the default: reads only
+        await source.database()
+    writable = db.source("billing_rw", DatabaseSourceConfig(other.url.raw, read_only=False,
+                                                            tables=("fabric_src_invoice",)))
+    target = await writable.database()
+    await target.express.create(next(iter(target.models)), {"id": 1000, "amount": 0})
+    assert await other.express.count("Invoice") == 4
+    await writable.connector.close()
 
 
 async def test_the_portable_signature_sees_inserts_updates_and_deletes(

@@ -140,7 +140,9 @@ class FileSourceConfig:
 class DatabaseSourceConfig:
     """Another database by DataFlow URL; ``fetch("table", filter)`` lists rows.
 
-    Read-only: the fabric only ever reads it. Changes are detected by the adapter's
+    Read-only by default: reads go through ``fetch``; ``read_only=False`` also hands products
+    the source's DataFlow instance (``ctx.source(name).database``) to write with. Changes are
+    detected by the adapter's
     detector (``database:<scheme>``) when it registers one, else (or with
     ``change_detection="portable"``) by row count and newest ``updated_at`` per table.
     """
@@ -149,6 +151,7 @@ class DatabaseSourceConfig:
     tables: tuple[str, ...] | None = None
     poll_interval: float = 5.0
     change_detection: Literal["auto", "portable"] = "auto"
+    read_only: bool = True
     #: PostgreSQL: LISTEN on this channel (your triggers ``pg_notify`` it); polling stays on
     notify_channel: str | None = None
     circuit: CircuitBreakerConfig = field(default_factory=CircuitBreakerConfig)

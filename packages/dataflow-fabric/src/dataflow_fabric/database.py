@@ -83,6 +83,16 @@ class DatabaseConnector:
             raise
         self.db = db
 
+    async def database(self) -> DataFlow:
+        """The source's DataFlow instance, for writes (only with ``read_only=False``)."""
+        if self.config.read_only:
+            raise UnsupportedError(f"source {self.name!r} is read-only; nothing was written.",
+                                   field="read_only",
+                                   fix="declare it with DatabaseSourceConfig(..., read_only=False).")
+        await self.open()
+        assert self.db is not None
+        return self.db
+
     def _notified(self) -> None:
         self._pending = True
         if self.on_change is not None:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from dataflow.errors import DataFlowError
+from dataflow.errors import DataFlowError, UnsupportedError
 
 from .breaker import CircuitBreaker
 from .config import SourceConfig, StalenessPolicy
@@ -112,6 +112,14 @@ class Source:
         if reads is not None:
             reads.stale.add(self.name)
         return copy.value
+
+    async def database(self) -> Any:
+        """A database source's own DataFlow instance, to write with (``read_only=False``)."""
+        opener = getattr(self.connector, "database", None)
+        if opener is None:
+            raise UnsupportedError(f"source {self.name!r} is a {self.config.kind} source, not a "
+                                   "database.", field="source")
+        return await opener()
 
     async def poll(self) -> bool:
         """Ask the connector whether the data changed (behind the breaker)."""
