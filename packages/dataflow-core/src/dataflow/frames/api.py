@@ -184,6 +184,9 @@ class Frames:
         ``frames``: ``{model: frame}``, ``(model, frame)``, or a model with ``frame``.
         ``missing``: fields without a column get their default (``"default"``) or are
         refused (``"fail"``); ``extra``: unknown columns are dropped or refused.
+        ``validate=False`` skips the row rules, keys and foreign keys (with a
+        RuntimeWarning; the database is then the only guard); a value that cannot take its
+        column's type still fails the call, since it cannot be written at all.
         """
         if propagate not in ("down", "both"):
             raise ValidationError(f"propagate must be 'down' or 'both', got {propagate!r:.40}.",
