@@ -18,6 +18,7 @@ from .config import (
     FileSourceConfig,
     RestSourceConfig,
     StalenessPolicy,
+    StreamSourceConfig,
 )
 from .errors import (
     AddressRefusedError,
@@ -46,6 +47,7 @@ __all__ = [
     "Fabric", "FabricApp",
     "FabricConfigError", "FabricError", "FabricServer", "FileSourceConfig", "ParameterError",
     "ProductContext", "ProductFailedError", "RestSourceConfig", "Source", "SourceError",
-    "StaleDataError", "StalenessPolicy", "TenantMissingError", "UnknownProductError", "create_app",
+    "StaleDataError", "StreamSourceConfig", "StalenessPolicy", "TenantMissingError",
+    "UnknownProductError", "create_app",
     "WebhookNotEnabledError", "WebhookRejectedError", "fabric_of", "sign_webhook",
 ]

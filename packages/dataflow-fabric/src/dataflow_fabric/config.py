@@ -188,4 +188,35 @@ class CloudSourceConfig:
     kind: str = "cloud"
 
 
-SourceConfig = RestSourceConfig | FileSourceConfig | DatabaseSourceConfig | CloudSourceConfig
+@dataclass(frozen=True)
+class StreamSourceConfig:
+    """A message stream: ``kafka://host:port[,host:port]/topic`` (aiokafka, consumer group
+    ``group_id``, default ``dataflow-fabric-<source>``) or ``ws://`` / ``wss://`` (websockets).
+
+    Products see a bounded window: the last ``window_size`` messages and/or those of the last
+    ``window_seconds`` seconds, oldest first (``fetch()``). Kafka is at-least-once: offsets are
+    committed only after the product computation that read the messages succeeded.
+    ``start_from``: where a new consumer group begins. Lost connections are retried with
+    exponential backoff from ``reconnect_initial`` to ``reconnect_max`` seconds.
+    """
+
+    url: str
+    window_size: int | None = 1000
+    window_seconds: float | None = None
+    format: Literal["json", "text"] = "json"
+    group_id: str | None = None
+    start_from: Literal["earliest", "latest"] = "latest"
+    session_timeout_ms: int = 10_000
+    connect_timeout: float = 10.0
+    reconnect_initial: float = 0.1
+    reconnect_max: float = 10.0
+    headers: dict[str, str] = field(default_factory=dict)
+    circuit: CircuitBreakerConfig = field(default_factory=CircuitBreakerConfig)
+    staleness: StalenessPolicy = field(default_factory=StalenessPolicy)
+    webhook_secret_env: str | None = None
+    webhook_tolerance: float = 300.0
+    kind: str = "stream"
+
+
+SourceConfig = (RestSourceConfig | FileSourceConfig | DatabaseSourceConfig | CloudSourceConfig
+                | StreamSourceConfig)

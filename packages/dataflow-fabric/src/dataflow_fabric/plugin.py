@@ -17,6 +17,7 @@ from .runtime import fabric_of
 from .s3 import cloud_connector
 from .server import start, stop
 from .source import Source
+from .streams import stream_connector
 
 
 def source(db: DataFlow, name: str, config: SourceConfig) -> Source:
@@ -58,6 +59,7 @@ def dataflow_source_connectors(register: Callable[[str, Callable[..., Any]], Non
     register("file", file)
     register("database", database)
     register("cloud", cloud_connector)
+    register("stream", stream_connector)
 
 
 @hookimpl

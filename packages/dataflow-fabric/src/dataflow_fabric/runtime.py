@@ -463,7 +463,18 @@ class Fabric:
                 self._publish(state, tenant, entry)
                 if self.coordinator is not None and self.coordinator.is_leader:
                     await coordinated.share(self, state, tenant, entry)
+        if reads.receipts:
+            await self._acknowledge(reads.receipts)
         return entry
+
+    async def _acknowledge(self, receipts: dict[str, Any]) -> None:
+        """A computation succeeded: stream sources may commit what it read (at-least-once)."""
+        for name, receipt in receipts.items():
+            try:
+                await self.sources[name].connector.acknowledge(receipt)  # type: ignore[attr-defined]
+            except Exception as exc:
+                log.warning("source %s: acknowledging messages failed (%s); they may be "
+                            "delivered again", name, type(exc).__name__)
 
     # --- events -----------------------------------------------------------------------
     def subscribe(self, state: ProductState, tenant: str | None) -> asyncio.Queue[bytes | None]:

@@ -43,6 +43,8 @@ class ReadLog:
     """What one product computation read: sources, and which of them were served stale."""
 
     sources: set[str] = field(default_factory=set)
+    #: what stream sources handed out, acknowledged when the computation succeeds
+    receipts: dict[str, Any] = field(default_factory=dict)
     stale: set[str] = field(default_factory=set)
 
 
@@ -86,6 +88,8 @@ class Source:
                 self.last_error = _describe(exc)
                 log.warning("source %s: read of %r failed: %s", self.name, key, self.last_error)
                 return self._fallback(slot, reads, exc)
+            if reads is not None and hasattr(self.connector, "acknowledge"):
+                reads.receipts[self.name] = getattr(self.connector, "receipt", None)
             self.breaker.record_success()
             self.last_success = time.time()
             self.last_error = None
