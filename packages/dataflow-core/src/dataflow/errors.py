@@ -58,8 +58,13 @@ class DataFlowError(Exception):
             where = f"{self.model}.{self.field}: "
         elif self.model:
             where = f"{self.model}: "
-        text = f"{_CONTROL_ALL.sub(_escape, where)}{self.message}"
+        message = self.message
+        if message.endswith(".."):  # a driver's text ending in "." inside "...: {exc}."
+            message = message.rstrip(".") + "."
+        text = f"{_CONTROL_ALL.sub(_escape, where)}{message}"
         if self.fix:
+            if not text.endswith((".", "!", "?", ":")):
+                text += "."
             text += f" Fix: {self.fix}"
         return f"[{self.code}] {_CONTROL.sub(_escape, text)}"
 

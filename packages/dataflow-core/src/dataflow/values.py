@@ -17,6 +17,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from .errors import (
+    DataFlowError,
     ManagedFieldError,
     MissingFieldError,
     UnknownFieldError,
@@ -42,7 +43,27 @@ def to_utc(value: _dt.datetime) -> _dt.datetime:
 
 
 class _Bad(Exception):
-    """Internal: raised by a checker with the reason; turned into a DF error by the caller."""
+    """Internal: raised by a checker with the reason, and the fix when it is not "pass a value
+    of the declared type" (``{name}`` stands for the field); the caller makes the DF error."""
+
+    def __init__(self, reason: str, fix: str | None = None) -> None:
+        super().__init__(reason)
+        self.fix = fix
+
+
+#: fixes for causes other than a wrong type
+_FIX_SHORTEN = "shorten '{name}' to at most {limit} characters, or declare a larger max_length."
+_FIX_JSON = ("pass only JSON values for '{name}': str, int, float, bool, None, and lists or dicts "
+             "(with str keys) of them.")
+_FIX_UNICODE = "decode the text of '{name}' properly, or remove the lone surrogate."
+_FIX_DEPTH = "flatten the value of '{name}', or store it as text."
+
+
+def _type_fix(f: FieldSpec, name: str) -> str:
+    """``pass an int for 'qty'.`` with the right article."""
+    kind = getattr(f.python_type, "__name__", str(f.python_type))
+    article = "an" if kind[:1].lower() in "aeiou" else "a"
+    return f"pass {article} {kind} for '{name}'."
 
 
 class _Slow(Exception):
@@ -56,9 +77,10 @@ def _check_str(f: FieldSpec) -> Checker:
         if type(v) is not str and not isinstance(v, str):
             raise _Bad(f"expected str, got {type(v).__name__} {v!r:.60}")
         if limit is not None and len(v) > limit:
-            raise _Bad(f"is {len(v)} characters long; max_length is {limit}")
+            raise _Bad(f"is {len(v)} characters long; max_length is {limit}",
+                       _FIX_SHORTEN.replace("{limit}", str(limit)))
         if not v.isascii() and not _utf8_ok(v):
-            raise _Bad("is not valid Unicode text (it holds a lone surrogate)")
+            raise _Bad("is not valid Unicode text (it holds a lone surrogate)", _FIX_UNICODE)
         return v
 
     return check
@@ -214,11 +236,12 @@ def json_text(v: Any) -> str:
 
 def _json_safe(v: Any) -> None:
     if json_depth_exceeds(v):
-        raise _Bad(f"is nested more than {JSON_MAX_DEPTH} levels deep")
+        raise _Bad(f"is nested more than {JSON_MAX_DEPTH} levels deep", _FIX_DEPTH)
     try:
         json.dumps(v, allow_nan=False)
     except (TypeError, ValueError, RecursionError) as exc:
-        raise _Bad(f"is not JSON-serialisable ({type(exc).__name__}: {exc})") from None
+        raise _Bad(f"is not JSON-serialisable ({type(exc).__name__}: {exc})",
+                       _FIX_JSON) from None
 
 
 def _check_json(f: FieldSpec) -> Checker:
@@ -260,12 +283,13 @@ def _json_text_checker(f: FieldSpec) -> Checker | None:
         try:
             text = _strict_json(v)
         except (TypeError, ValueError, RecursionError) as exc:
-            raise _Bad(f"is not JSON-serialisable ({type(exc).__name__}: {exc})") from None
+            raise _Bad(f"is not JSON-serialisable ({type(exc).__name__}: {exc})",
+                       _FIX_JSON) from None
         # fewer opening brackets than the limit (counted in C, strings included: an upper
         # bound) cannot nest that deep; otherwise the exact walk decides
         if (text.count("[") + text.count("{") >= JSON_MAX_DEPTH - 1
                 and json_depth_exceeds(v)):
-            raise _Bad(f"is nested more than {JSON_MAX_DEPTH} levels deep")
+            raise _Bad(f"is nested more than {JSON_MAX_DEPTH} levels deep", _FIX_DEPTH)
         return text
 
     return check_and_dump
@@ -355,7 +379,7 @@ class RowValidator:
                 f"invalid value in {op}: {bad}.",
                 model=self.model.name,
                 field=name,
-                fix=f"pass a {getattr(f.python_type, '__name__', f.python_type)} for '{name}'.",
+                fix=bad.fix.replace("{name}", name) if bad.fix else _type_fix(f, name),
             ) from None
         if not self.nul_in_text and isinstance(out, str) and "\x00" in out:
             raise UnsupportedError(
@@ -367,25 +391,35 @@ class RowValidator:
         return out
 
     def _unknown(self, data: Mapping[str, Any], op: str) -> None:
+        errors = self._unknown_errors(data, op)
+        if errors:
+            raise _all_problems(errors)
+
+    def _unknown_errors(self, data: Mapping[str, Any], op: str) -> list[DataFlowError]:
+        errors: list[DataFlowError] = []
         for key in data:
             if key in self.writable:
                 continue
             if key in self.model.fields:
-                raise ManagedFieldError(
+                errors.append(ManagedFieldError(
                     f"'{key}' is managed by DataFlow and cannot be set in {op}.",
                     model=self.model.name,
                     field=key,
                     fix=f"remove '{key}' from the data; DataFlow sets it.",
-                )
+                ))
+                continue
             # the caller's key is echoed as a short repr: never raw control characters or
             # a 10k-character name in a message or a log line
             name = key[:80] if isinstance(key, str) else repr(key)[:80]
-            raise UnknownFieldError(
+            errors.append(UnknownFieldError(
                 f"unknown field {key!r:.80} in {op}.{did_you_mean(name, self.writable)}",
                 model=self.model.name,
                 field=name,
                 fix=f"use one of: {', '.join(sorted(self.writable))}.",
-            )
+            ))
+            if len(errors) >= MAX_REPORTED_PROBLEMS:
+                break
+        return errors
 
     def insert_columns(self, *, with_id: bool = False) -> tuple[str, ...]:
         """The columns of a row that leaves generated ids (unless ``with_id``) and server
@@ -439,13 +473,16 @@ class RowValidator:
                 f"create expects a dict of fields, got {type(data).__name__}.",
                 model=self.model.name,
             )
-        self._unknown(data, "create")
+        errors = self._unknown_errors(data, "create")
         row: dict[str, Any] = {}
         for name, f in self.model.fields.items():
             if f.managed:
                 row[name] = None if f.tombstone else now  # a new row is live
             elif name in data:
-                row[name] = self.value(name, data[name], op="create")
+                try:
+                    row[name] = self.value(name, data[name], op="create")
+                except DataFlowError as exc:  # every problem of the row is reported
+                    errors.append(exc)
             elif f.auto_increment or f.server_default is not None:
                 continue  # the database fills it
             elif f.generated_uuid:
@@ -457,12 +494,14 @@ class RowValidator:
             elif f.nullable:
                 row[name] = None
             else:
-                raise MissingFieldError(
+                errors.append(MissingFieldError(
                     "missing required field in create.",
                     model=self.model.name,
                     field=name,
                     fix=f"pass '{name}' ({getattr(f.python_type, '__name__', f.python_type)}).",
-                )
+                ))
+        if errors:
+            raise _all_problems(errors)
         return row
 
     def for_update(self, fields: Mapping[str, Any], now: _dt.datetime) -> dict[str, Any]:
@@ -480,7 +519,15 @@ class RowValidator:
                 field="id",
                 fix="create a new record instead.",
             )
-        values = {k: self.value(k, v, op="update") for k, v in fields.items()}
+        values: dict[str, Any] = {}
+        errors: list[DataFlowError] = []
+        for k, v in fields.items():
+            try:
+                values[k] = self.value(k, v, op="update")
+            except DataFlowError as exc:  # every problem of the update is reported
+                errors.append(exc)
+        if errors:
+            raise _all_problems(errors)
         if "updated_at" in self.model.fields:  # absent on tables registered from a schema
             values["updated_at"] = now
         return values
@@ -491,6 +538,22 @@ class RowValidator:
 
 
 _MISSING_KEY = object()
+#: problems of one row listed in its error, at most
+MAX_REPORTED_PROBLEMS = 20
+
+
+def _all_problems(errors: list[DataFlowError]) -> DataFlowError:
+    """The first problem's error (its class and code), naming every other problem of the
+    same row too; all of them are in ``.details["problems"]``."""
+    first = errors[0]
+    if len(errors) > 1:
+        more = "; ".join(f"{e.field}: {e.message.rstrip('.')}"
+                         + (f" (fix: {e.fix.rstrip('.')})" if e.fix else "") for e in errors[1:])
+        more += "."
+        first.message = f"{first.message} The row has {len(errors) - 1} more problem(s): {more}"
+        first.details["problems"] = errors
+        first.args = (first._render(),)
+    return first
 
 
 _NO_CONSTANT: Any = object()

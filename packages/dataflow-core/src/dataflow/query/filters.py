@@ -205,7 +205,8 @@ class _Parser:
         if op in ("$in", "$nin"):
             self._no_json(name, op)
             if not isinstance(operand, (list, tuple, set, frozenset)):
-                raise self.error(f"{op} takes a list, got {type(operand).__name__}.", field=name)
+                raise self.error(f"{op} takes a list, got {type(operand).__name__}.", field=name,
+                                 fix=f'wrap the value in a list: {{"{name}": {{"{op}": [...]}}}}.')
             if not operand:
                 return FALSE if op == "$in" else TRUE
             values = tuple(None if v is None else self.value(name, v) for v in operand)
@@ -215,7 +216,7 @@ class _Parser:
                 raise self.error(f"{op} applies to str fields only.", field=name)
             if not isinstance(operand, str):
                 raise self.error(f"{op} takes a str pattern, got {type(operand).__name__}.",
-                                 field=name)
+                                 field=name, fix=f"pass the pattern as text, e.g. {{\"{op}\": \"^ab\"}}.")
             if not operand.isascii() and not _is_unicode(operand):
                 raise self.error(f"the {op} pattern is not valid Unicode text (it holds a lone "
                                  "surrogate such as '\\ud800').", field=name,
@@ -226,7 +227,9 @@ class _Parser:
                 try:
                     re.compile(operand)
                 except re.error as exc:
-                    raise self.error(f"invalid regular expression: {exc}.", field=name) from None
+                    raise self.error(f"invalid regular expression: {exc}.", field=name,
+                                     fix="write a pattern Python's re module compiles (escape "
+                                     "literal brackets and parentheses with \\).") from None
                 except (RecursionError, OverflowError, MemoryError):  # e.g. 10,000 nested groups
                     raise self.error("the regular expression is too deeply nested or too large.",
                                      field=name, fix="simplify the pattern.") from None
