@@ -261,3 +261,44 @@ async def test_kafka_messages_refresh_products_and_offsets_follow_successful_ref
 
 async def _committed_is(servers: str, group: str, topic: str, expected: int) -> bool:
     return await committed(servers, group, topic) == expected
+
+
+async def test_under_coordination_only_the_leader_consumes(ws_server: WsServer) -> None:
+    from coordination_support import coordination_backend
+
+    async with coordination_backend("redis") as (url, scope):
+        workers: list[DataFlow] = []
+        try:
+            for n in range(2):
+                db = DataFlow("sqlite://:memory:", name=f"stream-worker{n}")
+                db.source("ticks", StreamSourceConfig(ws_server.url, window_size=10,
+                                                      reconnect_initial=0.05))
+
+                @db.product("last", depends_on=["ticks"], debounce=0)
+                async def last(ctx: ProductContext) -> list[Any]:
+                    return list(await ctx.source("ticks").fetch())
+
+                await db.start(port=0, coordination=url, lease_ttl=1.0, coordination_scope=scope)
+                workers.append(db)
+            leader, follower = workers
+            from dataflow.fabric import fabric_of
+
+            assert ws_server.connections == 1  # the follower's consumer stands by
+            healthy, report = fabric_of(follower).health()
+            assert healthy and report["sources"]["ticks"]["standby"] is True
+            await leader.stop()
+
+            async def took_over() -> bool:
+                return ws_server.connections == 2 and len(ws_server.clients) == 1
+
+            await eventually(took_over, timeout=5)
+            await ws_server.send("after")
+
+            async def served() -> bool:
+                return (await fabric_of(follower).get("last", None)).entry.value == ["after"]
+
+            await eventually(served)
+        finally:
+            for db in workers:
+                await db.stop()
+                await db.close()

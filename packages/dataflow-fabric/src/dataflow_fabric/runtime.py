@@ -163,15 +163,19 @@ class Fabric:
         self.loop = asyncio.get_running_loop()
         self.tenant_aware = tenant_aware
         self.started = True
+        self.coordinator = coordinator  # a follower until the first election says otherwise
         try:
             for source in self.sources.values():
-                await self._open_source(source, fail_fast)
+                if not self._standby(source):
+                    await self._open_source(source, fail_fast)
             self._stop_listening = self.db.on_write(self._on_write)
             if coordinator is not None:
-                self.coordinator = coordinator
                 await coordinator.start(self)
                 if coordinator.nonces is not None:
                     self.nonces = coordinator.nonces
+                for source in self.sources.values():
+                    if self._leader_only(source) and not self._follows:
+                        await self._open_source(source, fail_fast)
                 if self._follows and not tenant_aware:
                     for state in coordinated.materialized(self):
                         await coordinated.load_shared(self, state, (None, ()))
@@ -320,6 +324,14 @@ class Fabric:
     @property
     def _follows(self) -> bool:
         return self.coordinator is not None and not self.coordinator.is_leader
+
+    @staticmethod
+    def _leader_only(source: Source) -> bool:
+        """Consumers (streams) run on the leader only: followers would take its partitions."""
+        return bool(getattr(source.connector, "leader_only", False))
+
+    def _standby(self, source: Source) -> bool:
+        return self._follows and self._leader_only(source)
 
     # --- coordination (see coordination/follower.py) ----------------------------------
     def on_message(self, message: dict[str, Any]) -> None:
@@ -498,9 +510,10 @@ class Fabric:
     # --- observability ----------------------------------------------------------------
     def health(self) -> tuple[bool, dict[str, Any]]:
         now = time.monotonic()
-        sources = {name: s.health() for name, s in self.sources.items()}
+        sources = {name: s.health() | ({"standby": True} if self._standby(s) else {})
+                   for name, s in self.sources.items()}
         products = {}
-        healthy = all(s.healthy for s in self.sources.values())
+        healthy = all(s.healthy or self._standby(s) for s in self.sources.values())
         for name, state in self.products.items():
             ages = [now - e.born for e in state.entries.values()]
             failing = state.last_error is not None and state.spec.mode == "materialized"

@@ -51,6 +51,7 @@ class StreamConnector:
     """The window and its change signalling; subclasses feed it from ``_consume``."""
 
     poll_interval = 0.0  # the consumer signals changes itself
+    leader_only = True   # under coordination only the leader consumes
 
     def __init__(self, name: str, config: StreamSourceConfig) -> None:
         if config.window_size is None and config.window_seconds is None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..runtime import Entry, Fabric, Key, ProductState
+    from ..source import Source
 
 log = logging.getLogger("dataflow.fabric.coordination")
 TAKEOVER = "(leader changed)"
@@ -104,6 +105,9 @@ async def load_shared(fabric: Fabric, state: ProductState, key: Key, *,
 
 
 def on_leadership(fabric: Fabric, leader: bool) -> None:
+    for source in fabric.sources.values():
+        if fabric._leader_only(source):  # stream consumers follow the leadership
+            fabric._spawn(fabric._open_source(source, False) if leader else close(source))
     if leader:
         for state in materialized(fabric):
             state.dirty.add(TAKEOVER)
@@ -115,6 +119,14 @@ def on_leadership(fabric: Fabric, leader: bool) -> None:
             state.timer = None
         if state.refreshing is not None:
             state.refreshing.cancel()
+
+
+async def close(source: Source) -> None:
+    try:
+        await source.connector.close()
+    except Exception as exc:
+        log.warning("closing source %s failed: %s", source.name, type(exc).__name__)
+    source.opened = False
 
 
 def on_resync(fabric: Fabric) -> None:
