@@ -330,6 +330,7 @@ class DataFlow:
         pool_size: int | None = None,
         allow_destructive_migrations: bool = False,
         existing_schema_mode: bool = False,
+        strict: bool = False,
         **adapter_options: Any,
     ) -> None:
         from .adapter import DatabaseURL
@@ -341,6 +342,9 @@ class DataFlow:
         self.multi_tenant = multi_tenant
         self.allow_destructive_migrations = allow_destructive_migrations
         self.existing_schema_mode = existing_schema_mode
+        #: strict mode: models must declare their key, values are never converted implicitly
+        #: (naive datetimes, floats for Decimals, text for dates and UUIDs are refused)
+        self.strict = strict
         adapter_cls = plugins.adapter_for(self.url.scheme.split("+")[0])
         self.adapter: Adapter = adapter_cls(self.url, pool_size=pool_size, **adapter_options)
         self._models: dict[str, ModelSpec] = {}
@@ -416,6 +420,23 @@ class DataFlow:
     def model(self, cls: C) -> C:
         """Class decorator: register ``cls`` as a model of this instance."""
         spec = build_model_spec(cls, tenant_scoped=self.multi_tenant)
+        strict = spec.options.get("strict", self.strict)
+        if not isinstance(strict, bool):
+            from .errors import ModelDefinitionError
+
+            raise ModelDefinitionError(f"__dataflow__['strict'] must be True or False, got "
+                                       f"{strict!r:.40}.", model=spec.name,
+                                       fix='use __dataflow__ = {"strict": True}.')
+        if strict:
+            spec.options["strict"] = True
+            if "id" not in getattr(cls, "__annotations__", {}):
+                from .errors import ModelDefinitionError
+
+                raise ModelDefinitionError(
+                    "strict mode needs an explicit primary key; none is declared.",
+                    model=spec.name, field="id",
+                    fix="declare it: `id: int` (generated), `id: UUID` (generated) or `id: str` "
+                    "(given by the caller).")
         for other in self._models.values():
             if other.table == spec.table and other.name != spec.name:
                 from .errors import ModelDefinitionError

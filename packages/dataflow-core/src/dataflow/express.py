@@ -133,7 +133,7 @@ class Express:
         cached = self._validators.get(id(spec))
         if cached is None or cached[0] is not spec:
             caps = self._db.adapter.capabilities
-            cached = (spec, RowValidator(spec, nul_in_text=caps.nul_in_text))
+            cached = (spec, RowValidator(spec, nul_in_text=caps.nul_in_text, strict=self._db.strict))
             self._validators[id(spec)] = cached
         return cached
 

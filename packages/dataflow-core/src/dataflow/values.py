@@ -347,17 +347,59 @@ def checker_for(f: FieldSpec) -> Checker:
     raise AssertionError(lt)
 
 
-class RowValidator:
-    """Validates whole rows of one model; built once per model and reused."""
+#: the conversions DataFlow makes silently, which strict mode refuses: logical type ->
+#: (the Python types taken as they are, what to pass instead)
+STRICT_TYPES: dict[LogicalType, tuple[tuple[type, ...], str]] = {
+    LogicalType.DATETIME: ((_dt.datetime,), "an aware datetime (e.g. datetime.now(UTC))"),
+    LogicalType.DATE: ((_dt.date,), "a date"),
+    LogicalType.DECIMAL: ((Decimal, int), "a Decimal (Decimal('1.10'), not 1.1)"),
+    LogicalType.UUID: ((uuid.UUID,), "a uuid.UUID"),
+}
 
-    def __init__(self, model: ModelSpec, *, nul_in_text: bool = True) -> None:
+
+def _strict(f: FieldSpec, check: Checker) -> Checker:
+    """``check`` refusing the implicit conversions: a naive datetime (taken as UTC
+    otherwise), a float for a Decimal (its binary value otherwise), text parsed into a
+    datetime, date, Decimal or UUID."""
+    rule = STRICT_TYPES.get(f.ltype)
+    if rule is None:
+        return check
+    exact, instead = rule
+
+    def strict(v: Any) -> Any:
+        if not isinstance(v, exact) or isinstance(v, bool) or (
+                f.ltype is LogicalType.DATE and isinstance(v, _dt.datetime)):
+            raise _Bad(f"strict mode takes no implicit conversion: got {type(v).__name__} "
+                       f"{v!r:.60}", f"pass {instead} for '{{name}}'.")
+        if isinstance(v, _dt.datetime) and f.ltype is LogicalType.DATETIME and v.tzinfo is None:
+            raise _Bad("strict mode refuses a naive datetime (it would be taken as UTC)",
+                       "attach the time zone: value.replace(tzinfo=UTC) if it is UTC, or "
+                       "value.astimezone(UTC) for local time, for '{name}'.")
+        return check(v)
+
+    return strict
+
+
+def _no_fast_path(data: Any, *args: Any, **kwargs: Any) -> None:
+    return None
+
+
+class RowValidator:
+    """Validates whole rows of one model; built once per model and reused. ``strict``
+    (``DataFlow(strict=True)`` or ``__dataflow__ = {"strict": True}``) refuses the implicit
+    conversions listed in :data:`STRICT_TYPES`; strict rows always take the general path."""
+
+    def __init__(self, model: ModelSpec, *, nul_in_text: bool = True, strict: bool = False) -> None:
         self.model = model
+        self.strict = strict or bool(model.options.get("strict", False))
         self.checkers: dict[str, Checker] = {n: checker_for(f) for n, f in model.fields.items()}
+        if self.strict:
+            self.checkers = {n: _strict(model.fields[n], c) for n, c in self.checkers.items()}
         self.writable = frozenset(model.writable)
         #: False where the backend cannot store NUL in text: such values are refused
         self.nul_in_text = nul_in_text
         self._fast_create: Callable[[dict[str, Any], _dt.datetime], dict[str, Any]] | None = (
-            _compile_create(self))  # NUL text goes to the general path, which refuses it
+            None if self.strict else _compile_create(self))  # NUL text: the general path refuses it
         self._tuple_creators: dict[tuple[Any, ...], tuple[tuple[Any, ...], Any]] = {}
 
     def value(self, name: str, value: Any, *, op: str) -> Any:
@@ -435,6 +477,8 @@ class RowValidator:
         ``for_create``'s, fused with the driver encoding so no intermediate dict is built
         (bulk inserts). With ``tenant``, the tenant column is that tenant: filled in where
         the row leaves it out, and a row naming another tenant gets None."""
+        if self.strict:
+            return _no_fast_path  # every row through for_create, with the strict checkers
         columns = columns if columns is not None else self.insert_columns()
         key = (columns, *map(id, encoders))
         cached = self._tuple_creators.get(key)
