@@ -166,6 +166,12 @@ class Adapter(ABC):
     async def release_savepoint(self, conn: Any, name: str) -> None:
         raise NotImplementedError
 
+    async def release_and_savepoint(self, conn: Any, release: str, name: str) -> None:
+        """RELEASE ``release``, then SAVEPOINT ``name`` (one round trip where the driver can
+        send both at once)."""
+        await self.release_savepoint(conn, release)
+        await self.savepoint(conn, name)
+
     async def rollback_to_savepoint(self, conn: Any, name: str) -> None:
         raise NotImplementedError
 

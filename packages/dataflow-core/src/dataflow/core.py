@@ -66,7 +66,7 @@ def live_instances() -> list[DataFlow]:
 class _Tx:
     """One database transaction: its connection and what its blocks share."""
 
-    __slots__ = ("_names", "conn", "dropped", "ended", "failure", "loop", "written")
+    __slots__ = ("_names", "conn", "dropped", "ended", "failure", "loop", "pending", "written")
 
     def __init__(self, conn: Any, loop: asyncio.AbstractEventLoop) -> None:
         self.conn = conn
@@ -78,12 +78,24 @@ class _Tx:
         #: the adapter closed the connection (the server rolled the transaction back)
         self.dropped = False
         self._names = itertools.count(1)
+        #: the newest statement savepoint, left to be released with the next SAVEPOINT in
+        #: one round trip (or by COMMIT); any RELEASE / ROLLBACK TO of it or an older one
+        #: ends it
+        self.pending: str | None = None
         #: models written inside this transaction, announced to write listeners after commit
         self.written: set[str] = set()
 
     def savepoint_name(self) -> str:
         """A name no other savepoint of this transaction uses (siblings never collide)."""
         return f"df_sp_{next(self._names)}"
+
+    async def open_savepoint(self, adapter: Adapter, name: str) -> None:
+        """SAVEPOINT ``name``, releasing the pending statement savepoint on the way."""
+        pending, self.pending = self.pending, None
+        if pending is None:
+            await adapter.savepoint(self.conn, name)
+        else:
+            await adapter.release_and_savepoint(self.conn, pending, name)
 
     def fail(self, scope: _Scope, reason: str, *, dropped: bool = False) -> None:
         self.dropped = self.dropped or dropped
@@ -187,7 +199,7 @@ class Transaction:
             name = tx.savepoint_name()
             try:
                 parent.check_usable()
-                await adapter.savepoint(tx.conn, name)
+                await tx.open_savepoint(adapter, name)
             except BaseException as exc:
                 if isinstance(exc, asyncio.CancelledError) and not tx.dropped:
                     undone = await db._undo(tx.conn, exc, name)
@@ -267,6 +279,7 @@ class Transaction:
                 pass
             if tx.dropped or tx.ended:
                 return
+            tx.pending = None  # newer than this block's savepoint: ended with it below
             failure = tx.failure
             own_failure = failure is not None and scope.covers(failure[0])
             if exc is None and failure is None:
@@ -571,15 +584,15 @@ class DataFlow:
             if caps.savepoints and (atomic or not caps.statement_rollback):
                 name = tx.savepoint_name()
                 try:
-                    await adapter.savepoint(conn, name)
+                    await tx.open_savepoint(adapter, name)
                     result = await fn(conn, *args)
-                    await adapter.release_savepoint(conn, name)
                 except BaseException as exc:
                     undone = await self._undo(conn, exc, name)
                     if undone != "undone":
                         tx.fail(scope, f"an operation could not be rolled back alone "
                                 f"({_why(exc)})", dropped=undone == "dropped")
                     raise
+                tx.pending = name  # released with the next SAVEPOINT, or by COMMIT
                 return result
             try:
                 return await fn(conn, *args)

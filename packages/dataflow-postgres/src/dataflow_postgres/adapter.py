@@ -353,6 +353,11 @@ class PostgresAdapter(SQLAdapter):
     async def commit(self, conn: Any) -> None:
         await self.execute(conn, "COMMIT", ())
 
+    async def release_and_savepoint(self, conn: Any, release: str, name: str) -> None:
+        # no parameters: the simple-query protocol takes both statements in one round trip
+        q = self.compiler.quote
+        await self.execute(conn, f"RELEASE SAVEPOINT {q(release)}; SAVEPOINT {q(name)}", ())
+
     async def rollback(self, conn: Any) -> None:
         # sent even when the driver says no transaction is open: after a cancellation it
         # may not have read the server's answer to BEGIN yet (ROLLBACK outside a
