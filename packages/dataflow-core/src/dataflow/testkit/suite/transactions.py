@@ -196,6 +196,26 @@ class TestTransactionTrust:
         await self._caught_duplicate(db)
         assert sorted(r["code"] for r in await db.express.list("KitTxKey")) == ["k1", "k2"]
 
+    @pytest.mark.unsupported("statement_rollback")
+    async def test_a_caught_statement_error_runs_under_its_own_savepoint(
+            self, make_db: MakeDB) -> None:
+        """Where a failed statement would abort the whole transaction, DataFlow puts each
+        statement under a savepoint; without savepoints either, the block refuses to
+        commit (DF-801) instead of reporting a silent rollback as success."""
+        db = make_db()
+        _keyed(db)
+        ex = db.express
+        if db.adapter.capabilities.savepoints:
+            await self._caught_duplicate(db)
+            assert sorted(r["code"] for r in await ex.list("KitTxKey")) == ["k1", "k2"]
+            return
+        with raises_df(TransactionError, "DF-801", "rolled back"):
+            async with db.transaction():
+                await ex.create("KitTxKey", {"code": "k1"})
+                with pytest.raises(IntegrityError):
+                    await ex.create("KitTxKey", {"code": "k1"})
+        assert await ex.count("KitTxKey") == 0
+
     @pytest.mark.unsupported("savepoints")
     async def test_a_caught_multi_statement_failure_refuses_to_commit(self,
                                                                        make_db: MakeDB) -> None:
