@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .adapter import Adapter, TableInfo
     from .express import Express, ExpressSync
     from .frames import Frames
+    from .inspector import Inspector
 
 T = TypeVar("T")
 C = TypeVar("C", bound=type)
@@ -887,6 +888,13 @@ class DataFlow:
         self._ready_models.clear()
 
     # --- existing databases ------------------------------------------------------------
+    def inspect(self) -> Inspector:
+        """Models (fields, indexes, constraints), nodes (parameters, outputs) and, with
+        ``.workflow(wf)``, a workflow's connections, order and parameter sources."""
+        from .inspector import Inspector
+
+        return Inspector(self)
+
     async def discover_schema(self, tables: list[str] | None = None) -> dict[str, TableInfo]:
         """The live tables (all, or ``tables``): columns, types, nullability, keys, defaults,
         foreign keys and indexes, as the adapter reads them from the catalog."""

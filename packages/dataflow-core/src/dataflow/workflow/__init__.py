@@ -83,9 +83,10 @@ def _at(node_id: str, exc: WorkflowError) -> WorkflowError:
 def _check_connection(c: Connection, source: Node, target: Node) -> None:
     """Refuse, at build time, a connection from an output the source does not produce or
     into a parameter the target does not take (nodes that declare them)."""
-    outputs_of = getattr(source, "outputs", None)
-    if outputs_of is not None and c.output not in ("", "*"):
-        outputs: dict[str, frozenset[str] | None] = outputs_of()
+    from ..inspector import node_outputs, node_parameters
+
+    outputs = node_outputs(source)  # what db.inspect() reports for the node, exactly
+    if outputs is not None and c.output not in ("", "*"):
         head, _, rest = c.output.partition(".")
         if head not in outputs:
             raise _at(c.source, WorkflowError(
@@ -99,11 +100,10 @@ def _check_connection(c: Connection, source: Node, target: Node) -> None:
                 f"connection {c.source}.{c.output} -> {c.target}.{c.input}: output {head!r} of "
                 f"node {c.source!r} has no field {sub!r}.{did_you_mean(sub, inner)}",
                 fix=f"use one of: {', '.join(sorted(inner))}."))
-    inputs_of = getattr(target, "inputs", None)
-    if inputs_of is not None:
-        inputs: frozenset[str] | None = inputs_of()
+    inputs = node_parameters(target)
+    if inputs is not None:
         head = c.input.partition(".")[0]
-        if inputs is not None and head not in inputs:
+        if head not in inputs:
             raise _at(c.target, WorkflowError(
                 f"connection {c.source}.{c.output} -> {c.target}.{c.input}: node {c.target!r} "
                 f"({target.type_name}) takes no parameter {head!r}.{did_you_mean(head, inputs)}",
