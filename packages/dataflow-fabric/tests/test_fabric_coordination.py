@@ -167,3 +167,120 @@ async def test_bad_coordination_settings_are_refused(tmp_path: Path) -> None:
     finally:
         await db.stop()
         await db.close()
+
+
+# --- a Redis restart ---------------------------------------------------------------------------
+class OwnRedis:
+    """A redis-server of this test's own (no persistence) that can be stopped and started again
+    on the same port: the shared Redis is never restarted."""
+
+    def __init__(self, directory: Path) -> None:
+        import shutil
+        import socket
+
+        self.binary = shutil.which("redis-server")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = int(s.getsockname()[1])
+        self.directory = directory
+        self.process: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def start(self) -> None:
+        import redis.asyncio as aioredis
+
+        assert self.binary is not None
+        self.process = await asyncio.create_subprocess_exec(
+            self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(self.directory),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        client = aioredis.from_url(self.url)
+        try:
+            for _ in range(100):
+                try:
+                    await client.ping()
+                    return
+                except Exception:
+                    await asyncio.sleep(0.05)
+            raise AssertionError("redis-server did not come up")
+        finally:
+            await client.aclose()
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+
+
+@pytest.fixture
+async def own_redis(tmp_path: Path) -> AsyncIterator[OwnRedis]:
+    from coordination_support import unreachable
+
+    server = OwnRedis(tmp_path)
+    if server.binary is None:
+        unreachable("redis-server (for the restart test)", FileNotFoundError("redis-server"))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def test_workers_recover_from_a_redis_restart(own_redis: OwnRedis, tmp_path: Path) -> None:
+    workers: list[Worker] = []
+    try:
+        for n in range(2):
+            db = DataFlow(f"sqlite:///{tmp_path / 'shared.db'}", name=f"worker{n}")
+
+            @db.model
+            class Item:
+                qty: int
+
+            runs: list[str] = []
+
+            def product(db: DataFlow, runs: list[str]) -> None:
+                @db.product("total", depends_on=["Item"], debounce=0)
+                async def total(ctx: ProductContext) -> int:
+                    runs.append(ctx.db.name)
+                    return sum(i["qty"] for i in await ctx.db.express.list("Item"))
+
+            product(db, runs)
+            handle = await db.start(port=0, coordination=own_redis.url, lease_ttl=LEASE,
+                                    coordination_scope="restart-test")
+            workers.append(Worker(db, httpx.AsyncClient(base_url=handle.url, timeout=10), runs))
+        a, b = workers
+        assert [(await w.health())["coordination"]["role"] for w in workers] == ["leader", "follower"]
+        assert await b.total() == (0, "fresh")
+        await own_redis.stop()
+        await a.db.express.create("Item", {"qty": 3})  # while Redis is down: only a knows
+        # nobody may act as leader once its lease cannot be renewed
+        async def no_leader() -> bool:
+            return all([(await w.health())["coordination"]["role"] == "follower" for w in workers])
+
+        await eventually(no_leader, timeout=LEASE * 3)
+        assert (await b.total())[0] == 0  # still served from what it holds
+        await own_redis.start()  # empty: no lease, no shared values, a fresh token counter
+
+        async def one_leader() -> bool:
+            roles = [(await w.health())["coordination"]["role"] for w in workers]
+            return sorted(roles) == ["follower", "leader"]
+
+        await eventually(one_leader, timeout=LEASE * 5)
+        runs_before = {w.db.name: list(w.runs) for w in workers}
+        await b.db.express.create("Item", {"qty": 4})
+
+        async def converged() -> bool:
+            return all([await w.total() == (7, "fresh") for w in workers])
+
+        await eventually(converged, timeout=10)
+        roles = [(await w.health())["coordination"]["role"] for w in workers]
+        follower = workers[roles.index("follower")]
+        assert follower.runs == runs_before[follower.db.name]  # only the leader refreshed
+    finally:
+        for worker in workers:
+            await worker.client.aclose()
+            await worker.db.stop()
+            await worker.db.close()

