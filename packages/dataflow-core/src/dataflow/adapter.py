@@ -14,7 +14,7 @@ import functools
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .capabilities import Capabilities
@@ -22,6 +22,9 @@ from .errors import ConfigurationError, ConnectionLostError, UnsupportedError
 from .model import LogicalType, ModelSpec
 from .query.ast import FALSE, Count, Delete, InList, Insert, Select, Update, Upsert
 from .sql.compiler import SQLCompiler
+
+if TYPE_CHECKING:
+    from .migrations import Plan
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -186,6 +189,14 @@ class Adapter(ABC):
     async def insert(self, conn: Any, stmt: Insert) -> list[dict[str, Any]]:
         """Insert ``stmt.rows``; return the persisted rows when ``stmt.returning``."""
 
+    async def insert_partial(self, conn: Any, stmt: Insert) -> tuple[int, list[tuple[int, BaseException]]]:
+        """``bulk_create(..., partial=True)`` on a backend without savepoints: insert the rows
+        that can be inserted; return how many were, and (position in ``stmt.rows``, error) for
+        each row refused. Adapters with savepoints never get this call."""
+        raise UnsupportedError(f"{self.capabilities.name} cannot write a partial batch "
+                               "(no savepoints).", model=stmt.model.name,
+                               fix="call bulk_create without partial=True.")
+
     @abstractmethod
     async def update(self, conn: Any, stmt: Update) -> tuple[int, list[dict[str, Any]]]:
         """Return (rows matched, persisted rows when ``stmt.returning``)."""
@@ -245,6 +256,14 @@ class Adapter(ABC):
 
     @abstractmethod
     async def drop_table(self, conn: Any, table: str) -> None: ...
+
+    def plan_migration(self, models: list[ModelSpec], live: dict[str, TableInfo]) -> Plan:
+        """The steps that bring ``live`` in line with ``models`` (the shared planner, with
+        the adapter's SQL compiler if it has one). A backend with more to compare (a
+        document store keeping its own schema record) extends the plan here."""
+        from .migrations import plan_migration
+
+        return plan_migration(models, live, getattr(self, "compiler", None))
 
 
 class SQLAdapter(Adapter):

@@ -27,7 +27,7 @@ from .errors import (
     did_you_mean,
 )
 from .interrupts import uninterrupted
-from .migrations import Plan, dependency_order, plan_migration
+from .migrations import Plan, dependency_order
 from .model import ModelSpec, build_model_spec, resolve_foreign_keys
 
 if TYPE_CHECKING:
@@ -780,18 +780,16 @@ class DataFlow:
         """The migration plan for every model, without applying it."""
         if self._closed:
             self._reopen()
-        compiler = getattr(self.adapter, "compiler", None)
         resolve_foreign_keys(self._models)
         live = await self.adapter.run(self.adapter.introspect, [m.table for m in self._models.values()])
-        return plan_migration(list(self._models.values()), live, compiler)  # type: ignore[arg-type]
+        return self.adapter.plan_migration(list(self._models.values()), live)
 
     async def _apply(self, models: list[ModelSpec], allow_destructive: bool | None) -> Plan:
         adapter = self.adapter
         resolve_foreign_keys(self._models)
         self._refuse_undeclared_key_actions(models)
         live: dict[str, TableInfo] = await adapter.run(adapter.introspect, [m.table for m in models])
-        compiler = getattr(adapter, "compiler", None)
-        plan = plan_migration(models, live, compiler)  # type: ignore[arg-type]
+        plan = adapter.plan_migration(models, live)
         if not plan:
             return plan
         if self.existing_schema_mode or not self.auto_migrate:

@@ -838,6 +838,10 @@ class Express:
         if not partial:
             await adapter.insert(conn, stmt)
             return len(batch)
+        if not adapter.capabilities.savepoints:  # the adapter sorts out the failing rows itself
+            written, errors = await adapter.insert_partial(conn, stmt)
+            failed.extend(_failure(batch[pos][0], exc) for pos, exc in errors)
+            return written
         # partial: try the batch under a savepoint; on a constraint error, go row by row
         try:
             await adapter.savepoint(conn, "df_batch")

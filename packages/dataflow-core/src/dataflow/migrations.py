@@ -57,22 +57,28 @@ class Plan:
 def plan_migration(
     models: list[ModelSpec],
     live: dict[str, TableInfo],
-    compiler: SQLCompiler,
+    compiler: SQLCompiler | None,
     type_of: object = None,
 ) -> Plan:
     """Steps that bring ``live`` tables in line with ``models``.
 
     Tables are created parents first (foreign keys). In a reference cycle, the key that
     closes it is added after both tables exist, where the backend can ALTER one in.
+    Without a SQL ``compiler`` (a document store) the steps carry no SQL: the adapter
+    applies each one with ``apply_step``, and foreign keys are the adapter's to refuse.
     """
     plan = Plan()
     ordered, cyclic = dependency_order(models)
-    deferred = {id(fk) for fk in cyclic} if compiler.alter_add_foreign_key else set()
+    deferred = ({id(fk) for fk in cyclic}
+                if compiler is not None and compiler.alter_add_foreign_key else set())
     closing: list[Step] = []
     for model in ordered:
         table = live.get(model.table)
         if table is None:
             now = [fk for fk in model.foreign_keys if id(fk) not in deferred]
+            if compiler is None:
+                plan.steps.append(Step("create_table", model))
+                continue
             plan.steps.append(Step("create_table", model, sql=compiler.create_table(model, now)))
             closing += [_add_foreign_key(model, fk, compiler) for fk in model.foreign_keys
                         if id(fk) in deferred]
@@ -97,8 +103,9 @@ def plan_migration(
             if name not in model.fields:
                 plan.steps.append(Step("drop_column", model, name, destructive=True,
                                        reason="not in the model",
-                                       sql=compiler.drop_column(model, name)))
-        plan.steps += _foreign_key_steps(model, table, compiler)
+                                       sql=compiler.drop_column(model, name) if compiler else []))
+        if compiler is not None:
+            plan.steps += _foreign_key_steps(model, table, compiler)
     plan.steps += closing
     return plan
 
@@ -169,7 +176,12 @@ def _add_foreign_key(model: ModelSpec, fk: ForeignKey, compiler: SQLCompiler,
     return Step(kind, model, fk.column, reason=reason, sql=sql)
 
 
-def _add_column(model: ModelSpec, f: FieldSpec, compiler: SQLCompiler) -> Step:
+def _add_column(model: ModelSpec, f: FieldSpec, compiler: SQLCompiler | None) -> Step:
+    if compiler is None:  # the adapter fills existing records itself (apply_step)
+        if f.nullable or f.managed or (f.has_default and f.default_factory is None):
+            return Step("add_column", model, f.name)
+        return Step("add_column", model, f.name, destructive=True,
+                    reason="required column without a default: existing rows have no value")
     if f.nullable:
         return Step("add_column", model, f.name, sql=compiler.add_column(model, f, None))
     if f.managed:

@@ -40,6 +40,7 @@ KNOWN_METHOD_PACKAGES = {
     "product": "dataflow-fabric",
     "start": "dataflow-fabric",
     "stop": "dataflow-fabric",
+    "documents": "dataflow-mongo",
 }
 
 _lock = threading.RLock()
