@@ -2,7 +2,7 @@
 
 Packages are always installed from the workspace paths (a different ``dataflow-core``
 exists on the public registry). Backend URLs come from the environment:
-``DATAFLOW_POSTGRES_URL``, ``DATAFLOW_MYSQL_URL``.
+``DATAFLOW_POSTGRES_URL``, ``DATAFLOW_MYSQL_URL``, ``DATAFLOW_MONGO_URL`` (else a local test server).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ BACKENDS = {
     "mysql": ["./packages/dataflow-mysql"],
     "fabric": ["./packages/dataflow-sqlite", "./packages/dataflow-postgres[test]",
                "./packages/dataflow-fabric[test]"],
+    "mongo": ["./packages/dataflow-mongo[test]"],
 }
 TEST_PATHS = {
     "core": ["tests"],
@@ -30,6 +31,7 @@ TEST_PATHS = {
     "postgres": ["packages/dataflow-postgres/tests"],
     "mysql": ["packages/dataflow-mysql/tests"],
     "fabric": ["packages/dataflow-fabric/tests"],
+    "mongo": ["packages/dataflow-mongo/tests"],
 }
 
 
@@ -56,12 +58,12 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     session.install("mypy>=1.10", "-e", CORE, "-e", "./packages/dataflow-sqlite",
-                    "-e", "./packages/dataflow-fabric")
+                    "-e", "./packages/dataflow-fabric", "-e", "./packages/dataflow-mongo")
     session.run("mypy")
 
 
 @nox.session
-@nox.parametrize("backend", ["sqlite", "postgres", "mysql", "fabric"])
+@nox.parametrize("backend", ["sqlite", "postgres", "mysql", "fabric", "mongo"])
 def bench(session: nox.Session, backend: str) -> None:
     """Compare DataFlow with the raw driver in one run; prints ratios."""
     session.install("-e", CORE, *[a for p in BACKENDS[backend] for a in ("-e", p)])

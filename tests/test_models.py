@@ -81,11 +81,15 @@ def test_bad_models_are_refused(body: str) -> None:
     assert err.value.code == "DF-201"
 
 
-def test_unknown_scheme_lists_adapters_and_names_package() -> None:
+def test_unknown_scheme_lists_adapters_and_names_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataflow import plugins
+
+    # a known adapter package that is not installed (every package of this repository is)
+    monkeypatch.setitem(plugins.KNOWN_ADAPTER_PACKAGES, "cockroachdb", "dataflow-cockroach")
     with pytest.raises(AdapterNotFoundError) as err:
-        DataFlow("mongodb://localhost/db")
+        DataFlow("cockroachdb://localhost/db")
     text = str(err.value)
-    assert "DF-102" in text and "sqlite" in text and "dataflow-mongo" in text
+    assert "DF-102" in text and "sqlite" in text and "dataflow-cockroach" in text
     assert "\x1b[" not in text
 
 

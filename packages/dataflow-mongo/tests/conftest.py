@@ -16,10 +16,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+import pytest_asyncio
 
 from dataflow.testkit import Backend
 from dataflow.testkit.plugin import *  # noqa: F403  (the kit's fixtures, markers and gate)
@@ -29,6 +33,13 @@ from dataflow_mongo.capabilities import MongoCapabilities
 #: the database every test uses on the server (collections are dropped after each test)
 DATABASE = "dataflow_test"
 STARTUP_SECONDS = 30.0
+
+
+def database_url(base: str, name: str | None = None) -> tuple[str, str]:
+    """``base`` pointed at a fresh database (its name is returned too)."""
+    name = name or f"t_{uuid.uuid4().hex[:12]}"
+    parts = urlsplit(base)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, "")), name
 
 
 def _free_port() -> int:
@@ -97,3 +108,36 @@ def mongo_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def dataflow_backend(mongo_url: str) -> Backend:
     return Backend(url=mongo_url, capabilities=MongoCapabilities)
+
+
+@pytest_asyncio.fixture
+async def fresh_url(mongo_url: str) -> AsyncIterator[str]:
+    """A URL naming a database of its own, dropped after the test."""
+    from pymongo import AsyncMongoClient
+
+    url, name = database_url(mongo_url)
+    yield url
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(mongo_url)
+    try:
+        await client.drop_database(name)
+    finally:
+        await client.close()
+
+
+@pytest_asyncio.fixture
+async def mdb(fresh_url: str) -> AsyncIterator[Any]:
+    """A DataFlow instance on its own MongoDB database, closed after the test."""
+    from dataflow import DataFlow
+
+    db = DataFlow(fresh_url)
+    yield db
+    await db.close()
+
+
+@pytest_asyncio.fixture
+async def tenant_db(fresh_url: str) -> AsyncIterator[Any]:
+    from dataflow import DataFlow
+
+    db = DataFlow(fresh_url, multi_tenant=True)
+    yield db
+    await db.close()

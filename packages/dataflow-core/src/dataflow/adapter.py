@@ -115,6 +115,12 @@ class Adapter(ABC):
 
     #: the capability declaration shipped with the adapter
     capabilities: ClassVar[type[Capabilities]] = Capabilities
+    #: attempts of a restartable operation whose transaction the server aborted on a
+    #: conflict (DF-904), and the first back-off between them in seconds (doubling, with
+    #: jitter): backends that abort a conflicting transaction at once instead of letting it
+    #: wait for the lock (MongoDB) need more than the default
+    conflict_retries: ClassVar[int] = 0
+    conflict_backoff: ClassVar[float] = 0.0
 
     def __init__(self, url: DatabaseURL, *, pool_size: int | None = None, **options: Any) -> None:
         self.url = url

@@ -7,6 +7,7 @@ import contextvars
 import itertools
 import logging
 import os
+import random
 import threading
 import types
 import weakref
@@ -667,13 +668,18 @@ class DataFlow:
 
         if not restartable:
             return await adapter.run(atomic)
-        for attempt in range(CONFLICT_RETRIES):
+        attempts = max(CONFLICT_RETRIES, adapter.conflict_retries)
+        for attempt in range(attempts):
             try:
                 return await adapter.run(atomic)
             except TransactionConflictError:
-                if attempt == CONFLICT_RETRIES - 1:
+                if attempt == attempts - 1:
                     raise
-                await asyncio.sleep(0)  # let the transaction that won go on first
+                # let the transaction that won go on first; a backend whose transactions fail
+                # at once on a conflict (instead of waiting for the lock) also backs off, with
+                # jitter, so many writers of one record do not collide again in lockstep
+                backoff = adapter.conflict_backoff * 2 ** min(attempt, 6)
+                await asyncio.sleep(random.uniform(0, backoff) if backoff else 0)
         raise AssertionError("unreachable")
 
     # --- schema -----------------------------------------------------------------------

@@ -43,7 +43,7 @@ from dataflow.loops import PerLoop
 from dataflow.migrations import Plan, Step, plan_migration
 from dataflow.model import LogicalType, ModelSpec, constraint_name
 from dataflow.pool import ServerInfo, configured_pool_size, worker_count
-from dataflow.query.ast import FALSE, Comparison, Count, Delete, Insert, Select, Update, Upsert
+from dataflow.query.ast import FALSE, Count, Delete, Insert, Select, Update, Upsert
 
 from .capabilities import MongoCapabilities
 from .codec import ModelCodec, dt_text, field_name
@@ -135,6 +135,10 @@ def schema_record(model: ModelSpec) -> dict[str, Any]:
 
 class MongoAdapter(Adapter):
     capabilities = MongoCapabilities
+    # a write conflict aborts a MongoDB transaction at once (no lock wait): restartable
+    # operations are run again with back-off, as the driver's with_transaction does
+    conflict_retries = 50
+    conflict_backoff = 0.002
 
     def __init__(self, url: DatabaseURL, *, pool_size: int | None = None, **options: Any) -> None:
         super().__init__(url, pool_size=pool_size, **options)
@@ -271,6 +275,7 @@ class MongoAdapter(Adapter):
         doc = await conn.db[COUNTERS].find_one_and_update(
             {"_id": table}, {"$inc": {"seq": n}}, upsert=True,
             return_document=ReturnDocument.AFTER)
+        assert doc is not None  # upsert=True with AFTER always returns the counter
         end = int(doc["seq"])
         return range(end - n + 1, end + 1)
 
@@ -427,7 +432,7 @@ class MongoAdapter(Adapter):
         try:
             return await self._upsert(conn, stmt)
         except DuplicateKeyError as exc:
-            raise self._upsert_race(stmt, exc.details or {}) from exc
+            raise self._upsert_race(stmt, dict(exc.details or {})) from exc
         except BulkWriteError as exc:
             dup = _dup_details(exc)
             if dup is not None:

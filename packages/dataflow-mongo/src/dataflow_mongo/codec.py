@@ -87,9 +87,30 @@ def encoder(f: FieldSpec) -> Encoder | None:
         return _decimal
     if lt is LogicalType.ENUM:
         return _enum_value
-    if lt is LogicalType.JSON and f.pydantic_cls is not None:
-        return _pydantic_dump
+    if lt is LogicalType.JSON:
+        return _json_encoder(f)
     return None
+
+
+def _json_encoder(f: FieldSpec) -> Encoder:
+    """JSON values become embedded documents; their keys are field names to MongoDB, so a key
+    that begins with ``$``, holds ``.`` or NUL is refused (DF-301) -- never stored, never
+    read back as an operator."""
+    from .security import check_value
+
+    dump = _pydantic_dump if f.pydantic_cls is not None else None
+    name = f.name
+
+    def encode(v: Any) -> Any:
+        value = dump(v) if dump is not None else v
+        if isinstance(value, (dict, list)):
+            try:
+                check_value(value, f"JSON field '{name}'")
+            except ValidationError as exc:
+                raise ValidationError(exc.message, field=name, fix=exc.fix) from None
+        return value
+
+    return encode
 
 
 def _enum_value(v: Any) -> Any:
@@ -114,7 +135,10 @@ def decoder(f: FieldSpec) -> Decoder | None:
         assert cls is not None
         return cls
     if lt is LogicalType.JSON and f.pydantic_cls is not None:
-        return f.pydantic_cls.model_validate  # type: ignore[no-any-return]
+        validate = f.pydantic_cls.model_validate
+        return lambda v: validate(plain_json(v))
+    if lt is LogicalType.JSON:
+        return plain_json
     if lt is LogicalType.FLOAT:
         return float
     if lt is LogicalType.INT:
@@ -124,6 +148,17 @@ def decoder(f: FieldSpec) -> Decoder | None:
     if lt is LogicalType.BOOL:
         return _bool
     return None
+
+
+def plain_json(v: Any) -> Any:
+    """JSON as stored -> plain Python: BSON's 64-bit integers (``Int64``) become ``int``."""
+    if isinstance(v, dict):
+        return {k: plain_json(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [plain_json(x) for x in v]
+    if isinstance(v, int) and type(v) is not int and type(v) is not bool:
+        return int(v)
+    return v
 
 
 def _int(v: Any) -> Any:

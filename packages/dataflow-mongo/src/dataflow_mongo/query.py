@@ -22,8 +22,8 @@ from dataflow.query.ast import (
     JsonContains,
     Like,
     Not,
-    OrderBy,
     Or,
+    OrderBy,
     Regex,
 )
 

@@ -6,8 +6,9 @@
   below; anything else -- ``$where``, ``$function``, ``$accumulator``, ``$expr`` with
   either inside, an unknown ``$`` key -- is refused (DF-301) before anything is sent.
 * Pipelines: known stages only; ``$out`` / ``$merge`` refused; server-side JavaScript
-  refused at any depth; under multi-tenancy the tenant ``$match`` goes first and stages
-  that reach other collections are scoped the same way.
+  refused at any depth; under multi-tenancy the tenant ``$match`` goes first, ``$lookup``
+  and ``$unionWith`` into a scoped collection get the same ``$match`` inside, and
+  ``$graphLookup`` into one is refused (its search would walk other tenants' documents).
 """
 
 from __future__ import annotations
@@ -231,13 +232,16 @@ def _check_stage(stage: Any, scope: Callable[[str], dict[str, Any] | None], wher
     if name == "$graphLookup":
         if not isinstance(body, Mapping) or not isinstance(body.get("from"), str):
             raise refuse(f"{where}: $graphLookup takes from, startWith, connectFromField, ...")
-        condition = scope(body["from"])
         restrict = body.get("restrictSearchWithMatch")
         if restrict is not None:
-            restrict = check_filter(restrict, where)
-        if condition is not None:
-            restrict = condition if not restrict else {"$and": [condition, restrict]}
-        return {name: {**body, **({"restrictSearchWithMatch": restrict} if restrict else {})}}
+            check_filter(restrict, where)
+        if scope(body["from"]) is not None:
+            # a recursive search would connect through other tenants' documents before any
+            # filter on its result could remove them: refused rather than scoped
+            raise refuse(f"{where}: $graphLookup into the tenant-scoped collection "
+                         f"{body['from']!r:.60} is refused.", field="$graphLookup",
+                         fix="use $lookup (scoped to the bound tenant) one level at a time.")
+        return {name: dict(body)}
     return {name: body}
 
 
@@ -253,9 +257,21 @@ def _scoped_lookup(body: Any, scope: Callable[[str], dict[str, Any] | None], whe
         raise refuse(f"{where}: $lookup takes from (a collection name) and as.")
     inner = [_check_stage(s, scope, where) for s in _stages(body.get("pipeline", []), where)]
     condition = scope(body["from"])
-    if condition is not None:
-        inner = [{"$match": condition}, *inner]
     out = dict(body)
-    if inner or "pipeline" in body:
-        out["pipeline"] = inner
+    if condition is None:
+        if inner or "pipeline" in body:
+            out["pipeline"] = inner
+        return out
+    if "localField" in out or "foreignField" in out:
+        # the equality form, rewritten so the tenant $match runs inside the join
+        local, foreign = out.pop("localField", None), out.pop("foreignField", None)
+        if not isinstance(local, str) or not isinstance(foreign, str):
+            raise refuse(f"{where}: $lookup takes localField and foreignField together.")
+        check_name(local, where, path=True)
+        check_name(foreign, where, path=True)
+        if "let" in out:
+            raise refuse(f"{where}: a scoped $lookup takes localField/foreignField or let, not both.")
+        out["let"] = {"df_local": f"${local}"}
+        inner = [{"$match": {"$expr": {"$eq": [f"${foreign}", "$$df_local"]}}}, *inner]
+    out["pipeline"] = [{"$match": condition}, *inner]
     return out
