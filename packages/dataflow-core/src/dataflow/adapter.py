@@ -121,6 +121,9 @@ class Adapter(ABC):
     #: wait for the lock (MongoDB) need more than the default
     conflict_retries: ClassVar[int] = 0
     conflict_backoff: ClassVar[float] = 0.0
+    #: ``bulk_create(partial=True)`` calls :meth:`insert_partial` instead of trying each
+    #: batch, then each row, under a savepoint (backends without savepoints)
+    sorts_partial_batches: ClassVar[bool] = False
 
     def __init__(self, url: DatabaseURL, *, pool_size: int | None = None, **options: Any) -> None:
         self.url = url
@@ -196,9 +199,9 @@ class Adapter(ABC):
         """Insert ``stmt.rows``; return the persisted rows when ``stmt.returning``."""
 
     async def insert_partial(self, conn: Any, stmt: Insert) -> tuple[int, list[tuple[int, BaseException]]]:
-        """``bulk_create(..., partial=True)`` on a backend without savepoints: insert the rows
+        """``bulk_create(..., partial=True)`` where ``sorts_partial_batches``: insert the rows
         that can be inserted; return how many were, and (position in ``stmt.rows``, error) for
-        each row refused. Adapters with savepoints never get this call."""
+        each row refused."""
         raise UnsupportedError(f"{self.capabilities.name} cannot write a partial batch "
                                "(no savepoints).", model=stmt.model.name,
                                fix="call bulk_create without partial=True.")

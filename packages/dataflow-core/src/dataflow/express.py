@@ -838,7 +838,7 @@ class Express:
         if not partial:
             await adapter.insert(conn, stmt)
             return len(batch)
-        if not adapter.capabilities.savepoints:  # the adapter sorts out the failing rows itself
+        if adapter.sorts_partial_batches:  # no savepoints: the adapter finds the failing rows
             written, errors = await adapter.insert_partial(conn, stmt)
             failed.extend(_failure(batch[pos][0], exc) for pos, exc in errors)
             return written

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
@@ -46,12 +47,14 @@ from dataflow.pool import ServerInfo, configured_pool_size, worker_count
 from dataflow.query.ast import FALSE, Count, Delete, Insert, Select, Update, Upsert
 
 from .capabilities import MongoCapabilities
-from .codec import ModelCodec, dt_text, field_name
+from .codec import TYPE_REGISTRY, ModelCodec, dt_text, field_name
 from .query import QueryCompiler
 
 T = TypeVar("T")
 P = ParamSpec("P")
 
+#: ids one counter ``$inc`` reserves for single inserts
+ID_BLOCK = 64
 #: DataFlow's own collections (names no model can take: they start with "__")
 COUNTERS = "__dataflow_counters"
 SCHEMAS = "__dataflow_schema"
@@ -139,6 +142,10 @@ class MongoAdapter(Adapter):
     # operations are run again with back-off, as the driver's with_transaction does
     conflict_retries = 50
     conflict_backoff = 0.002
+    # a failed write aborts the whole MongoDB transaction: partial batches are sorted first
+    sorts_partial_batches = True
+    # bulk writes take rows validated and encoded straight into BSON-ready tuples
+    accepts_encoded_rows = True
 
     def __init__(self, url: DatabaseURL, *, pool_size: int | None = None, **options: Any) -> None:
         super().__init__(url, pool_size=pool_size, **options)
@@ -153,11 +160,14 @@ class MongoAdapter(Adapter):
         self._size: int | None = None
         self.server: ServerInfo | None = None
         self._models: dict[int, tuple[ModelSpec, ModelCodec, QueryCompiler]] = {}
+        #: per table: ids reserved for single inserts, the next one last
+        self._id_blocks: dict[str, list[int]] = {}
 
     # --- clients and pool sizing ------------------------------------------------------
     def _client(self, max_pool: int | None) -> AsyncMongoClient[Any]:
         options: dict[str, Any] = {"uuidRepresentation": "standard", "tz_aware": True,
-                                   "appname": "dataflow", **self.client_options}
+                                   "appname": "dataflow", "type_registry": TYPE_REGISTRY,
+                                   **self.client_options}
         if max_pool is not None:
             options["maxPoolSize"] = max_pool
         return AsyncMongoClient(self.url.raw, **options)
@@ -269,21 +279,39 @@ class MongoAdapter(Adapter):
     def where(self, model: ModelSpec, expr: Any) -> dict[str, Any]:
         return self.compiled(model)[1].filter(expr)
 
-    async def _next_ids(self, conn: MongoConn, table: str, n: int) -> range:
-        """``n`` fresh integer ids for ``table``: one ``$inc`` on its counter, outside any
-        transaction, so concurrent writers never get the same id (nor conflict on it)."""
+    async def _next_ids(self, conn: MongoConn, table: str, n: int) -> list[int]:
+        """``n`` fresh integer ids for ``table``: one ``$inc`` on its counter per batch, outside
+        any transaction, so concurrent writers never get the same id (nor conflict on it).
+        Single inserts draw from a block of ``ID_BLOCK`` reserved with one ``$inc`` (a cached
+        sequence: ids are unique and increase within a process, with gaps across processes)."""
+        if n == 1:
+            block = self._id_blocks.get(table)
+            if block:
+                return [block.pop()]
+            ids = await self._reserve(conn, table, ID_BLOCK)
+            ids.reverse()
+            first = ids.pop()
+            self._id_blocks[table] = ids
+            return [first]
+        return await self._reserve(conn, table, n)
+
+    async def _reserve(self, conn: MongoConn, table: str, n: int) -> list[int]:
         doc = await conn.db[COUNTERS].find_one_and_update(
             {"_id": table}, {"$inc": {"seq": n}}, upsert=True,
             return_document=ReturnDocument.AFTER)
         assert doc is not None  # upsert=True with AFTER always returns the counter
         end = int(doc["seq"])
-        return range(end - n + 1, end + 1)
+        return list(range(end - n + 1, end + 1))
 
     async def _advance_counter(self, conn: MongoConn, table: str, given: list[Any]) -> None:
         """Ids the caller chose: later generated ids start above the largest."""
         ints = [g for g in given if isinstance(g, int)]
         if ints:
-            await conn.db[COUNTERS].update_one({"_id": table}, {"$max": {"seq": max(ints)}},
+            top = max(ints)
+            block = self._id_blocks.get(table)
+            if block and block[-1] <= top:  # the cached ids are no longer above the caller's
+                self._id_blocks[table] = []
+            await conn.db[COUNTERS].update_one({"_id": table}, {"$max": {"seq": top}},
                                                upsert=True)
 
     # --- statements -----------------------------------------------------------------------
@@ -322,6 +350,9 @@ class MongoAdapter(Adapter):
     @_translating
     async def insert(self, conn: MongoConn, stmt: Insert) -> list[dict[str, Any]]:
         model = stmt.model
+        if stmt.encoded is not None:  # rows validated and encoded by value_encoders
+            await self.insert_encoded(conn, model, stmt.columns, [stmt.encoded])
+            return []
         if not stmt.rows:
             return []
         codec, _ = self.compiled(model)
@@ -393,6 +424,37 @@ class MongoAdapter(Adapter):
                               f"{name} ({shown}) that {why}.", model=model.name, field=group[-1],
                               constraint=name, fix="check unique keys.")
 
+    def value_encoders(self, model: ModelSpec, columns: tuple[str, ...]) -> list[Any]:
+        """Per column: Python value -> BSON value, or None where it is stored as is (the
+        bulk fast path fuses these with validation)."""
+        codec, _ = self.compiled(model)
+        return [codec.encoders[c] for c in columns]
+
+    @_translating
+    async def insert_encoded(self, conn: MongoConn, model: ModelSpec, columns: tuple[str, ...],
+                             batches: Iterable[list[tuple[Any, ...]]]) -> None:
+        """Insert encoded rows, one ``insert_many`` per batch; generated ids come from one
+        counter ``$inc`` per batch."""
+        keys = [field_name(c) for c in columns]
+        coll = conn.db[model.table]
+        generate = model.pk.auto_increment and "id" not in columns
+        at = columns.index("id") if model.pk.auto_increment and "id" in columns else None
+        for batch in batches:
+            if not batch:
+                continue
+            if generate:
+                ids = await self._next_ids(conn, model.table, len(batch))
+                docs = []
+                for new, t in zip(ids, batch, strict=True):
+                    doc = dict(zip(keys, t, strict=True))
+                    doc["_id"] = new
+                    docs.append(doc)
+            else:
+                docs = [dict(zip(keys, t, strict=True)) for t in batch]
+                if at is not None:
+                    await self._advance_counter(conn, model.table, [t[at] for t in batch])
+            await coll.insert_many(docs, ordered=True, session=conn.session)
+
     @_translating
     async def update(self, conn: MongoConn, stmt: Update) -> tuple[int, list[dict[str, Any]]]:
         if stmt.where is FALSE:
@@ -458,33 +520,47 @@ class MongoAdapter(Adapter):
     async def _upsert(self, conn: MongoConn, stmt: Upsert) -> UpsertOutcome:
         model = stmt.model
         codec, _ = self.compiled(model)
-        if not stmt.rows:
+        if stmt.encoded is not None:
+            names = [field_name(c) for c in stmt.columns]
+            docs = [dict(zip(names, t, strict=True)) for t in stmt.encoded]
+        else:
+            docs = [codec.document(row) for row in stmt.rows]
+        if not docs:
             return UpsertOutcome([], 0, 0)
         keys = [field_name(c) for c in stmt.conflict]
         update = {field_name(c) for c in stmt.update}
-        new_ids: range | None = None
+        new_ids: list[int] | None = None
+        given_ids: list[Any] = []
         if model.pk.auto_increment and "id" not in stmt.columns:
-            new_ids = await self._next_ids(conn, model.table, len(stmt.rows))
+            new_ids = await self._next_ids(conn, model.table, len(docs))
+        elif model.pk.auto_increment:
+            given_ids = [d.get("_id") for d in docs]
         ops = []
         filters = []
-        for i, row in enumerate(stmt.rows):
-            doc = codec.document(row)
-            match = {k: doc.pop(k) for k in keys}
+        single = keys[0] if len(keys) == 1 else None
+        for i, doc in enumerate(docs):
+            if single is not None:
+                key = doc.pop(single)
+                match = {single: {"$eq": key}}
+                filters.append({single: key})
+            else:
+                values = {k: doc.pop(k) for k in keys}
+                match = {k: {"$eq": v} for k, v in values.items()}
+                filters.append(values)
+            values = {k: v for k, v in doc.items() if k in update}
             on_insert = {k: v for k, v in doc.items() if k not in update}
             if new_ids is not None:
                 on_insert["_id"] = new_ids[i]
             change: dict[str, Any] = {}
-            values = {k: v for k, v in doc.items() if k in update}
             if values:
                 change["$set"] = values
             if on_insert or not values:
                 change["$setOnInsert"] = on_insert
-            filters.append(match)
-            ops.append(UpdateOne({k: {"$eq": v} for k, v in match.items()}, change, upsert=True))
+            ops.append(UpdateOne(match, change, upsert=True))
         coll = conn.db[model.table]
         result = await coll.bulk_write(ops, ordered=True, session=conn.session)
-        if model.pk.auto_increment and "id" in stmt.columns:
-            await self._advance_counter(conn, model.table, [r.get("id") for r in stmt.rows])
+        if given_ids:
+            await self._advance_counter(conn, model.table, given_ids)
         records: list[dict[str, Any]] = []
         if stmt.returning:
             for start in range(0, len(filters), 500):
@@ -632,6 +708,7 @@ class MongoAdapter(Adapter):
 
     @_translating
     async def drop_table(self, conn: MongoConn, table: str) -> None:
+        self._id_blocks.pop(table, None)
         await conn.db.drop_collection(table)
         await conn.db[SCHEMAS].delete_one({"_id": table})
         await conn.db[COUNTERS].delete_one({"_id": table})

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from bson.codec_options import TypeEncoder, TypeRegistry
 from bson.decimal128 import Decimal128
 
 from dataflow.errors import ValidationError
@@ -46,14 +47,31 @@ def text_dt(v: Any) -> Any:
     return v
 
 
-def _decimal(v: Decimal) -> Decimal128:
+def _decimal(v: Decimal) -> Decimal:
+    """A Decimal checked to fit Decimal128 exactly; the client's type registry stores it as
+    Decimal128 (the value stays a hashable, numerically compared Decimal until then)."""
     try:
-        return Decimal128(v)
+        Decimal128(v)
     except (ArithmeticError, ValueError):  # Inexact / Overflow under Decimal128's context
         raise ValidationError(
             f"{v} does not fit MongoDB's Decimal128 exactly (34 significant digits, "
             "exponent -6176..6111); nothing was written.",
             fix="round the value to 34 significant digits.") from None
+    return v
+
+
+class DecimalEncoder(TypeEncoder):
+    """Python ``Decimal`` -> BSON Decimal128, for every client DataFlow opens."""
+
+    @property
+    def python_type(self) -> type:
+        return Decimal
+
+    def transform_python(self, value: Any) -> Any:
+        return Decimal128(value)
+
+
+TYPE_REGISTRY = TypeRegistry([DecimalEncoder()])
 
 
 def _undecimal(v: Any) -> Any:
@@ -95,7 +113,9 @@ def encoder(f: FieldSpec) -> Encoder | None:
 def _json_encoder(f: FieldSpec) -> Encoder:
     """JSON values become embedded documents; their keys are field names to MongoDB, so a key
     that begins with ``$``, holds ``.`` or NUL is refused (DF-301) -- never stored, never
-    read back as an operator."""
+    read back as an operator. Integers beyond 64 bits (JSON has no limit, BSON has) are
+    stored exactly as Decimal128 -- which plain JSON never holds, so they read back as int --
+    up to 34 digits; longer ones are refused."""
     from .security import check_value
 
     dump = _pydantic_dump if f.pydantic_cls is not None else None
@@ -106,11 +126,33 @@ def _json_encoder(f: FieldSpec) -> Encoder:
         if isinstance(value, (dict, list)):
             try:
                 check_value(value, f"JSON field '{name}'")
+                return _wide_ints(value, name)
             except ValidationError as exc:
                 raise ValidationError(exc.message, field=name, fix=exc.fix) from None
+        if type(value) is int and not INT64_MIN <= value <= INT64_MAX:
+            return _wide_ints(value, name)
         return value
 
     return encode
+
+
+INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+
+
+def _wide_ints(v: Any, name: str) -> Any:
+    if type(v) is int:
+        if INT64_MIN <= v <= INT64_MAX:
+            return v
+        if len(str(abs(v))) > 34:
+            raise ValidationError(f"JSON field '{name}' holds the integer {v!r:.40}, longer than "
+                                  "the 34 digits MongoDB stores exactly.", field=name,
+                                  fix="store it as a string.")
+        return Decimal128(Decimal(v))
+    if isinstance(v, dict):
+        return {k: _wide_ints(x, name) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_wide_ints(x, name) for x in v]
+    return v
 
 
 def _enum_value(v: Any) -> Any:
@@ -158,6 +200,8 @@ def plain_json(v: Any) -> Any:
         return [plain_json(x) for x in v]
     if isinstance(v, int) and type(v) is not int and type(v) is not bool:
         return int(v)
+    if isinstance(v, Decimal128):  # an integer wider than 64 bits (see _json_encoder)
+        return int(v.to_decimal())
     return v
 
 
