@@ -739,7 +739,7 @@ class DataFlow:
                 if attempt == MIGRATION_RETRIES - 1:
                     raise
                 live = await adapter.run(adapter.introspect, [m.table for m in models])
-                fresh = plan_migration(models, live, getattr(adapter, "compiler", None))  # type: ignore[arg-type]
+                fresh = adapter.plan_migration(models, live)
                 if not fresh:
                     return Plan()  # the other migration did all of it
                 if len(fresh.steps) >= exc.details.get("steps_left", 0):
