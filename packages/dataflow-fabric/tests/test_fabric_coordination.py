@@ -284,3 +284,26 @@ async def test_workers_recover_from_a_redis_restart(own_redis: OwnRedis, tmp_pat
             await worker.client.aclose()
             await worker.db.stop()
             await worker.db.close()
+
+
+async def test_a_webhook_is_refused_while_the_nonce_store_is_down(
+        own_redis: OwnRedis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOOK_SECRET", "shared-secret")
+    (tmp_path / "feed.json").write_text("[1]")
+    db = DataFlow("sqlite://:memory:")
+    db.source("feed", FileSourceConfig(tmp_path / "feed.json", watch=False, poll_interval=0,
+                                       webhook_secret_env="HOOK_SECRET"))
+    handle = await db.start(port=0, coordination=own_redis.url, lease_ttl=LEASE,
+                            coordination_scope="nonce-test")
+    try:
+        async with httpx.AsyncClient(base_url=handle.url, timeout=10) as client:
+            await own_redis.stop()
+            ts, nonce, body = str(int(time.time())), secrets.token_hex(12), b"{}"
+            headers = {"X-DataFlow-Timestamp": ts, "X-DataFlow-Nonce": nonce,
+                       "X-DataFlow-Signature": sign_webhook("shared-secret", ts, nonce, body)}
+            response = await client.post("/_webhooks/feed", content=body, headers=headers)
+            assert response.status_code == 503
+            assert response.json()["error"]["code"] == "DF-1111"
+    finally:
+        await db.stop()
+        await db.close()

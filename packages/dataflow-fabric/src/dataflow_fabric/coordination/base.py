@@ -65,6 +65,7 @@ class Coordinator(abc.ABC):
         self._seq = 0
         self._renewed_at = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._releasing: set[asyncio.Task[None]] = set()
         self.nonces: NonceStore | None = None
 
     @property
@@ -87,7 +88,8 @@ class Coordinator(abc.ABC):
         """Extend our lease; False when it is no longer ours."""
 
     @abc.abstractmethod
-    async def release(self) -> None: ...
+    async def release(self, token: int) -> None:
+        """Give up the lease taken with ``token`` (nothing if it is no longer ours)."""
 
     @abc.abstractmethod
     async def write_entry(self, product: str, tenant: str | None, entry: SharedEntry) -> bool:
@@ -114,11 +116,8 @@ class Coordinator(abc.ABC):
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        if self.is_leader:
-            try:
-                await self.release()
-            except Exception as exc:
-                log.warning("releasing the lease failed: %s", type(exc).__name__)
+        if self.is_leader and self.token is not None:
+            await self._release_quietly(self.token)
         self.role, self.token = "follower", None
         await self.close()
 
@@ -158,9 +157,20 @@ class Coordinator(abc.ABC):
 
     def _step_down(self, why: str) -> None:
         log.warning("worker %s is no longer the leader (%s)", self.worker, why)
+        token = self.token
         self.role, self.token = "follower", None
+        if token is not None:  # a lease we may still hold (a lock on a live session) goes too
+            task = asyncio.get_running_loop().create_task(self._release_quietly(token))
+            self._releasing.add(task)
+            task.add_done_callback(self._releasing.discard)
         if self.fabric is not None:
             self.fabric.on_leadership(False)
+
+    async def _release_quietly(self, token: int) -> None:
+        try:
+            await self.release(token)
+        except Exception as exc:
+            log.warning("releasing the lease failed: %s", type(exc).__name__)
 
     # --- what the runtime calls -------------------------------------------------------
     async def store(self, product: str, tenant: str | None, body: bytes, computed_at: float,

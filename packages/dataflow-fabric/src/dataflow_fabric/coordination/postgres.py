@@ -15,7 +15,7 @@ import json
 import logging
 from typing import Any
 
-from ..errors import FabricConfigError
+from ..errors import CoordinationError, FabricConfigError
 from .base import Coordinator, SharedEntry
 
 log = logging.getLogger("dataflow.fabric.coordination")
@@ -70,14 +70,28 @@ def tenant_part(tenant: str | None) -> str:
 class PostgresNonces:
     def __init__(self, coordinator: PostgresCoordinator) -> None:
         self.coordinator = coordinator
+        self._claims = 0
 
     async def claim(self, key: str, ttl: float) -> bool:
-        found = await self.coordinator.query(
+        try:
+            self._claims += 1
+            if self._claims % 100 == 0:  # expired nonces are only ever overwritten otherwise
+                await self.coordinator.query(
+                    "execute", "DELETE FROM dataflow_fabric_nonces WHERE scope = $1 AND "
+                    "expires_at < now()", self.coordinator.scope)
+            found = await self._claim(key, ttl)
+        except Exception as exc:
+            raise CoordinationError(f"webhook nonces are kept in PostgreSQL, which failed "
+                                    f"({type(exc).__name__}); the call was not accepted.",
+                                    fix="retry the call; check the database.") from exc
+        return found is not None
+
+    async def _claim(self, key: str, ttl: float) -> Any:
+        return await self.coordinator.query(
             "fetchval",
             "INSERT INTO dataflow_fabric_nonces AS n VALUES ($1, $2, now() + make_interval(secs => $3)) "
             "ON CONFLICT (scope, nonce) DO UPDATE SET expires_at = excluded.expires_at "
             "WHERE n.expires_at < now() RETURNING 1", self.coordinator.scope, key, float(ttl))
-        return found is not None
 
 
 class PostgresCoordinator(Coordinator):
@@ -167,12 +181,12 @@ class PostgresCoordinator(Coordinator):
                                           self.scope)
             return bool(current == self.token)
 
-    async def release(self) -> None:
+    async def release(self, token: int) -> None:
         async with self._lock_guard:
             conn = self._lock_conn
-            if conn is not None and not conn.is_closed():
-                await conn.execute("SELECT pg_advisory_unlock($1, hashtext($2))", LOCK_CLASS,
-                                   self.scope)
+            if self.is_leader or conn is None or conn.is_closed():
+                return  # leading again (a newer token), or the session and its lock are gone
+            await conn.execute("SELECT pg_advisory_unlock_all()")  # the session is ours alone
 
     async def write_entry(self, product: str, tenant: str | None, entry: SharedEntry) -> bool:
         async with self._lock_guard:

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from typing import Any
 
-from ..errors import FabricConfigError
+from ..errors import CoordinationError, FabricConfigError
 from .base import Coordinator, SharedEntry
 
 log = logging.getLogger("dataflow.fabric.coordination")
@@ -63,9 +63,13 @@ class RedisNonces:
 
     async def claim(self, key: str, ttl: float) -> bool:
         client = self.coordinator.client
-        assert client is not None
         name = f"{self.coordinator.scope}:nonce:{key}"
-        return bool(await client.set(name, "1", nx=True, ex=max(1, int(ttl + 0.999))))
+        try:
+            return bool(await client.set(name, "1", nx=True, ex=max(1, int(ttl + 0.999))))
+        except Exception as exc:
+            raise CoordinationError(f"webhook nonces are kept in Redis, which failed "
+                                    f"({type(exc).__name__}); the call was not accepted.",
+                                    fix="retry the call; check Redis.") from exc
 
 
 class RedisCoordinator(Coordinator):
@@ -160,8 +164,8 @@ class RedisCoordinator(Coordinator):
         return bool(await self._scripts["renew"](keys=[self._key("lease")],
                                                  args=[self.holder, int(self.lease_ttl * 1000)]))
 
-    async def release(self) -> None:
-        await self._scripts["release"](keys=[self._key("lease")], args=[self.holder])
+    async def release(self, token: int) -> None:
+        await self._scripts["release"](keys=[self._key("lease")], args=[f"{self.worker}|{token}"])
 
     async def write_entry(self, product: str, tenant: str | None, entry: SharedEntry) -> bool:
         line = f"{product}|{tenant_part(tenant)}|{entry.token}|{entry.seq}|{self.worker}"
