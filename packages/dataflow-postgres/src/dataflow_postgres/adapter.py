@@ -508,6 +508,11 @@ class PostgresAdapter(SQLAdapter):
                 await self._advance_identity(conn, model, ("id",), [], [(top,)])
         return True
 
+    async def advance_identity(self, conn: Any, model: ModelSpec, top: Any) -> None:
+        """Move ``model``'s identity sequence past ``top`` (explicit ids written by a
+        statement that bypassed it, e.g. ``db.frames``' staging merge)."""
+        await self._advance_identity(conn, model, ("id",), [], [(top,)])
+
     @_translating
     async def _copy_stream(self, conn: Any, table: str, columns: tuple[str, ...],
                            pieces: Iterator[bytes]) -> None:

@@ -212,6 +212,11 @@ async def merge_frame(db: DataFlow, conn: Any, model: ModelSpec, frame: pl.DataF
             sets = ", ".join(f"{q(c)} = VALUES({q(c)})" for c in update)
             sql = f"{head} ON DUPLICATE KEY UPDATE {sets}"
         await execute(conn, sql, ())
+        advance = getattr(adapter, "advance_identity", None)  # PostgreSQL's identity sequence
+        if advance is not None and "id" in frame.columns and model.pk.auto_increment:
+            top = frame.get_column("id").max()
+            if top is not None:
+                await advance(conn, model, top)
     finally:
         drop = "DROP TEMPORARY TABLE" if style == "on_duplicate_key" else "DROP TABLE"
         await execute(conn, f"{drop} IF EXISTS {q(tmp)}", ())

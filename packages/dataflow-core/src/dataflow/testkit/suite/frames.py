@@ -440,6 +440,15 @@ class TestFrames:
         assert seven["tier"] is KitTier.SILVER and seven["email"] == "n@x"
         assert await _count(db, "KitFrameCustomer") == 3
 
+    @pytest.mark.parametrize("staging", [True, False])
+    async def test_update_explicit_ids_then_generated_ones(self, make_db: MakeDB, pl: Any,
+                                                           staging: bool) -> None:
+        db = await _shop(make_db)
+        res = await db.frames.update("KitFrameCustomer", _customers(pl, 100), staging=staging)
+        assert res.status == "ok" and res.inserted == 100
+        made = await db.express.create("KitFrameCustomer", {"name": "next", "email": "next@x"})
+        assert made["id"] == 101
+
     async def test_update_needs_the_primary_key(self, make_db: MakeDB, pl: Any) -> None:
         db = await _shop(make_db)
         with raises_df(MissingFieldError, "DF-303", "id"):
