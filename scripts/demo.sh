@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check \
-  -e "./packages/dataflow-core[sqlite]" -e ./packages/dataflow-sqlite
+  -e "./packages/dataflow-core[sqlite,cli]" -e ./packages/dataflow-sqlite
 .venv/bin/dataflow demo "$@"

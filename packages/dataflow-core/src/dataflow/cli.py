@@ -1,7 +1,12 @@
 """The ``dataflow`` console command.
 
     dataflow --version
-    dataflow demo [--rows 100000] [--db sqlite:///path.db]
+    dataflow demo [--rows 100000] [--db sqlite:///path.db] [--no-progress]
+    dataflow inspect module:db [--json]
+    dataflow validate module:db
+    dataflow migrate module:db (--plan | --apply [--allow-destructive])
+
+The commands themselves are in ``dataflow.commands`` (typer and rich, the ``[cli]`` extra).
 
 ``demo`` runs a realistic scenario on embedded SQLite (models, a bulk import with a
 progress bar, filtered queries, an upsert, a workflow, a rolled-back transaction)
@@ -10,7 +15,6 @@ and prints a short summary. Progress goes to stderr; the summary to stdout.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import enum
 import os
@@ -23,8 +27,14 @@ from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any, TextIO
 
-from . import __version__
 from .errors import DataFlowError
+
+#: exit codes of every ``dataflow`` command
+EXIT_OK = 0  # done; nothing wrong found; nothing left to migrate
+EXIT_ERROR = 1  # a DataFlow error, or problems found by validate
+EXIT_USAGE = 2  # bad arguments, or a target that does not import
+EXIT_PENDING = 3  # migrate --plan: additive steps are pending
+EXIT_REFUSED = 4  # migrate: destructive steps, refused without --allow-destructive
 
 
 class OrderStatus(enum.Enum):
@@ -53,24 +63,23 @@ class _Demo:
         yield
         self.timings.append((title, time.perf_counter() - t0))
 
-    def progress_bar(self, label: str) -> Callable[[int, int], None]:
-        width = 30
-        last = [-1]
+    @contextmanager
+    def progress_bar(self, label: str) -> Iterator[Callable[[int, int], None]]:
+        """A rich progress bar on stderr fed by ``on_progress(done, total)`` callbacks."""
+        if not self.progress:
+            yield lambda done, total: None
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn
 
-        def show(done: int, total: int) -> None:
-            if not self.progress:
-                return
-            pct = 100 if total == 0 else done * 100 // total
-            if pct == last[0]:
-                return
-            last[0] = pct
-            filled = width * pct // 100
-            bar = "#" * filled + "." * (width - filled)
-            end = "\n" if done >= total else ""
-            print(f"\r   {label} [{bar}] {pct:3d}% ({done:,}/{total:,})", end=end, file=self.err,
-                  flush=True)
+        with Progress(TextColumn(f"   {label}"), BarColumn(), TaskProgressColumn(),
+                      MofNCompleteColumn(), console=Console(file=self.err)) as bar:
+            task = bar.add_task(label, total=None)
 
-        return show
+            def show(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            yield show
 
     async def run(self) -> None:
         from . import DataFlow, field
@@ -142,8 +151,8 @@ class _Demo:
                     "customer_id": 1 + rng.randrange(n_customers), "product_id": pid, "quantity": qty,
                     "total": prices[pid] * qty, "status": statuses[i % len(statuses)],
                     "meta": {"channel": "web" if i % 2 else "store", "batch": i // 10_000}})
-            result = await ex.bulk_create("Order", orders, batch_size=5_000,
-                                          on_progress=self.progress_bar("orders"))
+            with self.progress_bar("orders") as show:
+                result = await ex.bulk_create("Order", orders, batch_size=5_000, on_progress=show)
             self.facts["imported"] = result["inserted"]
 
         with self.step("filtered queries"):
@@ -242,48 +251,38 @@ class _Rollback(Exception):
     """Raised inside the demo transaction to roll it back."""
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _demo(db_url: str | None, rows: int, no_progress: bool) -> int:
     tmpdir: tempfile.TemporaryDirectory[str] | None = None
-    url = args.db
+    url = db_url
     if url is None:
         tmpdir = tempfile.TemporaryDirectory(prefix="dataflow-demo-")
         url = f"sqlite:///{os.path.join(tmpdir.name, 'demo.db')}"
-    if args.rows < 0:
+    if rows < 0:
         print("dataflow demo: --rows must be >= 0", file=sys.stderr)
-        return 2
-    demo = _Demo(url, args.rows, sys.stdout, sys.stderr, progress=not args.no_progress)
+        return EXIT_USAGE
+    demo = _Demo(url, rows, sys.stdout, sys.stderr, progress=not no_progress)
     try:
         asyncio.run(demo.run())
     except DataFlowError as exc:
         print(f"dataflow demo failed: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
     finally:
         if tmpdir is not None:
             tmpdir.cleanup()
     print(demo.summary(), flush=True)
-    return 0 if demo.facts.get("rollback_clean") else 1
-
-
-def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="dataflow", description="DataFlow command line.")
-    ap.add_argument("--version", action="version", version=f"dataflow {__version__}")
-    sub = ap.add_subparsers(dest="command")
-    demo = sub.add_parser("demo", help="run a realistic scenario on embedded SQLite")
-    demo.add_argument("--rows", type=int, default=100_000, help="orders to import (default 100000)")
-    demo.add_argument("--db", default=None,
-                      help="database URL (default: a temporary SQLite file), e.g. sqlite:///demo.db")
-    demo.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    return ap
+    return EXIT_OK if demo.facts.get("rollback_clean") else EXIT_ERROR
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``dataflow`` console script."""
-    ap = _parser()
-    args = ap.parse_args(argv)
-    if args.command == "demo":
-        return _demo(args)
-    ap.print_help()
-    return 0
+    """Entry point of the ``dataflow`` console script: the exit code (see ``commands``)."""
+    try:
+        from .commands import run
+    except ImportError as exc:  # typer / rich are the [cli] extra
+        print(f"dataflow: the command line needs typer and rich ({exc.name} is missing). Fix: "
+              "install dataflow-core's [cli] extra from its path, e.g. "
+              'pip install "./packages/dataflow-core[cli]".', file=sys.stderr)
+        return EXIT_ERROR
+    return run(list(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":
