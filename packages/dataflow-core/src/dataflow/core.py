@@ -346,6 +346,8 @@ class DataFlow:
         allow_destructive_migrations: bool = False,
         existing_schema_mode: bool = False,
         strict: bool = False,
+        echo: bool = False,
+        monitoring: bool = False,
         **adapter_options: Any,
     ) -> None:
         from .adapter import DatabaseURL
@@ -362,6 +364,13 @@ class DataFlow:
         self.strict = strict
         adapter_cls = plugins.adapter_for(self.url.scheme.split("+")[0])
         self.adapter: Adapter = adapter_cls(self.url, pool_size=pool_size, **adapter_options)
+        #: echo=True logs each statement (parameters redacted), monitoring=True makes
+        #: OpenTelemetry spans per statement and per node (dataflow.observe)
+        self._observer: Observer | None = None
+        if echo or monitoring:
+            from .observe import Observer
+
+            self._observer = Observer(self, echo=echo, monitoring=monitoring)
         self._models: dict[str, ModelSpec] = {}
         self._ready_models: set[str] = set()
         self._init_error: BaseException | None = None

@@ -124,6 +124,12 @@ class ModelNode:
                 model=self.model, field="model_name",
                 fix=f"use {named}{self.op}Node for {named}, or drop model_name (the node's name "
                 "already says the model)." if isinstance(named, str) else "drop model_name.")
+        observer = self.db._observer
+        if observer is not None and observer.tracer is not None:
+            with observer.span(f"dataflow.node {self.type_name}", **{
+                    "dataflow.model": self.model, "dataflow.operation": self.op}):
+                observed: dict[str, Any] = await self._run(params)
+            return observed
         result: dict[str, Any] = await self._run(params)
         return result
 
