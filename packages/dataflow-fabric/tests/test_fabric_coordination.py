@@ -307,3 +307,36 @@ async def test_a_webhook_is_refused_while_the_nonce_store_is_down(
     finally:
         await db.stop()
         await db.close()
+
+
+async def test_followers_load_a_shared_value_with_a_lower_mark_after_the_store_was_reset(
+        cluster: tuple[list[Worker], str, str]) -> None:
+    """A Redis restarted without persistence starts tokens again from 1: followers compare
+    marks for equality, so the reset store's first value is still loaded."""
+    (a, b), coordination, scope = cluster
+    leader = fabric_of(a.db).coordinator
+    assert leader is not None and leader.token is not None
+    await b.db.express.create("Item", {"qty": 1})
+    await b.db.express.create("Item", {"qty": 1})
+
+    async def settled() -> bool:
+        product = (await a.health())["products"]["total"]
+        idle = not product["refresh_pending"] and not product["refreshing"]
+        return idle and await b.total() == (3, "fresh")
+
+    await eventually(settled)
+    held = await leader.read_entry("total", None)
+    assert held is not None and held.seq >= 2
+    if coordination.startswith("redis"):  # the store forgets the value, as a restart would
+        await leader.client.delete(f"{scope}:entry:total:-")  # type: ignore[attr-defined]
+    else:
+        await leader.query("execute", "DELETE FROM dataflow_fabric_cache WHERE scope = $1",  # type: ignore[attr-defined]
+                           scope)
+    reset = SharedEntry(b"42", time.time(), leader.token, 1, False, False)
+    assert await leader.write_entry("total", None, reset)
+    await leader.publish({"kind": "refreshed", "product": "total", "tenant": None})
+
+    async def loaded() -> bool:
+        return await b.total() == (42, "fresh")
+
+    await eventually(loaded)

@@ -93,6 +93,8 @@ class ProductState:
     versions: int = 0
     #: tenants whose shared value the leader is refreshing (followers serve it marked stale)
     remote_pending: set[str | None] = field(default_factory=set)
+    #: (token, seq) of the shared value each entry was loaded from (followers)
+    shared_marks: dict[Key, tuple[int, int]] = field(default_factory=dict)
     failures: int = 0  # consecutive failed refreshes
 
 

@@ -87,14 +87,17 @@ async def load_shared(fabric: Fabric, state: ProductState, key: Key, *,
     if shared is None:
         return None
     current = state.entries.get(key)
-    version = shared.token * 1_000_000 + shared.seq
-    if current is not None and current.version >= version:
+    mark = (shared.token, shared.seq)
+    if current is not None and state.shared_marks.get(key) == mark:
         if not shared.pending:
             state.remote_pending.discard(key[0])
         return current
+    # any other mark is newer: the store only ever holds the latest write (tokens restart
+    # from 1 when Redis restarts without persistence, so marks are compared for equality)
     entry = Entry(json.loads(shared.body), shared.body, shared.computed_at, time.monotonic(),
-                  stale=shared.stale, version=version)
+                  stale=shared.stale, version=shared.token * 1_000_000 + shared.seq)
     state.entries[key] = entry
+    state.shared_marks[key] = mark
     if shared.pending:
         state.remote_pending.add(key[0])
     else:
