@@ -209,7 +209,8 @@ async def amain(url: str, args: argparse.Namespace) -> list[Result]:
     if args.quick:
         sizes = {"bulk": 5_000, "single": 200, "reads": 200, "lists": 20, "upsert": 5_000}
     else:
-        sizes = {"bulk": args.bulk, "single": 1_000, "reads": 1_000, "lists": 100, "upsert": args.bulk}
+        sizes = {"bulk": args.bulk, "single": 1_000, "reads": 1_000, "lists": args.lists,
+                 "upsert": args.bulk}
     bench = Bench(url, sizes, args.repeat)
     await bench.open()
     try:
@@ -222,6 +223,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller sizes (smoke check)")
     ap.add_argument("--bulk", type=int, default=100_000, help="rows of the bulk workloads")
+    ap.add_argument("--lists", type=int, default=100, help="filtered lists (default 100)")
     ap.add_argument("--repeat", type=int, default=3, help="best of N runs per side (default 3)")
     ap.add_argument("--markdown", action="store_true", help="also print a Markdown table")
     args = ap.parse_args()

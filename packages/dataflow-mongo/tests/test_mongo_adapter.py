@@ -146,11 +146,13 @@ async def test_filters_compile_to_operator_documents(mdb: DataFlow) -> None:
     from dataflow.query.filters import parse_filter
 
     flt = q.filter(parse_filter(spec, {"name": "{'$gt': ''}", "qty": {"$in": [1, None]}}))
-    assert flt == {"$and": [{"name": {"$eq": "{'$gt': ''}"}}, {"qty": {"$in": [1, None]}}]}
+    assert flt == {"name": "{'$gt': ''}", "qty": {"$in": [1, None]}}
+    flt = q.filter(parse_filter(spec, {"$and": [{"qty": {"$gt": 1}}, {"qty": {"$lt": 5}}]}))
+    assert flt == {"$and": [{"qty": {"$gt": 1}}, {"qty": {"$lt": 5}}]}
     assert q.filter(Like("name", "a%", case_insensitive=True)) == {
         "name": {"$regex": "^a.*$", "$options": "si"}}
-    assert q.filter(parse_filter(spec, {"id": 5})) == {"_id": {"$eq": 5}}
-    assert q.filter(parse_filter(spec, {"$not": {"qty": 1}})) == {"$nor": [{"qty": {"$eq": 1}}]}
+    assert q.filter(parse_filter(spec, {"id": 5})) == {"_id": 5}
+    assert q.filter(parse_filter(spec, {"$not": {"qty": 1}})) == {"$nor": [{"qty": 1}]}
     await mdb.express.bulk_create("Item", [{"name": "a%b", "qty": 1}, {"name": "axb"}, {"name": "A_B"}])
     assert {r["name"] for r in await mdb.express.list("Item", {"name": {"$like": "a\\%b"}})} == {"a%b"}
     assert {r["name"] for r in await mdb.express.list("Item", {"name": {"$ilike": "a_b"}})} == {

@@ -8,6 +8,8 @@ A node this compiler has no method for raises DF-501 instead of guessing.
 
 from __future__ import annotations
 
+import uuid
+from decimal import Decimal
 from typing import Any
 
 from dataflow.errors import UnsupportedError
@@ -32,6 +34,9 @@ from .codec import ModelCodec, field_name
 _OPS = {"eq": "$eq", "ne": "$ne", "gt": "$gt", "ge": "$gte", "lt": "$lt", "le": "$lte"}
 #: a filter that matches nothing: every document has an _id
 MATCH_NOTHING: dict[str, Any] = {"_id": {"$exists": False}}
+#: value types an equality may send bare (``{"f": v}``): none of them is a dict, a list or a
+#: regex, so the server can only compare them
+_BARE = frozenset({str, int, float, bool, Decimal, uuid.UUID})
 #: characters with a meaning in a PCRE pattern
 _PCRE_SPECIAL = frozenset("\\^$.|?*+()[]{}#-/ ")
 
@@ -105,7 +110,10 @@ class QueryCompiler:
 
     # --- nodes ------------------------------------------------------------------------
     def visit_comparison(self, e: Comparison) -> dict[str, Any]:
-        return {field_name(e.field): {_OPS[e.op]: self.codec.value(e.field, e.value)}}
+        value = self.codec.value(e.field, e.value)
+        if e.op == "eq" and type(value) in _BARE:
+            return {field_name(e.field): value}  # a plain scalar is never read as an operator
+        return {field_name(e.field): {_OPS[e.op]: value}}
 
     def visit_in_list(self, e: InList) -> dict[str, Any]:
         values = [self.codec.value(e.field, v) for v in e.values]
@@ -129,7 +137,18 @@ class QueryCompiler:
         return {field_name(e.field): {"$ne": None} if e.negate else {"$eq": None}}
 
     def visit_and_(self, e: And) -> dict[str, Any]:
-        return {"$and": [self.filter(i) for i in e.items]}
+        parts = [self.filter(i) for i in e.items]
+        merged: dict[str, Any] = {}
+        for part in parts:
+            # one document of conditions on distinct fields (what a MongoDB user writes, and
+            # what servers match fastest); anything else stays an explicit $and
+            if len(part) != 1:
+                return {"$and": parts}
+            (key, cond), = part.items()
+            if key.startswith("$") or key in merged:
+                return {"$and": parts}
+            merged[key] = cond
+        return merged
 
     def visit_or_(self, e: Or) -> dict[str, Any]:
         return {"$or": [self.filter(i) for i in e.items]}
