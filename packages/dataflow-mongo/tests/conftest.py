@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -79,9 +80,11 @@ def mongo_url() -> Iterator[str]:
                     "(pip install ./packages/dataflow-mongo[test]) and DATAFLOW_MONGO_URL is unset")
         return
     port = _free_port()
+    # the server's log goes to a file: a pipe nobody reads would fill and stall the server
+    log = tempfile.TemporaryFile()
     proc = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", str(port),
                              "--storage-path", ":memory:"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=log)
     url = f"mongodb://127.0.0.1:{port}/{DATABASE}?directConnection=true"
     try:
         deadline = time.monotonic() + STARTUP_SECONDS
@@ -91,7 +94,8 @@ def mongo_url() -> Iterator[str]:
                 break
             except Exception as exc:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    err = proc.stderr.read().decode(errors="replace")[-500:] if proc.stderr else ""
+                    log.seek(0)
+                    err = log.read().decode(errors="replace")[-500:]
                     unreachable(f"the secantusd-py test server on port {port}",
                                 f"{type(exc).__name__}: {exc} {err}")
                 time.sleep(0.2)
@@ -103,6 +107,7 @@ def mongo_url() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        log.close()
 
 
 @pytest.fixture(scope="session")
