@@ -383,6 +383,7 @@ class PostgresAdapter(SQLAdapter):
         compiled = self.compiler.compile(stmt)
         decode = self.compiler.row_decoder(stmt.model, tuple(stmt.model.fields))
         own = conn is None
+        ahead: asyncio.Future[Any] | None = None
         if own:
             conn = await self.acquire()
         try:
@@ -391,24 +392,38 @@ class PostgresAdapter(SQLAdapter):
             try:
                 if own:
                     cursor = await conn.cursor(compiled.sql, *compiled.params)
+                    # the next batch is fetched while this one is decoded and consumed
+                    fetching = ahead = asyncio.ensure_future(cursor.fetch(batch_size))
+                    while True:
+                        rows = await fetching
+                        ahead = None
+                        if len(rows) == batch_size:
+                            fetching = ahead = asyncio.ensure_future(cursor.fetch(batch_size))
+                        if rows:
+                            yield [decode(r) for r in rows]
+                        if len(rows) < batch_size:
+                            break
                 else:
                     async with lock:
                         cursor = await conn.cursor(compiled.sql, *compiled.params)
-                while True:
-                    if own:
-                        rows = await cursor.fetch(batch_size)
-                    else:
+                    while True:
                         async with lock:
                             rows = await cursor.fetch(batch_size)
-                    if rows:
-                        yield [decode(r) for r in rows]
-                    if len(rows) < batch_size:
-                        break
+                        if rows:
+                            yield [decode(r) for r in rows]
+                        if len(rows) < batch_size:
+                            break
             except _DRIVER_ERRORS as exc:
                 raise _translate(exc) from exc
             finally:
                 if own:
-                    await self.rollback(conn)
+                    if ahead is not None:  # left early: let the fetch in flight finish
+                        try:
+                            await ahead
+                        except BaseException:
+                            _terminate(conn)  # state unknown: the pool replaces it
+                    if not conn.is_closed():
+                        await self.rollback(conn)
         finally:
             if own:
                 await self.release(conn)
