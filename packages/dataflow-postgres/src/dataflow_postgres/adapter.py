@@ -445,9 +445,16 @@ class PostgresAdapter(SQLAdapter):
     async def insert(self, conn: Any, stmt: Insert) -> list[dict[str, Any]]:
         model, c = stmt.model, self.compiler
         if stmt.returning and len(stmt.rows) == 1:
-            sql = c.insert_sql(model, stmt.columns, 1, returning=True)
-            row = await self._fetchrow(conn, sql, c.row_encoder(model, stmt.columns)(stmt.rows[0]))
-            out = [c.row_decoder(model, tuple(model.fields))(row)]
+            params = c.row_encoder(model, stmt.columns)(stmt.rows[0])
+            if "id" in stmt.columns and model.pk.auto_increment:
+                # an explicit id: the sequence moves past it in the same statement
+                row = await self._fetchrow(conn, self._insert_advancing_sql(model, stmt.columns),
+                                           (*params, c.table(model)))
+                row = tuple(row)[:len(model.fields)]
+            else:
+                row = await self._fetchrow(conn, c.insert_sql(model, stmt.columns, 1,
+                                                              returning=True), params)
+            return [c.row_decoder(model, tuple(model.fields))(row)]
         elif stmt.returning:
             out = await super().insert(conn, stmt)
         else:
@@ -536,6 +543,18 @@ class PostgresAdapter(SQLAdapter):
                 yield piece
 
         await conn.copy_to_table(table, source=source(), columns=list(columns), format="binary")
+
+    def _insert_advancing_sql(self, model: ModelSpec, columns: tuple[str, ...]) -> str:
+        """One row with an explicit id into an identity column, RETURNING the row, with the
+        identity's sequence moved to that id when it is beyond the sequence's last value --
+        one round trip (the table name is the last parameter)."""
+        c = self.compiler
+        insert = c.insert_sql(model, columns, 1, returning=True)
+        table = f"${len(columns) + 1}"
+        return (f"WITH df_row AS ({insert}) SELECT df_row.*, (SELECT setval(s.seq, df_row.id) "
+                f"FROM (SELECT CAST(pg_get_serial_sequence({table}, 'id') AS regclass) AS seq) s "
+                "WHERE s.seq IS NOT NULL AND df_row.id > COALESCE(pg_sequence_last_value(s.seq), 0)) "
+                "FROM df_row")
 
     @_translating
     async def _fetchrow(self, conn: Any, sql: str, params: tuple[Any, ...]) -> Any:

@@ -1,0 +1,343 @@
+"""Single operations and bulk update/delete by filter against the physical limit: the raw
+driver on ONE persistent connection (and, for context, a pooled raw connection per statement).
+
+    .venv/bin/python bench/bench_single.py --backend postgres [--ops 1000] [--repeat 5]
+    .venv/bin/python bench/bench_single.py --backend sqlite
+    .venv/bin/python bench/bench_single.py --backend mysql
+
+Workloads (both sides on identical tables built from DataFlow's DDL, the same rows): ``--ops``
+creates with an auto id, creates with an explicit id, reads by id, updates of one field by id,
+deletes by id; one bulk update by filter and one bulk delete by filter over 100,000 rows. Raw
+single writes return the stored row where DataFlow does (``RETURNING``; on MySQL the INSERT
+alone, as DataFlow's create is one INSERT there). Ratio = raw time / DataFlow time; the table
+gives the best and the worst ratio of the interleaved runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as _dt
+import os
+import sys
+import tempfile
+import time
+from typing import Any
+
+from harness import Result, machine_note, measure, print_header
+
+from dataflow import DataFlow
+
+COLS = ("name", "category", "price", "qty", "active", "created_at", "updated_at")
+
+
+def rows(n: int, start: int = 0) -> list[dict[str, Any]]:
+    return [{"name": f"item-{i}", "category": f"c{i % 20}", "price": (i % 1000) / 10.0,
+             "qty": i % 97, "active": i % 3 != 0} for i in range(start, start + n)]
+
+
+class RawSide:
+    """The raw statements of one backend on one connection (``pooled``: a pool per statement)."""
+
+    def __init__(self, backend: str, url: str) -> None:
+        self.backend = backend
+        self.url = url
+        self.conn: Any = None
+        self.pool: Any = None
+        mark = {"postgres": "$", "mysql": "%s", "sqlite": "?"}[backend]
+        self.q = '"' if backend != "mysql" else "`"
+        t = f"{self.q}raw_single_item{self.q}"
+        self.table = t
+
+        def m(i: int) -> str:
+            return f"${i}" if mark == "$" else mark
+
+        cols = ", ".join(COLS)
+        marks = ", ".join(m(i + 1) for i in range(len(COLS)))
+        ret = f" RETURNING id, {cols}" if backend != "mysql" else ""
+        self.insert = f"INSERT INTO {t} ({cols}) VALUES ({marks}){ret}"
+        marks_id = ", ".join(m(i + 1) for i in range(len(COLS) + 1))
+        self.insert_id = f"INSERT INTO {t} (id, {cols}) VALUES ({marks_id}){ret}"
+        self.read = f"SELECT id, {cols} FROM {t} WHERE id = {m(1)}"
+        upd_ret = f" RETURNING id, {cols}" if backend != "mysql" else ""
+        self.update = f"UPDATE {t} SET qty = {m(1)}, updated_at = {m(2)} WHERE id = {m(3)}{upd_ret}"
+        self.delete = f"DELETE FROM {t} WHERE id = {m(1)}"
+        self.bulk_update = (f"UPDATE {t} SET qty = {m(1)}, updated_at = {m(2)} "
+                            f"WHERE category = {m(3)} AND active = {m(4)}")
+        self.bulk_delete = f"DELETE FROM {t} WHERE category = {m(1)} AND active = {m(2)}"
+
+    async def open(self) -> None:
+        if self.backend == "postgres":
+            import asyncpg
+
+            self.conn = await asyncpg.connect(self.url)
+            self.pool = await asyncpg.create_pool(self.url, min_size=1, max_size=4)
+        elif self.backend == "mysql":
+            import aiomysql
+
+            from dataflow.adapter import DatabaseURL
+
+            u = DatabaseURL.parse(self.url)
+            kw = dict(host=u.host or "127.0.0.1", port=u.port or 3306, user=u.username or "root",
+                      password=u.password or "", db=u.database, autocommit=True)
+            self.conn = await aiomysql.connect(**kw)
+        else:
+            import aiosqlite
+
+            self.conn = await aiosqlite.connect(self.url, isolation_level=None)
+            for p in ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL"):
+                await self.conn.execute(p)
+
+    async def close(self) -> None:
+        if self.backend == "postgres":
+            await self.conn.close()
+            await self.pool.close()
+        elif self.backend == "mysql":
+            self.conn.close()
+        else:
+            await self.conn.close()
+
+    async def one(self, sql: str, params: tuple[Any, ...], *, pooled: bool = False) -> Any:
+        """One statement; the first row as a dict when it returns rows."""
+        if self.backend == "postgres":
+            if pooled:
+                async with self.pool.acquire() as c:
+                    row = await c.fetchrow(sql, *params)
+            else:
+                row = await self.conn.fetchrow(sql, *params)
+            return None if row is None else dict(row)
+        if self.backend == "mysql":
+            async with self.conn.cursor() as cur:
+                await cur.execute(sql, params)
+                row = await cur.fetchone() if cur.description else None
+            return row
+        async with self.conn.execute(sql, params) as cur:
+            row = await cur.fetchone()
+            if row is not None and cur.description:
+                return dict(zip([d[0] for d in cur.description], row, strict=True))
+        return None
+
+    async def ddl(self, sql: str) -> None:
+        if self.backend == "mysql":
+            async with self.conn.cursor() as cur:
+                await cur.execute(sql)
+        elif self.backend == "postgres":
+            await self.conn.execute(sql)
+        else:
+            await self.conn.execute(sql)
+
+    def ts(self) -> Any:
+        now = _dt.datetime.now(_dt.UTC)
+        if self.backend == "sqlite":
+            return now.isoformat(sep=" ", timespec="microseconds")
+        if self.backend == "mysql":
+            return now.replace(tzinfo=None)
+        return now
+
+    def values(self, r: dict[str, Any]) -> tuple[Any, ...]:
+        ts = self.ts()
+        active = r["active"] if self.backend != "sqlite" else int(r["active"])
+        return (r["name"], r["category"], r["price"], r["qty"], active, ts, ts)
+
+
+class Bench:
+    def __init__(self, backend: str, ops: int, repeat: int, workdir: str) -> None:
+        self.backend = backend
+        self.ops = ops
+        self.repeat = repeat
+        if backend == "postgres":
+            url = os.environ.get("DATAFLOW_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+            raw_url = url
+        elif backend == "mysql":
+            url = os.environ.get("DATAFLOW_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
+            raw_url = url
+        else:
+            url = f"sqlite:///{workdir}/ours.db"
+            raw_url = f"{workdir}/raw.db"
+        self.db = DataFlow(url, name="bench_single")
+
+        @self.db.model
+        class SingleItem:
+            name: str
+            category: str
+            price: float
+            qty: int = 0
+            active: bool = True
+
+        self.raw = RawSide(backend, raw_url)
+
+    async def open(self) -> None:
+        await self.db.drop_tables()
+        await self.db.initialize()
+        await self.db.express.count("SingleItem")
+        await self.raw.open()
+        compiler: Any = self.db.adapter.compiler  # type: ignore[attr-defined]
+        await self.raw.ddl(compiler.drop_table("raw_single_item"))
+        for sql in compiler.create_table(self.db.get_model("SingleItem")):
+            await self.raw.ddl(sql.replace(compiler.quote("single_item"), self.raw.table)
+                               .replace("single_item_", "raw_single_item_"))
+
+    async def close(self) -> None:
+        compiler: Any = self.db.adapter.compiler  # type: ignore[attr-defined]
+        await self.raw.ddl(compiler.drop_table("raw_single_item"))
+        await self.raw.close()
+        await self.db.drop_tables()
+        await self.db.close()
+
+    async def reset(self, keep: int = 0) -> None:
+        adapter: Any = self.db.adapter
+        await adapter.run(adapter.execute, f"DELETE FROM {adapter.compiler.quote('single_item')}", ())
+        await self.raw.ddl(f"DELETE FROM {self.raw.table}")
+        if keep:
+            data = [{"id": i + 1, **r} for i, r in enumerate(rows(keep))]
+            await self.db.express.bulk_create("SingleItem", data)
+            await self.raw_bulk(data)
+
+    async def raw_bulk(self, data: list[dict[str, Any]]) -> None:
+        if self.backend == "postgres":
+            ts = self.raw.ts()
+            await self.raw.conn.copy_records_to_table(
+                "raw_single_item", columns=["id", *COLS],
+                records=[(r["id"], r["name"], r["category"], r["price"], r["qty"], r["active"],
+                          ts, ts) for r in data])
+        elif self.backend == "mysql":
+            await self.raw.conn.begin()
+            async with self.raw.conn.cursor() as cur:
+                await cur.executemany(self.raw.insert_id,
+                                      [(r["id"], *self.raw.values(r)) for r in data])
+            await self.raw.conn.commit()
+        else:
+            await self.raw.conn.execute("BEGIN")
+            sql = self.raw.insert_id.replace(f" RETURNING id, {', '.join(COLS)}", "")
+            await self.raw.conn.executemany(sql, [(r["id"], *self.raw.values(r)) for r in data])
+            await self.raw.conn.execute("COMMIT")
+
+    async def run(self) -> list[Result]:
+        n, rep, db, raw = self.ops, self.repeat, self.db, self.raw
+        ex = db.express
+        out: list[Result] = []
+        single = rows(n)
+        with_ids = [{"id": 10_000 + i, **r} for i, r in enumerate(single)]
+
+        async def ours_create() -> None:
+            for r in single:
+                await ex.create("SingleItem", r)
+
+        async def raw_create() -> None:
+            for r in single:
+                await raw.one(raw.insert, raw.values(r))
+
+        async def ours_create_id() -> None:
+            for r in with_ids:
+                await ex.create("SingleItem", r)
+
+        async def raw_create_id() -> None:
+            for r in with_ids:
+                await raw.one(raw.insert_id, (r["id"], *raw.values(r)))
+
+        out.append(await measure(f"{n:,} creates, auto id", ours_create, raw_create, rep,
+                                 setup=self.reset))
+        out.append(await measure(f"{n:,} creates, explicit id", ours_create_id, raw_create_id, rep,
+                                 setup=self.reset))
+        table = 100_000
+        await self.reset(keep=table)
+        ids = [(i * 7919) % table + 1 for i in range(n)]
+
+        async def ours_read() -> None:
+            for i in ids:
+                await ex.read("SingleItem", i)
+
+        async def raw_read() -> None:
+            for i in ids:
+                await raw.one(raw.read, (i,))
+
+        async def raw_read_pooled() -> None:
+            for i in ids:
+                await raw.one(raw.read, (i,), pooled=True)
+
+        out.append(await measure(f"{n:,} reads by id", ours_read, raw_read, rep))
+        if self.backend == "postgres":
+            out.append(await measure(f"{n:,} reads by id (raw: pool per statement)", ours_read,
+                                     raw_read_pooled, rep))
+
+        async def ours_update() -> None:
+            for k, i in enumerate(ids):
+                await ex.update("SingleItem", i, {"qty": k})
+
+        async def raw_update() -> None:
+            for k, i in enumerate(ids):
+                await raw.one(raw.update, (k, raw.ts(), i))
+
+        out.append(await measure(f"{n:,} updates by id", ours_update, raw_update, rep))
+        active = True if self.backend != "sqlite" else 1
+
+        async def ours_bulk_update() -> None:
+            await ex.bulk_update("SingleItem", {"category": "c3", "active": True}, {"qty": 5})
+
+        async def raw_bulk_update() -> None:
+            await raw.one(raw.bulk_update, (5, raw.ts(), "c3", active))
+
+        out.append(await measure("bulk update by filter (~3,300 rows)", ours_bulk_update,
+                                 raw_bulk_update, rep))
+
+        async def ours_delete() -> None:
+            for i in ids:
+                await ex.delete("SingleItem", i)
+
+        async def raw_delete() -> None:
+            for i in ids:
+                await raw.one(raw.delete, (i,))
+
+        async def reload() -> None:
+            await self.reset(keep=table)
+
+        out.append(await measure(f"{n:,} deletes by id", ours_delete, raw_delete, rep, setup=reload))
+
+        async def ours_bulk_delete() -> None:
+            await ex.bulk_delete("SingleItem", {"category": "c4", "active": True})
+
+        async def raw_bulk_delete() -> None:
+            await raw.one(raw.bulk_delete, ("c4", active))
+
+        out.append(await measure("bulk delete by filter (~3,300 rows)", ours_bulk_delete,
+                                 raw_bulk_delete, rep, setup=reload))
+        return out
+
+
+def table(results: list[Result]) -> str:
+    lines = ["| workload | dataflow (best) | raw (best) | ratio best | ratio worst run | target |",
+             "|---|---|---|---|---|---|"]
+    for r in results:
+        cells = r.row()
+        pairs = [raw / ours for ours, raw in zip(r.samples_ours, r.samples_raw, strict=False)]
+        worst = f"{min(pairs):.2f}x" if pairs else ""
+        lines.append(f"| {cells[0]} | {cells[1]} | {cells[2]} | {cells[3]} | {worst} | {cells[4]} |")
+    return "\n".join(lines)
+
+
+async def amain(args: argparse.Namespace) -> list[Result]:
+    with tempfile.TemporaryDirectory() as workdir:
+        bench = Bench(args.backend, args.ops, args.repeat, workdir)
+        await bench.open()
+        try:
+            return await bench.run()
+        finally:
+            await bench.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backend", choices=("postgres", "sqlite", "mysql"), default="postgres")
+    ap.add_argument("--ops", type=int, default=1000)
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args()
+    print_header(f"DataFlow single operations on {args.backend} vs one raw connection")
+    results = asyncio.run(amain(args))
+    print()
+    print(table(results))
+    print(f"\n{time.strftime('%Y-%m-%d')} -- {machine_note()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
