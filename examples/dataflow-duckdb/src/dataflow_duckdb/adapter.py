@@ -60,8 +60,7 @@ def _naming_constraints(fn: Any) -> Any:
 
 class _State:
     def __init__(self, cursor: Any) -> None:
-        self.cursor = cursor
-        self.lock = asyncio.Lock()
+        self.cursor, self.lock = cursor, asyncio.Lock()
 
 
 class DuckDBAdapter(SQLAdapter):
@@ -93,7 +92,6 @@ class DuckDBAdapter(SQLAdapter):
                 await work
             raise
 
-    # --- connections --------------------------------------------------------------------
     async def acquire(self) -> Any:
         state = await self._loops.get()
         await state.lock.acquire()
@@ -105,15 +103,13 @@ class DuckDBAdapter(SQLAdapter):
             state.lock.release()
 
     async def close(self) -> None:
-        states = list(self._loops.items.values())
+        states, root, self._root = list(self._loops.items.values()), self._root, None
         self._loops.items.clear()
         for state in states:
             state.cursor.close()
-        if self._root is not None:
-            self._root.close()
-            self._root = None
+        if root is not None:
+            root.close()
 
-    # --- transactions -------------------------------------------------------------------
     async def begin(self, conn: Any) -> None:
         await self.execute(conn, "BEGIN TRANSACTION", ())
 
@@ -127,7 +123,6 @@ class DuckDBAdapter(SQLAdapter):
             if "no transaction is active" not in str(exc):
                 raise
 
-    # --- driver primitives --------------------------------------------------------------
     @_translating
     async def fetch(self, conn: Any, sql: str, params: tuple[Any, ...]) -> list[Any]:
         return await self._call(conn, lambda: conn.execute(sql, params).fetchall())
@@ -144,10 +139,30 @@ class DuckDBAdapter(SQLAdapter):
         return len(rows)
 
     # --- statements: name the constraint a refused write broke ----------------------------
-    insert = _naming_constraints(SQLAdapter.insert)
     update = _naming_constraints(SQLAdapter.update)
     delete = _naming_constraints(SQLAdapter.delete)
-    upsert = _naming_constraints(SQLAdapter.upsert)
+
+    @_naming_constraints
+    async def insert(self, conn: Any, stmt: Any) -> list[dict[str, Any]]:
+        rows = await SQLAdapter.insert(self, conn, stmt)
+        await self._past_explicit_ids(conn, stmt)
+        return rows
+
+    @_naming_constraints
+    async def upsert(self, conn: Any, stmt: Any) -> Any:
+        out = await SQLAdapter.upsert(self, conn, stmt)
+        await self._past_explicit_ids(conn, stmt)
+        return out
+
+    async def _past_explicit_ids(self, conn: Any, stmt: Any) -> None:
+        """DuckDB has no setval: after explicit ids, draw the key's sequence past them."""
+        if "id" not in stmt.columns or not stmt.model.fields["id"].auto_increment:
+            return
+        seq, table = sequence_name(stmt.model.table), self.compiler.table(stmt.model)
+        behind = await self.fetch(conn, f"SELECT (SELECT max(id) FROM {table}) - coalesce(last_value, 0) "
+                                  "FROM duckdb_sequences() WHERE sequence_name = ?", (seq,))
+        if behind and behind[0][0] and behind[0][0] > 0:  # no row: a table without a sequence
+            await self.fetch(conn, f"SELECT max(nextval('{seq}')) FROM range(?)", (behind[0][0],))
 
     async def _constraint_of(self, conn: Any, model: ModelSpec, text: str) -> str | None:
         found = _KEYS.search(text)
@@ -168,7 +183,6 @@ class DuckDBAdapter(SQLAdapter):
             return constraint_name("fk", rows[0][0], columns) if len(rows) == 1 else None
         return None
 
-    # --- schema ---------------------------------------------------------------------------
     async def drop_table(self, conn: Any, table: str) -> None:
         await self.execute(conn, self.compiler.drop_table(table), ())
         await self.execute(conn, f"DROP SEQUENCE IF EXISTS {self.compiler.quote(sequence_name(table))}", ())

@@ -12,8 +12,7 @@ COLUMN_TYPES = {
     LogicalType.STR: "VARCHAR", LogicalType.INT: "BIGINT", LogicalType.FLOAT: "DOUBLE",
     LogicalType.BOOL: "BOOLEAN", LogicalType.DATETIME: "TIMESTAMP", LogicalType.DATE: "DATE",
     LogicalType.DECIMAL: "VARCHAR", LogicalType.UUID: "UUID", LogicalType.JSON: "VARCHAR",
-    LogicalType.ENUM: "VARCHAR",
-}
+    LogicalType.ENUM: "VARCHAR"}
 LOGICAL_OF = {"BIGINT": LogicalType.INT, "DOUBLE": LogicalType.FLOAT, "BOOLEAN": LogicalType.BOOL,
               "TIMESTAMP": LogicalType.DATETIME, "DATE": LogicalType.DATE, "UUID": LogicalType.UUID}
 
@@ -38,14 +37,11 @@ def _decimal_text(v: Decimal) -> str:
 
 
 class DuckDBCompiler(SQLCompiler):
+    """The base's ``?`` parameters, quoting, RETURNING and ON CONFLICT; no FOR UPDATE."""
+
     name = "duckdb"
-    paramstyle = "qmark"
-    quote_char = '"'
-    supports_returning = True
-    upsert_style = "on_conflict"
     decimal_ordering = False
     unicode_ilike = True
-    lock_clause = None  # no row locks: for_update=True is refused (DF-501)
 
     def column_type(self, f: FieldSpec) -> str:
         return COLUMN_TYPES[f.ltype]

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from .express import Express, ExpressSync
     from .frames import Frames
     from .inspector import Inspector
+    from .observe import Observer
+    from .query.builder import QueryBuilder
 
 T = TypeVar("T")
 C = TypeVar("C", bound=type)
@@ -368,9 +370,9 @@ class DataFlow:
         #: OpenTelemetry spans per statement and per node (dataflow.observe)
         self._observer: Observer | None = None
         if echo or monitoring:
-            from .observe import Observer
+            from . import observe
 
-            self._observer = Observer(self, echo=echo, monitoring=monitoring)
+            self._observer = observe.Observer(self, echo=echo, monitoring=monitoring)
         self._models: dict[str, ModelSpec] = {}
         self._ready_models: set[str] = set()
         self._init_error: BaseException | None = None
@@ -480,6 +482,15 @@ class DataFlow:
         self._ready_models.discard(spec.name)
         self._init_error = None  # a changed model deserves a fresh migration attempt
         cls.__dataflow_model__ = spec  # type: ignore[attr-defined]
+        if "query_builder" not in vars(cls):  # User.query_builder(): same compiler as list()
+            db, name = self, spec.name
+
+            def query_builder() -> QueryBuilder:
+                from .query import builder
+
+                return builder.QueryBuilder(db, name)
+
+            cls.query_builder = staticmethod(query_builder)  # type: ignore[attr-defined]
         from .nodes import invalidate_node_cache
 
         invalidate_node_cache()
