@@ -176,3 +176,18 @@ async def test_tenancy_scopes_documents(tenant_db: DataFlow) -> None:
         assert texts == ["a1", "a2", "zz"]
         assert all(d["tenant_id"] == "acme" for d in await docs.find({}))
         assert await docs.aggregate([{"$count": "n"}]) == [{"n": 3}]
+
+
+async def test_nodes_apply_the_same_security_checks(mdb: DataFlow) -> None:
+    await _node("DocumentInsertNode", {"collection": "logs", "document": {"a": 1}})
+    for node, params in [
+        ("AggregateNode", {"collection": "logs", "pipeline": [{"$match": {"$where": "1"}}]}),
+        ("AggregateNode", {"collection": "logs", "pipeline": [{"$out": "copy"}]}),
+        ("DocumentFindNode", {"collection": "logs", "filter": {"a": {"$function": {}}}}),
+        ("DocumentUpdateNode", {"collection": "logs", "filter": {}, "update": {"$set": {"$x": 1}}}),
+        ("DocumentInsertNode", {"collection": "logs", "document": {"pw": {"$gt": ""}}}),
+    ]:
+        with pytest.raises(Exception) as info:
+            await _node(node, params)
+        assert "DF-301" in str(info.value), (node, str(info.value))
+    assert (await _node("DocumentCountNode", {"collection": "logs"}))["count"] == 1
