@@ -95,3 +95,28 @@ async def test_default_mode_converts_as_documented() -> None:
         assert row["ref"] == uuid.UUID(int=9)
     finally:
         await db.close()
+
+
+async def test_strict_refuses_unknown_node_parameters_at_build_time() -> None:
+    from dataflow.errors import WorkflowError
+    from dataflow.workflow import WorkflowBuilder
+
+    db = DataFlow("sqlite://:memory:", strict=True, name="strict_nodes")
+
+    @db.model
+    class Job:
+        id: int
+        title: str
+
+    try:
+        wf = WorkflowBuilder()
+        wf.add_node("JobListNode", "list", {"filtr": {"title": "x"}, "db_instance": "strict_nodes"})
+        with pytest.raises(WorkflowError, match="takes no parameter 'filtr'") as info:
+            wf.build()
+        assert "Did you mean 'filter'" in str(info.value) or "filter" in str(info.value)
+        ok = WorkflowBuilder()
+        ok.add_node("JobCreateNode", "make", {"title": "t", "db_instance": "strict_nodes"})
+        ok.add_node("JobListNode", "list", {"filter": {"title": "t"}, "db_instance": "strict_nodes"})
+        assert ok.build().order == ["make", "list"]
+    finally:
+        await db.close()

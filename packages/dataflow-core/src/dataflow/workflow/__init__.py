@@ -110,6 +110,22 @@ def _check_connection(c: Connection, source: Node, target: Node) -> None:
                 fix=f"connect into one of: {', '.join(sorted(inputs))}."))
 
 
+def _check_static_params(node_id: str, node: Node, params: Mapping[str, Any]) -> None:
+    """Strict mode (the node's DataFlow was built with ``strict=True``): a parameter the node
+    does not take is refused when the workflow is built, not when the node runs."""
+    if not getattr(getattr(node, "db", None), "strict", False):
+        return
+    from ..inspector import node_parameters
+
+    allowed = node_parameters(node)
+    unknown = sorted(k for k in params if allowed is not None and k not in allowed)
+    if unknown:
+        raise _at(node_id, WorkflowError(
+            f"node {node_id!r} ({node.type_name}) takes no parameter {unknown[0]!r} (strict mode)."
+            f"{did_you_mean(unknown[0], allowed or ())}",
+            fix=f"use: {', '.join(sorted(allowed or ()))}."))
+
+
 class WorkflowBuilder:
     """Collects nodes and connections; :meth:`build` resolves and orders them."""
 
@@ -142,6 +158,7 @@ class WorkflowBuilder:
                 exc.add_note(f"while building node {node_id!r}")
                 raise
             params[node_id] = p
+            _check_static_params(node_id, nodes[node_id], p)
         incoming: dict[str, list[Connection]] = {n: [] for n in nodes}
         for c in self._connections:
             for end in (c.source, c.target):
