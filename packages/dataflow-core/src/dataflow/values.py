@@ -234,6 +234,16 @@ def json_text(v: Any) -> str:
     return json.dumps(v, separators=(",", ":"))
 
 
+#: JSON encoders of the dialects that are :func:`json_text` followed by a rewrite of the text
+#: (None: none); the bulk fast path then serialises once and applies the rewrite
+_JSON_TEXT_ENCODERS: dict[Any, Callable[[str], str] | None] = {json_text: None}
+
+
+def register_json_text(encoder: Callable[[Any], str], rewrite: Callable[[str], str]) -> None:
+    """Declare ``encoder(v) == rewrite(json_text(v))`` for every JSON value ``v``."""
+    _JSON_TEXT_ENCODERS[encoder] = rewrite
+
+
 def _json_safe(v: Any) -> None:
     if json_depth_exceeds(v):
         raise _Bad(f"is nested more than {JSON_MAX_DEPTH} levels deep", _FIX_DEPTH)
@@ -270,9 +280,11 @@ def _check_json(f: FieldSpec) -> Checker:
     return check
 
 
-def _json_text_checker(f: FieldSpec) -> Checker | None:
+def _json_text_checker(f: FieldSpec, rewrite: Callable[[str], str] | None = None
+                       ) -> Checker | None:
     """For a plain JSON field: the field's checker fused with :func:`json_text` (the value
-    serialised once, not once to check and once to store); None for pydantic fields."""
+    serialised once, not once to check and once to store), then ``rewrite``; None for
+    pydantic fields."""
     if f.pydantic_cls is not None:
         return None
     kind = f.json_kind
@@ -290,7 +302,7 @@ def _json_text_checker(f: FieldSpec) -> Checker | None:
         if (text.count("[") + text.count("{") >= JSON_MAX_DEPTH - 1
                 and json_depth_exceeds(v)):
             raise _Bad(f"is nested more than {JSON_MAX_DEPTH} levels deep", _FIX_DEPTH)
-        return text
+        return text if rewrite is None else rewrite(text)
 
     return check_and_dump
 
@@ -671,8 +683,8 @@ def _compile_tuple_create(validator: RowValidator, columns: tuple[str, ...],
         f = model.fields[name]
         enc = encoders[i]
         checker = validator.checkers[name]
-        if enc is json_text and f.ltype is LogicalType.JSON:
-            fused_json = _json_text_checker(f)
+        if f.ltype is LogicalType.JSON and enc in _JSON_TEXT_ENCODERS:
+            fused_json = _json_text_checker(f, _JSON_TEXT_ENCODERS[enc])
             if fused_json is not None:  # checked and serialised in one pass
                 checker, enc = fused_json, None
         env[f"_e{i}"] = enc

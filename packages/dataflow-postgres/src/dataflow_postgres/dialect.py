@@ -15,6 +15,7 @@ from typing import Any
 
 from dataflow.model import FieldSpec, ForeignKey, LogicalType, ModelSpec
 from dataflow.sql.compiler import Decoder, Encoder, SQLCompiler
+from dataflow.values import register_json_text
 
 #: declared column types per logical type (str with max_length becomes VARCHAR(n))
 COLUMN_TYPES = {
@@ -77,8 +78,14 @@ def _json_text(v: Any) -> str:
     and prints ``1e+16`` back as ``10000000000000000`` -- an int to every JSON reader --
     so floats Python writes with a positive exponent (those >= 1e16) are written out in
     full with a ``.0``, which JSONB keeps."""
-    text = json.dumps(v, separators=(",", ":"))
+    return _floats_kept(json.dumps(v, separators=(",", ":")))
+
+
+def _floats_kept(text: str) -> str:
     return _JSON_BIG_FLOAT.sub(_plain_float, text) if "e+" in text else text
+
+
+register_json_text(_json_text, _floats_kept)  # the bulk fast path serialises once
 
 
 def _enum_text(v: Any) -> str:
