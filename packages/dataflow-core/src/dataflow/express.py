@@ -192,7 +192,18 @@ class Express:
         return values
 
     @staticmethod
-    def _deleted_error(spec: ModelSpec, op: str, key: Any) -> RecordDeletedError:
+    def _deleted_error(spec: ModelSpec, op: str, key: Any,
+                       conflict: dict[str, Any] | None = None) -> RecordDeletedError:
+        """DF-405 naming the field(s) the write matched on (``conflict``: an upsert's
+        conflict key, e.g. ``sku``), and the tombstoned record's id."""
+        if conflict and tuple(conflict) != ("id",):
+            on = ", ".join(f"{c}={v!r:.60}" for c, v in conflict.items())
+            return RecordDeletedError(
+                f"{op} on {', '.join(conflict)} reaches the soft-deleted record with {on} "
+                f"(id {key!r:.80}); nothing was written.",
+                model=spec.name, field=", ".join(conflict),
+                fix=f"restore it first with express.restore({spec.name!r}, {key!r:.80}), purge "
+                "it to reuse the key, or leave the row out.")
         return RecordDeletedError(
             f"{op} reaches the soft-deleted record with id {key!r:.80}; nothing was written.",
             model=spec.name, field="id",
@@ -215,7 +226,8 @@ class Express:
             rows = await self._db.adapter.select(conn, Select(spec, self._tombstoned(spec, match),
                                                               limit=1))
             if rows:
-                raise self._deleted_error(spec, op, rows[0]["id"])
+                raise self._deleted_error(spec, op, rows[0]["id"],
+                                          {c: rows[0][c] for c in columns})
 
     @staticmethod
     def _tenant_data(spec: ModelSpec, data: Any, tenant: str | None) -> Any:

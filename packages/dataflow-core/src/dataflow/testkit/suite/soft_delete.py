@@ -137,9 +137,10 @@ class TestSoftDelete:
         rows = await _seed(db, "a", "b")
         a = rows["a"]
         await db.express.delete("KitSoftNote", a["id"])
-        with raises_df(RecordDeletedError, "DF-405", "restore"):
+        with raises_df(RecordDeletedError, "DF-405", "restore", "email='a@x'") as info:
             await db.express.upsert("KitSoftNote", {"title": "again", "email": "a@x"},
                                     conflict_on="email")
+        assert info.value.field == "email", "the error names the field the upsert matched on"
         with raises_df(RecordDeletedError, "DF-405", str(a["id"])):
             await db.express.upsert("KitSoftNote", {"id": a["id"], "title": "again"})
         # a batch with one tombstoned key writes nothing at all
