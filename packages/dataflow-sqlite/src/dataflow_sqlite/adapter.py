@@ -164,6 +164,25 @@ def _as_is(row: Any) -> Any:
     return row
 
 
+def _stop_detached(conn: aiosqlite.Connection) -> None:
+    """Close a connection whose event loop has ended, waiting for nothing.
+
+    aiosqlite's ``stop()`` binds a future to the loop running now; when that loop ends
+    before the worker thread has closed the database (``asyncio.run(...)`` per call), the
+    thread dies on "Event loop is closed". Queued without a future, the close needs no loop.
+    """
+    conn._running = False
+
+    def close_and_stop() -> object:
+        raw = conn._connection
+        if raw is not None:
+            raw.close()
+            conn._connection = None
+        return aiosqlite.core._STOP_RUNNING_SENTINEL
+
+    conn._tx.put_nowait((None, close_and_stop))
+
+
 class SQLiteAdapter(SQLAdapter):
     capabilities = SQLiteCapabilities
     accepts_encoded_rows = True
@@ -227,7 +246,7 @@ class SQLiteAdapter(SQLAdapter):
 
     async def _new_state(self) -> _LoopState:
         for owner in [lp for lp in self._states if lp.is_closed()]:
-            self._states.pop(owner).conn.stop()  # a loop that ended: close its connection
+            _stop_detached(self._states.pop(owner).conn)  # a loop that ended: close its connection
         return _LoopState(await self._open())
 
     async def acquire(self) -> Any:
@@ -262,7 +281,7 @@ class SQLiteAdapter(SQLAdapter):
                 fut = asyncio.run_coroutine_threadsafe(state.conn.close(), owner)
                 await asyncio.wrap_future(fut)
             else:
-                state.conn.stop()
+                _stop_detached(state.conn)
         if self._keeper is not None:
             self._keeper.close()
             self._keeper = None
