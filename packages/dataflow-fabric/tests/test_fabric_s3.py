@@ -20,7 +20,7 @@ BUCKET = f"fabric-data-{uuid.uuid4().hex[:8]}"  # moto's state outlives one serv
 @pytest.fixture
 def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Any]]:
     """moto's S3 on 127.0.0.1 (a free port), credentials through the standard chain (env)."""
-    boto3 = pytest.importorskip("boto3")
+    import boto3  # the [s3] extra, installed by requirements-dev.txt: missing is a failure
     from moto.server import ThreadedMotoServer
 
     for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
