@@ -17,6 +17,7 @@ from .config import (
     DatabaseSourceConfig,
     FileSourceConfig,
     RestSourceConfig,
+    SourceBehaviour,
     StalenessPolicy,
     StreamSourceConfig,
 )
@@ -46,7 +47,7 @@ __all__ = [
     "CircuitBreakerConfig", "CloudSourceConfig", "CircuitOpenError", "DatabaseSourceConfig",
     "Fabric", "FabricApp",
     "FabricConfigError", "FabricError", "FabricServer", "FileSourceConfig", "ParameterError",
-    "ProductContext", "ProductFailedError", "RestSourceConfig", "Source", "SourceError",
+    "ProductContext", "ProductFailedError", "RestSourceConfig", "Source", "SourceBehaviour", "SourceError",
     "StaleDataError", "StreamSourceConfig", "StalenessPolicy", "TenantMissingError",
     "UnknownProductError", "create_app",
     "WebhookNotEnabledError", "WebhookRejectedError", "fabric_of", "sign_webhook",

@@ -229,7 +229,7 @@ class FabricApp:
         fabric = self.fabric
         name = request.path_params["source"]
         source = fabric.sources.get(name)
-        env = getattr(source.config, "webhook_secret_env", None) if source is not None else None
+        env = source.config.webhook_secret_env if source is not None else None
         try:
             if source is None or not env:
                 raise WebhookNotEnabledError(f"no source {name!r:.80} takes webhooks.", field="source",
@@ -237,7 +237,7 @@ class FabricApp:
             secret = webhooks.secret_of(name, env)
             body = await self._body(request, webhooks.MAX_BODY)
             await webhooks.verify(name, secret, request.headers, body,
-                                  tolerance=float(getattr(source.config, "webhook_tolerance", 300.0)),
+                                  tolerance=source.config.webhook_tolerance,
                                   nonces=fabric.nonces)
             await fabric.ensure_started()
             await fabric.source_changed(name)

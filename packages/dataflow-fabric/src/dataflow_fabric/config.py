@@ -92,8 +92,20 @@ class CircuitBreakerConfig:
     half_open_calls: int = 1
 
 
+@dataclass(frozen=True, kw_only=True)
+class SourceBehaviour:
+    """What every source config takes besides its own fields, keyword-only: how the source
+    fails (``circuit``), how old its data may grow (``staleness``), and the webhook that says
+    it changed (``webhook_secret_env``, ``webhook_tolerance``; see the module docstring)."""
+
+    circuit: CircuitBreakerConfig = field(default_factory=CircuitBreakerConfig)
+    staleness: StalenessPolicy = field(default_factory=StalenessPolicy)
+    webhook_secret_env: str | None = None
+    webhook_tolerance: float = 300.0
+
+
 @dataclass(frozen=True)
-class RestSourceConfig:
+class RestSourceConfig(SourceBehaviour):
     """An HTTP JSON API. ``fetch("deals")`` GETs ``<url>/deals``.
 
     Every known path is revalidated each ``poll_interval`` seconds with ``If-None-Match`` /
@@ -112,16 +124,12 @@ class RestSourceConfig:
     allow_private: bool = False
     allowlist: tuple[str, ...] = ()
     max_redirects: int = 5
-    circuit: CircuitBreakerConfig = field(default_factory=CircuitBreakerConfig)
-    staleness: StalenessPolicy = field(default_factory=StalenessPolicy)
     resolver: Resolver | None = None
-    webhook_secret_env: str | None = None
-    webhook_tolerance: float = 300.0
     kind: str = "rest"
 
 
 @dataclass(frozen=True)
-class FileSourceConfig:
+class FileSourceConfig(SourceBehaviour):
     """A local file: JSON, NDJSON, CSV, or Parquet (with polars). ``format`` defaults to the
     suffix. Changes are seen with watchdog, or by polling every ``poll_interval`` seconds."""
 
@@ -129,15 +137,11 @@ class FileSourceConfig:
     format: Literal["json", "ndjson", "csv", "parquet"] | None = None
     watch: bool = True
     poll_interval: float = 1.0
-    circuit: CircuitBreakerConfig = field(default_factory=CircuitBreakerConfig)
-    staleness: StalenessPolicy = field(default_factory=StalenessPolicy)
-    webhook_secret_env: str | None = None
-    webhook_tolerance: float = 300.0
     kind: str = "file"
 
 
 @dataclass(frozen=True)
-class DatabaseSourceConfig:
+class DatabaseSourceConfig(SourceBehaviour):
     """Another database by DataFlow URL; ``fetch("table", filter)`` lists rows.
 
     Read-only by default: reads go through ``fetch``; ``read_only=False`` also hands products
@@ -154,15 +158,11 @@ class DatabaseSourceConfig:
     read_only: bool = True
     #: PostgreSQL: LISTEN on this channel (your triggers ``pg_notify`` it); polling stays on
     notify_channel: str | None = None
-    circuit: CircuitBreakerConfig = field(default_factory=CircuitBreakerConfig)
-    staleness: StalenessPolicy = field(default_factory=StalenessPolicy)
-    webhook_secret_env: str | None = None
-    webhook_tolerance: float = 300.0
     kind: str = "database"
 
 
 @dataclass(frozen=True)
-class CloudSourceConfig:
+class CloudSourceConfig(SourceBehaviour):
     """Objects under ``prefix`` in a bucket: JSON, NDJSON or CSV (``format`` defaults to each
     object's suffix). ``fetch(key)`` is one object (``prefix + key``), ``fetch()`` all of them
     as ``{key: content}``. Every ``poll_interval`` seconds the listing's ETag / LastModified
@@ -181,15 +181,11 @@ class CloudSourceConfig:
     endpoint_url: str | None = None
     poll_interval: float = 30.0
     max_objects: int = 1000
-    circuit: CircuitBreakerConfig = field(default_factory=CircuitBreakerConfig)
-    staleness: StalenessPolicy = field(default_factory=StalenessPolicy)
-    webhook_secret_env: str | None = None
-    webhook_tolerance: float = 300.0
     kind: str = "cloud"
 
 
 @dataclass(frozen=True)
-class StreamSourceConfig:
+class StreamSourceConfig(SourceBehaviour):
     """A message stream: ``kafka://host:port[,host:port]/topic`` (aiokafka, consumer group
     ``group_id``, default ``dataflow-fabric-<source>``) or ``ws://`` / ``wss://`` (websockets).
 
@@ -211,10 +207,6 @@ class StreamSourceConfig:
     reconnect_initial: float = 0.1
     reconnect_max: float = 10.0
     headers: dict[str, str] = field(default_factory=dict)
-    circuit: CircuitBreakerConfig = field(default_factory=CircuitBreakerConfig)
-    staleness: StalenessPolicy = field(default_factory=StalenessPolicy)
-    webhook_secret_env: str | None = None
-    webhook_tolerance: float = 300.0
     kind: str = "stream"
 
 
