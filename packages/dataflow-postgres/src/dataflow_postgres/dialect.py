@@ -156,15 +156,8 @@ class PostgresCompiler(SQLCompiler):
         col = self.col(model, e.field)
         values = [self.encode(f, v) for v in e.values if v is not None]
         has_null = len(values) < len(e.values)
-        if values:
-            base = f"{col} {'<> ALL' if e.negate else '= ANY'}({p.add(values)})"
-        else:
-            base = "1=0" if not e.negate else "1=1"
-        if not e.negate:
-            return f"({base} OR {col} IS NULL)" if has_null else base
-        if has_null:
-            return f"({base} AND {col} IS NOT NULL)"
-        return f"({base} OR {col} IS NULL)" if f.nullable else base
+        test = f"{col} {'<> ALL' if e.negate else '= ANY'}({p.add(values)})" if values else None
+        return self.in_list_nulls(e, f, col, test, has_null)
 
     def visit_regex(self, e: Any, model: ModelSpec, p: Any) -> str:
         op = "~*" if e.case_insensitive else "~"

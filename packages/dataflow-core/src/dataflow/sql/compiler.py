@@ -192,11 +192,17 @@ class SQLCompiler:
         col = self.col(model, e.field)
         values = [v for v in e.values if v is not None]
         has_null = len(values) < len(e.values)
-        if values:
-            marks = ", ".join(p.add(self.encode(f, v)) for v in values)
-            base = f"{col} {'NOT IN' if e.negate else 'IN'} ({marks})"
-        else:
-            base = "1=0" if not e.negate else "1=1"
+        if not values:
+            return self.in_list_nulls(e, f, col, None, has_null)
+        marks = ", ".join(p.add(self.encode(f, v)) for v in values)
+        return self.in_list_nulls(e, f, col, f"{col} {'NOT IN' if e.negate else 'IN'} ({marks})", has_null)
+
+    @staticmethod
+    def in_list_nulls(e: InList, f: FieldSpec, col: str, test: str | None, has_null: bool) -> str:
+        """The NULL rules of ``$in`` / ``$nin`` around ``test``, the dialect's membership test of
+        the non-null values (``None``: there were none): ``$in`` with a None also matches NULL;
+        ``$nin`` matches NULL unless the list holds a None (SQL's ``NOT IN`` alone never does)."""
+        base = test if test is not None else ("1=1" if e.negate else "1=0")
         if not e.negate:
             return f"({base} OR {col} IS NULL)" if has_null else base
         if has_null:
