@@ -15,7 +15,7 @@ import json
 import re
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from functools import lru_cache
 from typing import Any
 
@@ -463,11 +463,19 @@ class SQLiteAdapter(SQLAdapter):
         rows: list[Any] = stmt.rows if stmt.encoded is None else stmt.encoded
         if stmt.encoded is not None:
             enc = _as_is
-        per = max(1, min(_INSERT_ROWS, _MAX_VARIABLES // max(1, len(stmt.columns))))
+        await self._multi_row(conn, len(stmt.columns), rows, enc,
+                              lambda n: c.insert_sql(stmt.model, stmt.columns, n))
+        return []
+
+    async def _multi_row(self, conn: Any, width: int, rows: list[Any], enc: Callable[[Any], Any],
+                         sql_for: Callable[[int], str]) -> None:
+        """Run ``rows`` (``width`` columns each) as ``sql_for(n)`` statements of ``n`` rows, as
+        many rows a statement as SQLite's limit on bound variables allows (at most _INSERT_ROWS)."""
+        per = max(1, min(_INSERT_ROWS, _MAX_VARIABLES // max(1, width)))
         gc_was_enabled = gc.isenabled()
         for start in range(0, len(rows), per):
             part = rows[start:start + per]
-            sql = c.insert_sql(stmt.model, stmt.columns, len(part))
+            sql = sql_for(len(part))
             gc.disable()  # flat parameter lists of immutable values: nothing for the GC to find
             try:
                 params = tuple([v for r in part for v in enc(r)])
@@ -475,7 +483,6 @@ class SQLiteAdapter(SQLAdapter):
                 if gc_was_enabled:
                     gc.enable()
             await self.execute(conn, sql, params)
-        return []
 
     @_naming_constraints
     async def upsert(self, conn: Any, stmt: Upsert) -> UpsertOutcome:
@@ -488,18 +495,8 @@ class SQLiteAdapter(SQLAdapter):
         if stmt.encoded is not None:
             enc, rows = _as_is, stmt.encoded
         # multi-row statements, as in insert (callers run upserts in a transaction)
-        per = max(1, min(_INSERT_ROWS, _MAX_VARIABLES // max(1, len(stmt.columns))))
-        gc_was_enabled = gc.isenabled()
-        for start in range(0, len(rows), per):
-            part = rows[start:start + per]
-            sql = c.upsert_sql(stmt.model, stmt.columns, stmt.conflict, stmt.update, len(part))
-            gc.disable()
-            try:
-                params = tuple([v for r in part for v in enc(r)])
-            finally:
-                if gc_was_enabled:
-                    gc.enable()
-            await self.execute(conn, sql, params)
+        await self._multi_row(conn, len(stmt.columns), rows, enc,
+                              lambda n: c.upsert_sql(stmt.model, stmt.columns, stmt.conflict, stmt.update, n))
         return UpsertOutcome([], len(rows) - n_existing, n_existing)
 
     async def _count_existing(self, conn: Any, stmt: Upsert) -> int:
