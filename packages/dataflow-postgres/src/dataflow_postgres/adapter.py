@@ -512,13 +512,25 @@ class PostgresAdapter(SQLAdapter):
         no binary mapping there; the caller then writes tuples."""
         from . import frame_copy
 
-        live = await self.fetch(
-            conn, "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
-            "WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped",
-            (self.compiler.table(model),))
-        types = {str(name): str(sql_type) for name, sql_type in live}
+        types = await self._live_types(conn, model)
         if any(c not in types for c in frame.columns):
             return False
+        replaced = []
+        for c in frame.columns:
+            f = model.fields[c]
+            series = frame.get_column(c)
+            if f.ltype is LogicalType.DECIMAL and types[c].startswith("numeric"):
+                text = frame_copy.numeric_text(series)
+                if text is None:
+                    return False
+                replaced.append(text.alias(c))
+            elif (f.ltype is LogicalType.JSON and f.pydantic_cls is None
+                  and types[c] == "jsonb" and frame_copy.is_text(series)):
+                encode = self.compiler.encoder(f)
+                assert encode is not None
+                replaced.append(frame_copy.json_text(series, encode))
+        if replaced:
+            frame = frame.with_columns(replaced)
         kinds = frame_copy.wire_kinds([types[c] for c in frame.columns], frame.get_columns())
         if kinds is None:
             return False
@@ -529,6 +541,34 @@ class PostgresAdapter(SQLAdapter):
             if top is not None:
                 await self._advance_identity(conn, model, ("id",), [], [(top,)])
         return True
+
+    async def _live_types(self, conn: Any, model: ModelSpec) -> dict[str, str]:
+        """Column name -> ``format_type`` of ``model``'s table as it is in the database."""
+        live = await self.fetch(
+            conn, "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+            "WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+            (self.compiler.table(model),))
+        return {str(name): str(sql_type) for name, sql_type in live}
+
+    async def frame_read_plan(self, conn: Any, model: ModelSpec) -> Any:
+        """How ``db.frames`` reads ``model`` (see ``frame_read``): one look at the live
+        column types per call."""
+        from . import frame_read
+
+        return frame_read.plan(self.compiler, model, await self._live_types(conn, model))
+
+    async def fetch_frame(self, conn: Any, plan: Any, sql: str, params: tuple[Any, ...]
+                          ) -> Any:
+        """The rows of ``sql`` (a select of every column of the plan's model) as a Polars
+        frame, the select list replaced by the plan's; None when ``sql`` has another
+        shape (the caller then reads it row by row)."""
+        from . import frame_read
+
+        planned = frame_read.rewrite(plan, sql)
+        if planned is None:
+            return None
+        rows = await self.fetch(conn, planned, params)
+        return frame_read.frame(plan, self.compiler, rows)
 
     async def advance_identity(self, conn: Any, model: ModelSpec, top: Any) -> None:
         """Move ``model``'s identity sequence past ``top`` (explicit ids written by a

@@ -294,9 +294,10 @@ class Frames:
         stored_frames = []
         keys = io._python_values(spec.pk, ids)
         scope = self._scope(spec, include_deleted=False)
+        plan = await io.read_plan(self._db, spec) if keys else None
         for start in range(0, len(keys), io.LOOKUP_CHUNK):
             where = scope(InList("id", tuple(keys[start:start + io.LOOKUP_CHUNK])))
-            stored_frames.append(await io.select_frame(self._db, io.by_id(spec, where)))
+            stored_frames.append(await io.select_frame(self._db, io.by_id(spec, where), plan))
         stored = (pl.concat(stored_frames) if stored_frames
                   else io.empty_frame(spec, tuple(spec.fields)))
         found = stored.get_column("id").cast(state.frame.schema["id"])
@@ -370,7 +371,8 @@ class Frames:
                 frame = io.empty_frame(spec, tuple(spec.fields))
             else:
                 frame = await io.select_frame(self._db, io.by_id(spec, where, size,
-                                                                 (page - 1) * size))
+                                                                 (page - 1) * size),
+                                              await io.read_plan(self._db, spec))
             stats = ReadStats(mode="page", batch_size=size, total_count=total, total_pages=pages,
                               current_page=page, has_next=page < pages, has_previous=page > 1)
         return (frame.lazy() if lazy else frame), stats
@@ -398,8 +400,9 @@ class Frames:
 
         total = 0 if where is FALSE else await self._db._run(self._db.adapter.count,
                                                              Count(spec, where))
+        plan = None if where is FALSE else await io.read_plan(self._db, spec)
         first = (io.empty_frame(spec, tuple(spec.fields)) if where is FALSE
-                 else await io.select_frame(self._db, io.by_id(spec, where, size)))
+                 else await io.select_frame(self._db, io.by_id(spec, where, size), plan))
         schema = first.schema
         db = self._db
 
@@ -425,7 +428,7 @@ class Frames:
                 last = io._python_values(spec.pk, chunk.get_column("id").tail(1))[0]
                 after = Comparison("id", "gt", last)
                 chunk = portal.call(io.select_frame(db, io.by_id(
-                    spec, after if where is TRUE else And((where, after)), size)))
+                    spec, after if where is TRUE else And((where, after)), size), plan))
 
         stats = ReadStats(mode="stream", batch_size=size, total_count=total,
                           total_pages=math.ceil(total / size), current_page=None,
@@ -444,6 +447,7 @@ class Frames:
                       ) -> AsyncIterator[pl.DataFrame]:
         if where is FALSE:
             return
+        plan = await io.read_plan(self._db, spec)
         last: Any = None
         while True:
             if last is None:
@@ -451,7 +455,7 @@ class Frames:
             else:
                 after = Comparison("id", "gt", last)
                 current = after if where is TRUE else And((where, after))
-            chunk = await io.select_frame(self._db, io.by_id(spec, current, size))
+            chunk = await io.select_frame(self._db, io.by_id(spec, current, size), plan)
             if chunk.height:
                 yield chunk
             if chunk.height < size:

@@ -73,11 +73,27 @@ def _parse_naive(fmt: str) -> Callable[[pl.Series], pl.Series]:
                       .dt.replace_time_zone("UTC"))
 
 
+def _parse_utc_text(fmt: str) -> Callable[[pl.Series], pl.Series]:
+    """Text ending in ``+00:00`` (how SQLite's dialect stores timestamps): the suffix cut
+    and the rest read as naive UTC -- about twice as fast as reading the offset. Any other
+    value gives null, so the caller's every-value-read check sends the column on."""
+    def parse(s: pl.Series) -> pl.Series:
+        col = pl.col(s.name)
+        return s.to_frame().select(
+            pl.when(col.str.ends_with("+00:00"))
+            .then(col.str.head(-6).str.strptime(pl.Datetime("us"), fmt, strict=False,
+                                                 cache=False))
+            .dt.replace_time_zone("UTC")).to_series()
+    return parse
+
+
 def _decode_candidates(f: FieldSpec, raw: pl.Series) -> list[Callable[[pl.Series], pl.Series]]:
     lt, dtype = f.ltype, raw.dtype
     out: list[Callable[[pl.Series], pl.Series]] = []
     if lt is LogicalType.DATETIME:
         if dtype == pl.String:
+            out.append(_parse_utc_text("%Y-%m-%d %H:%M:%S%.6f"))
+            out.append(_parse_utc_text("%Y-%m-%d %H:%M:%S%.f"))
             # one format at a time (the first that reproduces the decoder wins), then the
             # general ISO 8601 reader for columns that mix formats
             for base in ("%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"):

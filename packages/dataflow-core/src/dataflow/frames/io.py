@@ -17,6 +17,7 @@ import json
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -248,16 +249,37 @@ def _frame_values(f: FieldSpec, values: list[Any]) -> pl.Series:
     return pl.Series(f.name, values, canonical_dtype(f, pl.Null()))
 
 
+#: for adapters' own frame readers
+frame_values = _frame_values
+
+
 def empty_frame(model: ModelSpec, columns: tuple[str, ...]) -> pl.DataFrame:
     return pl.DataFrame([_frame_values(model.fields[c], []) for c in columns])
 
 
-async def select_frame(db: DataFlow, stmt: Select) -> pl.DataFrame:
-    """Run ``stmt`` (all of the model's columns) and return its rows as a frame."""
+async def read_plan(db: DataFlow, model: ModelSpec) -> Any:
+    """The adapter's plan for reading ``model``'s rows into frames (``frame_read_plan``:
+    e.g. server-side conversions chosen from the live column types), made once per
+    ``db.frames`` call and passed to every :func:`select_frame` of it; None without one."""
+    make = getattr(db.adapter, "frame_read_plan", None)
+    if make is None:
+        return None
+    return await db._run(make, model)
+
+
+async def select_frame(db: DataFlow, stmt: Select, plan: Any = None) -> pl.DataFrame:
+    """Run ``stmt`` (all of the model's columns) and return its rows as a frame; through
+    the adapter's ``fetch_frame`` when ``plan`` (from :func:`read_plan`) is given."""
     model, adapter = stmt.model, db.adapter
     columns = tuple(model.fields)
     compiler = getattr(adapter, "compiler", None)
     fetch = getattr(adapter, "fetch", None)
+    if plan is not None and compiler is not None:
+        compiled = compiler.compile(stmt)
+        got: pl.DataFrame | None = await db._run(adapter.fetch_frame,  # type: ignore[attr-defined]
+                                                 plan, compiled.sql, compiled.params)
+        if got is not None:
+            return got if got.height else empty_frame(model, columns)
     if compiler is None or fetch is None:  # a document store: decoded dicts
         records = await db._run(adapter.select, stmt)
         if not records:
@@ -269,17 +291,19 @@ async def select_frame(db: DataFlow, stmt: Select) -> pl.DataFrame:
     if not raw:
         return empty_frame(model, columns)
     fields = list(model.fields.values())
-    rows = raw if type(raw[0]) is tuple else [tuple(r) for r in raw]  # asyncpg: Records
-    try:  # Polars transposes the rows itself (faster than zip(*rows) in Python)
-        got: pl.DataFrame | None = pl.DataFrame(rows, schema=[f.name for f in fields],
-                                                orient="row")
-    except (pl.exceptions.PolarsError, TypeError, ValueError, OverflowError):
-        got = None  # a column Polars cannot infer from its first rows: column by column
-    if got is None:
-        return pl.DataFrame([decode_column(f, values, compiler.decoder(f), _frame_values)
-                             for f, values in zip(fields, zip(*rows, strict=True), strict=True)])
-    return pl.DataFrame([decode_column(f, series, compiler.decoder(f), _frame_values)
-                         for f, series in zip(fields, got.get_columns(), strict=True)])
+    series = []
+    for i, f in enumerate(fields):
+        # one list per column, typed by Polars in one call (cheaper than its row reader)
+        values = list(map(itemgetter(i), raw))
+        column: pl.Series | list[Any]
+        try:
+            column = pl.Series(f.name, values, strict=True)
+            if column.dtype == pl.Object:
+                column = values
+        except (pl.exceptions.PolarsError, TypeError, ValueError, OverflowError):
+            column = values  # mixed types: value by value
+        series.append(decode_column(f, column, compiler.decoder(f), _frame_values))
+    return pl.DataFrame(series)
 
 
 def by_id(model: ModelSpec, where: Expr, limit: int | None = None, offset: int | None = None

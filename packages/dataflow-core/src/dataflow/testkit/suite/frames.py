@@ -230,6 +230,13 @@ class TestFrames:
         frame, _ = await db.frames.read("KitFrameOrder", batch_size=128)
         assert frame["qty"].to_list() == orders["qty"].to_list()
         assert frame["due"].to_list() == orders["due"].to_list()
+        # every column of a read frame holds what express reads (canonical frame forms)
+        assert frame.schema["placed"] == pl.Datetime("us", "UTC") and frame.schema["due"] == pl.Date
+        for got, want in zip(frame.to_dicts(), stored, strict=True):
+            assert got["total"] == want["total"] and got["placed"] == want["placed"]
+            assert got["ref"] == str(want["ref"]) and got["paid"] is want["paid"]
+            assert got["weight"] == want["weight"] and got["created_at"] == want["created_at"]
+            assert got["meta"] is None and want["meta"] is None
 
         @db.model
         class KitFrameEvent:  # no Decimal: a frame every bulk-load path takes whole
@@ -255,6 +262,10 @@ class TestFrames:
         assert [r["ok"] for r in back] == events["ok"].to_list()
         assert [r["label"] for r in back] == events["label"].to_list()
         assert {r["meta"] for r in back} == {None}
+        read, _ = await db.frames.read("KitFrameEvent", batch_size=100)
+        assert read["ref"].to_list() == events["ref"].to_list()
+        for column in ("at", "day", "ok", "label"):
+            assert read[column].to_list() == events[column].to_list()
 
     async def test_timestamp_text_in_mixed_iso_forms(self, make_db: MakeDB, pl: Any) -> None:
         db = await _shop(make_db)
