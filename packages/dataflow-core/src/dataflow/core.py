@@ -34,7 +34,7 @@ from .model import ModelSpec, build_model_spec, resolve_foreign_keys
 if TYPE_CHECKING:
     from .adapter import Adapter, TableInfo
     from .express import Express, ExpressSync
-    from .frames import Frames
+    from .frames import Frames, FramesSync
     from .inspector import Inspector
     from .observe import Observer
     from .query.builder import QueryBuilder
@@ -389,6 +389,7 @@ class DataFlow:
         self._express_sync: ExpressSync | None = None
         self._write_listeners: list[WriteListener] = []
         self._frames: Frames | None = None
+        self._frames_sync: FramesSync | None = None
         self.last_plan: Plan | None = None
         with _live_lock:
             if self.name in _live:
@@ -539,6 +540,15 @@ class DataFlow:
 
             self._frames = Frames(self)
         return self._frames
+
+    @property
+    def frames_sync(self) -> FramesSync:
+        """``db.frames``, blocking (runs on the sync API's background loop)."""
+        if self._frames_sync is None:
+            from .frames import FramesSync
+
+            self._frames_sync = FramesSync(self.frames)
+        return self._frames_sync
 
     def transaction(self) -> Transaction:
         """``async with db.transaction():`` -- express calls and nodes inside join it."""

@@ -15,6 +15,6 @@ except ImportError as exc:  # pragma: no cover - exercised in an environment wit
         "db.frames needs Polars, which is not installed.",
         fix='install the extra: pip install "./packages/dataflow-core[frames]".') from exc
 
-from .api import ERROR_COLUMN, ByModel, FrameResult, Frames, ReadStats
+from .api import ERROR_COLUMN, ByModel, FrameResult, Frames, FramesSync, ReadStats
 
-__all__ = ["ERROR_COLUMN", "ByModel", "FrameResult", "Frames", "ReadStats"]
+__all__ = ["ERROR_COLUMN", "ByModel", "FrameResult", "Frames", "FramesSync", "ReadStats"]

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast
 
 import polars as pl
 
@@ -462,3 +462,54 @@ class Frames:
                 return
             last = io._python_values(spec.pk, chunk.get_column("id").tail(1))[0]
 
+
+
+class FramesSync:
+    """``db.frames_sync``: the same operations, blocking; usable with or without a running
+    event loop. Each call runs on DataFlow's background loop (``dataflow.portal``), as
+    ``express_sync`` does, so no event loop is ever nested; ``stream`` fetches one batch
+    per step of the iterator there."""
+
+    def __init__(self, frames: Frames) -> None:
+        self._frames = frames
+
+    @staticmethod
+    def _call(coro: Any) -> Any:
+        from .. import portal
+
+        return portal.call(coro)
+
+    def create(self, frames: Any, frame: Any = None, **options: Any) -> FrameResult:
+        return self._call(self._frames.create(frames, frame, **options))  # type: ignore[no-any-return]
+
+    def update(self, model: ModelRef, frame: Any, **options: Any) -> FrameResult:
+        return self._call(self._frames.update(model, frame, **options))  # type: ignore[no-any-return]
+
+    def read(self, model: ModelRef, filter: Mapping[str, Any] | None = None, **options: Any
+             ) -> tuple[pl.DataFrame | pl.LazyFrame, ReadStats]:
+        return self._call(self._frames.read(model, filter, **options))  # type: ignore[no-any-return]
+
+    def stream(self, model: ModelRef, filter: Mapping[str, Any] | None = None, **options: Any
+               ) -> Iterator[pl.DataFrame]:
+        """Batches as ``db.frames.stream`` yields them; closing the iterator early (or
+        leaving a ``for`` loop) closes the stream on the background loop."""
+        from .. import portal
+
+        batches = cast(AsyncGenerator[pl.DataFrame, None],
+                       self._frames.stream(model, filter, **options))
+        done = object()
+
+        async def step() -> Any:
+            try:
+                return await batches.__anext__()
+            except StopAsyncIteration:
+                return done
+
+        try:
+            while True:
+                chunk = portal.call(step())
+                if chunk is done:
+                    return
+                yield chunk
+        finally:
+            portal.call(batches.aclose())

@@ -15,7 +15,7 @@ from .capability_pairs import TestCapabilityDeclaration, TestCapabilityPairs, Te
 from .crud import TestCrud, TestValidation
 from .express_sync import TestExpressSync
 from .filters import TestFilters
-from .frames import TestFrames
+from .frames import TestFrames, TestFramesSync
 from .input_limits import TestExactComparisons, TestInputLimits
 from .lifecycle import TestLifecycle
 from .migrations import TestMigrationCapabilities, TestMigrations
@@ -44,6 +44,7 @@ __all__ = [
     "TestExpressSync",
     "TestFilters",
     "TestFrames",
+    "TestFramesSync",
     "TestIds",
     "TestInjection",
     "TestInputLimits",

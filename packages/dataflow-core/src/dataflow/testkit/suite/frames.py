@@ -551,3 +551,84 @@ class TestFrames:
             assert res.status == "ok" and res.updated == 1
             frame, _ = await db.frames.read("KitFrameNote", {"title": "b2"})
             assert frame.height == 1
+
+
+def _sync_exercise(db: Any, pl: Any) -> dict[str, Any]:
+    """Every ``frames_sync`` method once, blocking; returns what the assertions need."""
+    s = db.frames_sync
+    out: dict[str, Any] = {}
+    orders = _orders(pl, [1, 2, 3]).with_columns(pl.Series("total", ["1.5", "2", "many"]))
+    out["create"] = s.create({"KitFrameCustomer": _customers(pl, 5), "KitFrameOrder": orders},
+                             partial=True)
+    out["update"] = s.update("KitFrameCustomer", pl.DataFrame({"id": [2], "name": ["bob"]}),
+                             staging=False)
+    out["page"] = s.read("KitFrameCustomer", {"id": {"$gte": 2}}, page=2, batch_size=2)
+    lazy, _ = s.read("KitFrameCustomer", batch_size=2, lazy=True)
+    out["lazy"] = lazy.collect()["id"].to_list()
+    out["stream"] = [c["id"].to_list() for c in s.stream("KitFrameCustomer", batch_size=2)]
+    for first in s.stream("KitFrameCustomer", batch_size=2):  # left early: the stream closes
+        out["first"] = first["id"].to_list()
+        break
+    out["count"] = s.read("KitFrameCustomer")[1]["total_count"]
+    return out
+
+
+def _sync_check(out: dict[str, Any]) -> None:
+    assert out["create"].status == "partial_ok"
+    assert out["create"].written == {"KitFrameCustomer": 5, "KitFrameOrder": 2}
+    assert (out["update"].status, out["update"].updated) == ("ok", 1)
+    page, stats = out["page"]
+    assert page["id"].to_list() == [4, 5] and stats["current_page"] == 2
+    assert stats["total_count"] == 4 and not stats["has_next"]
+    assert out["lazy"] == [1, 2, 3, 4, 5]
+    assert out["stream"] == [[1, 2], [3, 4], [5]] and out["first"] == [1, 2]
+    assert out["count"] == 5
+
+
+class TestFramesSync:
+    """``db.frames_sync``: ``db.frames`` blocking, with or without a running event loop."""
+
+    @pytest.fixture
+    def pl(self) -> Any:
+        return pytest.importorskip("polars", reason="db.frames needs the frames extra (polars)")
+
+    async def test_without_a_running_loop(self, make_db: MakeDB, pl: Any) -> None:
+        db = await _shop(make_db)
+        out = await asyncio.to_thread(_sync_exercise, db, pl)  # a plain thread: no loop there
+        _sync_check(out)
+        frame, _ = await db.frames.read("KitFrameCustomer")
+        assert frame.filter(pl.col("id") == 2)["name"].to_list() == ["bob"]
+
+    async def test_with_a_running_loop(self, make_db: MakeDB, pl: Any) -> None:
+        db = await _shop(make_db)
+        asyncio.get_running_loop()  # inside the test's loop: the calls run on the portal's
+        _sync_check(_sync_exercise(db, pl))
+        assert await _count(db, "KitFrameOrder") == 2
+
+    async def test_errors_are_the_same_df_errors(self, make_db: MakeDB, pl: Any) -> None:
+        db = await _shop(make_db)
+        with raises_df(ValidationError, "DF-301", "page"):
+            await asyncio.to_thread(db.frames_sync.read, "KitFrameCustomer", page=0)
+        with raises_df(UnknownFieldError, "DF-302"):
+            await asyncio.to_thread(db.frames_sync.create, "KitFrameCustomer",
+                                    _customers(pl).with_columns(pl.lit(1).alias("nope")),
+                                    extra="fail")
+        assert await _count(db, "KitFrameCustomer") == 0
+
+    @pytest.mark.requires("transactions")
+    async def test_a_sync_transaction_block_holds_frame_writes(self, make_db: MakeDB,
+                                                               pl: Any) -> None:
+        db = await _shop(make_db)
+
+        def block(fail: bool) -> None:
+            with db.transaction():
+                assert db.frames_sync.create("KitFrameCustomer", _customers(pl)).ok
+                assert db.frames_sync.read("KitFrameCustomer")[1]["total_count"] == 3
+                if fail:
+                    raise RuntimeError("undo the block")
+
+        with pytest.raises(RuntimeError, match="undo the block"):
+            await asyncio.to_thread(block, True)
+        assert await _count(db, "KitFrameCustomer") == 0
+        await asyncio.to_thread(block, False)
+        assert await _count(db, "KitFrameCustomer") == 3
