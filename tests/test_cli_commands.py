@@ -29,7 +29,7 @@ APP = textwrap.dedent("""
 """)
 
 
-def _app(tmp: Path, extra: str = "", output: str = "id") -> None:
+def _app(tmp: Path, extra: str = "", output: str = "record.id") -> None:
     (tmp / "shopapp.py").write_text(APP.format(extra=extra, output=output))
 
 
@@ -54,10 +54,10 @@ def test_validate_exit_codes(tmp_path: Path) -> None:
     ok = _cli(tmp_path, "validate", "shopapp:db")
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "1 workflow(s): 0 problem(s)" in ok.stdout
-    _app(tmp_path, output="idd")
+    _app(tmp_path, output="record.idd")
     bad = _cli(tmp_path, "validate", "shopapp:db")
     assert bad.returncode == 1
-    assert "workflow flow" in bad.stderr and "has no output 'idd'" in bad.stderr
+    assert "workflow flow" in bad.stderr and "has no field 'idd'" in bad.stderr
     assert _cli(tmp_path, "validate", "nomodule:db").returncode == 2
     assert _cli(tmp_path, "validate", "shopapp").returncode == 2
 

@@ -57,7 +57,7 @@ def test_nodes_with_parameters_and_outputs(db: DataFlow) -> None:
     update = nodes["BookUpdateNode"]
     assert update.operation == "Update" and update.model == "Book"
     assert update.parameters is not None and {"id", "filter", "fields"} <= set(update.parameters)
-    assert update.outputs is not None and set(update.outputs) == {"updated", "record"}
+    assert update.outputs is not None and set(update.outputs) == {"record", "updated"}
     assert update.outputs["record"] is not None and "title" in update.outputs["record"]
     assert db.inspect().node("BookCountNode").outputs == {"count": None}
     create = nodes["BookCreateNode"].parameters
@@ -69,15 +69,15 @@ def test_workflow_connections_order_and_parameter_trace(db: DataFlow) -> None:
     wf.add_node("BookReadNode", "read", {"id": 99})
     wf.add_node("AuthorCreateNode", "author", {"name": "ann", "email": "a@x"})
     wf.add_node("BookCreateNode", "book", {"title": "t"})
-    wf.add_connection("author", "id", "book", "author_id")
-    wf.add_connection("book", "id", "read", "id")
+    wf.add_connection("author", "record.id", "book", "author_id")
+    wf.add_connection("book", "record.id", "read", "id")
     info = db.inspect().workflow(wf.build())
     assert info.order.index("author") < info.order.index("book") < info.order.index("read")
     assert [(c.source, c.output, c.target, c.input) for c in info.connections] == [
-        ("author", "id", "book", "author_id"), ("book", "id", "read", "id")]
+        ("author", "record.id", "book", "author_id"), ("book", "record.id", "read", "id")]
     trace = info.trace_parameter("read", "id")
     assert trace[0] == {"node": "read", "parameter": "id", "source": "connection",
-                        "from_node": "book", "output": "id"}
+                        "from_node": "book", "output": "record.id"}
     assert trace[-1]["source"] == "static" and trace[-1]["overridden"] is True
     assert info.trace_parameter("book", "title") == [
         {"node": "book", "parameter": "title", "source": "static", "value": "t", "overridden": False}]

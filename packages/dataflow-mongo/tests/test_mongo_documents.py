@@ -9,6 +9,7 @@ import pytest
 
 from dataflow import DataFlow
 from dataflow.errors import IntegrityError, TenantRequiredError, TenantViolationError, ValidationError
+from dataflow.inspector import inspect_node
 from dataflow.workflow import AsyncLocalRuntime, WorkflowBuilder
 
 pytestmark = pytest.mark.asyncio
@@ -93,8 +94,12 @@ async def test_transaction_covers_documents(mdb: DataFlow) -> None:
 async def _node(node: str, params: dict[str, Any]) -> dict[str, Any]:
     wf = WorkflowBuilder()
     wf.add_node(node, "op", params)
-    results, _ = await AsyncLocalRuntime().execute_workflow_async(wf.build())
+    built = wf.build()
+    results, _ = await AsyncLocalRuntime().execute_workflow_async(built)
     out: dict[str, Any] = results["op"]
+    # the node returns exactly the outputs the inspector lists (and build() checks)
+    declared = inspect_node(built.nodes["op"]).outputs
+    assert declared is not None and set(out) == set(declared), (node, out, declared)
     return out
 
 
@@ -103,26 +108,32 @@ async def test_the_eight_nodes_in_workflows(mdb: DataFlow) -> None:
                                             "unique": True})
     assert index["index"] == "email_1"
     one = await _node("DocumentInsertNode", {"collection": "users", "document": {"email": "a@x", "n": 1}})
-    assert one["inserted_id"] is not None
+    assert one["inserted_id"] is not None and one["inserted"] == 1
     many = await _node("BulkDocumentInsertNode", {"collection": "users", "documents": [
         {"email": "b@x", "n": 2}, {"email": "c@x", "n": 3}]})
     assert many["inserted"] == 2 and len(many["inserted_ids"]) == 2
     update = await _node("DocumentUpdateNode", {"collection": "users", "filter": {"n": {"$gte": 2}},
                                                 "update": {"$inc": {"n": 10}}, "many": True,
                                                 "upsert": False})
-    assert update["matched"] == 2 and update["modified"] == 2
+    assert update == {"matched": 2, "updated": 2, "inserted": 0, "inserted_id": None}
+    upserted = await _node("DocumentUpdateNode", {"collection": "users", "filter": {"n": 99},
+                                                  "update": {"$set": {"email": "u@x"}},
+                                                  "upsert": True})
+    assert (upserted["matched"], upserted["updated"], upserted["inserted"]) == (0, 0, 1)
+    assert upserted["inserted_id"] is not None
+    await _node("DocumentDeleteNode", {"collection": "users", "filter": {"n": 99}})
     find = await _node("DocumentFindNode", {"collection": "users", "filter": {},
                                             "projection": {"_id": 0, "email": 1},
                                             "sort": [("n", -1)], "limit": 2, "skip": 0})
-    assert find["documents"] == [{"email": "c@x"}, {"email": "b@x"}]
+    assert find == {"records": [{"email": "c@x"}, {"email": "b@x"}], "count": 2}
     assert (await _node("DocumentCountNode", {"collection": "users", "filter": {"n": {"$gt": 1}}}))[
         "count"] == 2
     total = await _node("AggregateNode", {"collection": "users", "pipeline": [
         {"$group": {"_id": None, "sum": {"$sum": "$n"}}}]})
-    assert total["results"] == [{"_id": None, "sum": 26}]
+    assert total == {"records": [{"_id": None, "sum": 26}], "count": 1}
     deleted = await _node("DocumentDeleteNode", {"collection": "users", "filter": {"n": 1},
                                                  "many": False})
-    assert deleted["deleted"] == 1
+    assert deleted == {"deleted": 1}
     with pytest.raises(IntegrityError):
         await _node("DocumentInsertNode", {"collection": "users", "document": {"email": "b@x"}})
 

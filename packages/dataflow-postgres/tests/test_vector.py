@@ -17,6 +17,7 @@ import pytest
 
 from dataflow import DataFlow, field
 from dataflow.errors import ModelDefinitionError, ValidationError
+from dataflow.inspector import inspect_node
 from dataflow.workflow import AsyncLocalRuntime, WorkflowBuilder
 
 
@@ -66,8 +67,11 @@ async def _load(db: DataFlow) -> None:
 async def _node(node: str, params: dict[str, Any]) -> dict[str, Any]:
     wf = WorkflowBuilder()
     wf.add_node(node, "n", params)
-    results, _ = await AsyncLocalRuntime().execute_workflow_async(wf.build())
+    built = wf.build()
+    results, _ = await AsyncLocalRuntime().execute_workflow_async(built)
     out: dict[str, Any] = results["n"]
+    declared = inspect_node(built.nodes["n"]).outputs  # exactly what the inspector lists
+    assert declared is not None and set(out) == set(declared), (node, out, declared)
     return out
 
 

@@ -188,12 +188,12 @@ class _Demo:
             wf.add_node("OrderCreateNode", "order", {"product_id": product_ids[0], "quantity": 2,
                                                      "total": prices[product_ids[0]] * 2,
                                                      "status": "paid"})
-            wf.add_connection("customer", "id", "order", "customer_id")
+            wf.add_connection("customer", "record.id", "order", "customer_id")
             wf.add_node("OrderCountNode", "count", {})
-            wf.add_connection("customer", "id", "count", "filter.customer_id")
+            wf.add_connection("customer", "record.id", "count", "filter.customer_id")
             results, run_id = await runtime_cls().execute_workflow_async(wf.build())
-            self.facts["workflow_customer_id"] = results["customer"]["id"]
-            self.facts["workflow_order_id"] = results["order"]["id"]
+            self.facts["workflow_customer_id"] = results["customer"]["record"]["id"]
+            self.facts["workflow_order_id"] = results["order"]["record"]["id"]
             self.facts["workflow_orders_of_customer"] = results["count"]["count"]
             self.facts["workflow_run_id"] = run_id
 

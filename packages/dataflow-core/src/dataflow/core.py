@@ -828,7 +828,22 @@ class DataFlow:
         plan = adapter.plan_migration(models, live)
         if not plan:
             return plan
-        if self.existing_schema_mode or not self.auto_migrate:
+        if self.existing_schema_mode:
+            # the tables are used as they are: a model naming a table or a column the
+            # database lacks would fail on first use, so it is refused now (indexes and
+            # constraints the database lacks are left as they are)
+            unmatched = [s for s in plan.steps if s.kind in ("create_table", "add_column")]
+            if unmatched or plan.destructive:
+                raise MigrationRefusedError(
+                    "existing_schema_mode=True uses the tables as they are, and the models do "
+                    f"not match them; nothing was changed:\n{plan.render()}",
+                    plan=plan,
+                    fix="make the models match the tables (db.register_schema_as_models() declares "
+                    "them from the tables), or create what is missing yourself, or construct "
+                    "DataFlow without existing_schema_mode to let it migrate.",
+                )
+            return plan
+        if not self.auto_migrate:
             missing = [s for s in plan.steps if s.kind == "create_table"]
             if missing or plan.destructive:
                 raise MigrationRefusedError(

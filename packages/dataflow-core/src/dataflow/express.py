@@ -484,6 +484,35 @@ class Express:
             n = await self._db._run(adapter.delete, Delete(spec, self._by_id(spec, key)))
         return n > 0
 
+    async def _delete_returning(self, model: ModelRef, id: Any) -> dict[str, Any] | None:
+        """:meth:`delete`, returning the record as it was just before (None if there was
+        none to delete): the read and the delete commit together, so the record returned is
+        the one deleted. A soft-delete model's record comes back tombstoned (``deleted_at``
+        set). The Delete node's output."""
+        spec, v = await self._prepare(model)
+        if spec.soft_delete:
+            self._db._refuse_referenced_update(spec, "soft-delete")
+        key = v.key(id)
+        adapter = self._db.adapter
+        where = self._by_id(spec, key)
+        if spec.soft_delete:
+            stmt = Update(spec, where, self._tombstone(spec, utcnow()), returning=True)
+            if getattr(getattr(adapter, "compiler", None), "supports_returning", False):
+                _, rows = await self._db._run(adapter.update, stmt)
+            else:
+                _, rows = await self._db._run_atomic(adapter.update, stmt)
+            return rows[0] if rows else None
+        select = Select(spec, where, limit=1, for_update=adapter.capabilities.row_locks)
+        delete = Delete(spec, where)
+
+        async def read_then_delete(conn: Any) -> dict[str, Any] | None:
+            rows = await adapter.select(conn, select)
+            if not rows or not await adapter.delete(conn, delete):
+                return None
+            return rows[0]
+
+        return await self._db._run_atomic(read_then_delete)
+
     async def restore(self, model: ModelRef, id: Any) -> dict[str, Any] | None:
         """Bring back the soft-deleted record ``id`` and return it; a live record is returned
         unchanged; None if there is no such record."""
@@ -533,6 +562,16 @@ class Express:
         On a soft-delete model, a conflict key that reaches a tombstoned record is refused
         (DF-405, nothing written): restore it first, or purge it to reuse the key.
         """
+        record, _ = await self._upsert_counted(model, data, conflict_on=conflict_on,
+                                               update_fields=update_fields)
+        return record
+
+    async def _upsert_counted(self, model: ModelRef, data: Mapping[str, Any], *,
+                              conflict_on: str | Iterable[str] | None = None,
+                              update_fields: Iterable[str] | None = None
+                              ) -> tuple[dict[str, Any], dict[str, int]]:
+        """:meth:`upsert`, and what happened to the record: ``{"inserted", "updated",
+        "skipped"}``, one of them 1 (the Upsert node's output)."""
         try:
             result = await self.bulk_upsert(model, [data], conflict_on=conflict_on,
                                             update_fields=update_fields, _return_rows=True)
@@ -542,13 +581,15 @@ class Express:
                 raise exc.errors[0] from None
             raise
         rows: List[dict[str, Any]] = result.pop("records")
+        counts = {"inserted": result["inserted"], "updated": result["updated"],
+                  "skipped": result.get("skipped", 0)}
         if not rows:  # update_fields=[] met an existing record: it is returned unchanged
             names = ["id"] if conflict_on is None else (
                 [conflict_on] if isinstance(conflict_on, str) else list(conflict_on))
             found = await self.find_one(model, {n: data[n] for n in names if n in data})
             if found is not None:
-                return found
-        return rows[0]
+                return found, counts
+        return rows[0], counts
 
     # --- bulk ----------------------------------------------------------------------------
     def _validate_rows(self, spec: ModelSpec, rows: Iterable[Mapping[str, Any]],

@@ -41,7 +41,9 @@ def dataflow_dialect_compiler(dialect: str) -> SQLCompiler | None:
 def dataflow_node_types(db: DataFlow, register: Callable[[str, Callable[..., Any]], None]) -> None:
     """Contribute extra workflow node types for ``db``: ``register(type_name, node_factory)``.
 
-    ``node_factory(db)`` returns an object with ``async run(params) -> dict``.
+    ``node_factory(db)`` returns an object with ``async run(params) -> dict``, ideally with
+    ``outputs()`` and ``inputs()`` too (see :class:`dataflow.nodes.Node`): the output shapes
+    of the model nodes are the convention (README, "Nodes").
     """
 
 

@@ -60,20 +60,35 @@ class Node(Protocol):
     async def run(self, params: dict[str, Any]) -> dict[str, Any]: ...
 
 
-#: outputs of each operation; "*" stands for the model's fields
+#: What each operation returns, one shape per kind of node (README, "Nodes"):
+#:
+#: * one record (Create, Read, Update, Delete, Upsert): ``{"record": record or None, <counts>}``
+#:   -- ``record`` is the record as stored (Delete: as it was before the delete; None when
+#:   there was none), and the counts (ints, 0 or 1) say what happened to it, in the words the
+#:   bulk nodes use: ``inserted``, ``found``, ``updated``, ``deleted``, ``skipped``;
+#: * many records (List): ``{"records": [...], "count": n}`` (``stream=True``: ``{"stream"}``);
+#: * a number (Count): ``{"count": n}``;
+#: * bulk writes: their counts, ``failed`` (the rows refused, ``[]`` unless ``partial=True``)
+#:   and ``ok`` (no row failed) -- every key present every time.
+#:
+#: ``"record"`` maps to ``"*"``: its keys are the model's fields (checked by ``build()``).
 _OUTPUTS: dict[str, dict[str, str | None]] = {
-    "Create": {"*": None}, "Read": {"*": None}, "Upsert": {"*": None},
-    "Update": {"updated": None, "record": "*"},
-    "Delete": {"deleted": None},
+    "Create": {"record": "*", "inserted": None},
+    "Read": {"record": "*", "found": None},
+    "Update": {"record": "*", "updated": None},
+    "Delete": {"record": "*", "deleted": None},
+    "Upsert": {"record": "*", "inserted": None, "updated": None, "skipped": None},
     "List": {"records": None, "count": None},
     "Count": {"count": None},
-    "BulkCreate": {"inserted": None, "failed": None, "ok": None, "updated": None, "skipped": None},
+    "BulkCreate": {"inserted": None, "updated": None, "skipped": None, "failed": None,
+                   "ok": None},
     "BulkUpdate": {"updated": None, "failed": None, "ok": None},
     "BulkDelete": {"deleted": None, "failed": None, "ok": None},
-    # "skipped" only with update_fields=[] (rows left as stored)
-    "BulkUpsert": {"inserted": None, "updated": None, "failed": None, "ok": None,
-                   "skipped": None},
+    "BulkUpsert": {"inserted": None, "updated": None, "skipped": None, "failed": None,
+                   "ok": None},
 }
+#: List with ``stream=True`` returns this instead (an async iterator of records)
+STREAM_OUTPUTS: dict[str, str | None] = {"stream": None}
 
 
 def _only(params: Mapping[str, Any], allowed: frozenset[str], node: str) -> None:
@@ -101,13 +116,10 @@ class ModelNode:
     def outputs(self) -> dict[str, frozenset[str] | None]:
         """Output keys, and for a nested record the model's fields (connection checks)."""
         fields = frozenset(self.db.get_model(self.model).fields)
-        out: dict[str, frozenset[str] | None] = {}
-        for key, inner in _OUTPUTS[self.op].items():
-            if key == "*":
-                out.update(dict.fromkeys(fields))
-            else:
-                out[key] = fields if inner == "*" else None
-        return out
+        shape = dict(_OUTPUTS[self.op])
+        if self.op == "List":
+            shape.update(STREAM_OUTPUTS)
+        return {key: fields if inner == "*" else None for key, inner in shape.items()}
 
     def inputs(self) -> frozenset[str]:
         """Parameter names this node takes (connection checks)."""
@@ -151,21 +163,28 @@ class ModelNode:
         return bool(rows), rows[0]["id"] if rows else None
 
     async def _create(self, params: dict[str, Any]) -> dict[str, Any]:
-        return await self.db.express.create(self.model, self._data(params))
+        return {"record": await self.db.express.create(self.model, self._data(params)),
+                "inserted": 1}
 
     async def _read(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Not found: ``{"record": None, "found": 0}``, as ``express.read`` returns None;
+        ``raise_on_not_found=True`` raises DF-404 instead (stop the workflow there)."""
         _only(params, READ_PARAMS, self.type_name)
         if "id" not in params:
             raise ValidationError(f"{self.type_name} needs 'id'.", model=self.model, field="id")
+        strict = params.get("raise_on_not_found", False)
+        if not isinstance(strict, bool):
+            raise ValidationError(
+                f"{self.type_name}: raise_on_not_found must be True or False, got "
+                f"{strict!r:.40}.", model=self.model, field="raise_on_not_found",
+                fix="pass True (DF-404 when there is no such record) or False (the default).")
         record = await self.db.express.read(self.model, params["id"],
                                             include_deleted=params.get("include_deleted", False))
-        if record is None:
-            if params.get("raise_on_not_found", True):
-                raise RecordNotFoundError(
-                    f"no record with id {params['id']!r:.80}.", model=self.model,
-                    fix="pass raise_on_not_found=False to get {} instead.")
-            return {}
-        return record
+        if record is None and strict:
+            raise RecordNotFoundError(
+                f"no record with id {params['id']!r:.80}.", model=self.model, field="id",
+                fix='leave out raise_on_not_found to get {"record": None, "found": 0} instead.')
+        return {"record": record, "found": 0 if record is None else 1}
 
     async def _update(self, params: dict[str, Any]) -> dict[str, Any]:
         _only(params, UPDATE_PARAMS, self.type_name)
@@ -174,13 +193,13 @@ class ModelNode:
                                   fix='pass {"id": ..., "fields": {...}}.')
         found, key = await self._single_id(params)
         record = await self.db.express.update(self.model, key, params["fields"]) if found else None
-        return {"updated": 0 if record is None else 1, "record": record}
+        return {"record": record, "updated": 0 if record is None else 1}
 
     async def _delete(self, params: dict[str, Any]) -> dict[str, Any]:
         _only(params, DELETE_PARAMS, self.type_name)
         found, key = await self._single_id(params)
-        deleted = await self.db.express.delete(self.model, key) if found else False
-        return {"deleted": int(deleted)}
+        record = await self.db.express._delete_returning(self.model, key) if found else None
+        return {"record": record, "deleted": 0 if record is None else 1}
 
     async def _list(self, params: dict[str, Any]) -> dict[str, Any]:
         _only(params, LIST_PARAMS, self.type_name)
@@ -220,7 +239,8 @@ class ModelNode:
             data = params["data"]
         else:
             data = {k: v for k, v in self._data(params).items() if k not in opts}
-        return await self.db.express.upsert(self.model, data, **opts)
+        record, counts = await self.db.express._upsert_counted(self.model, data, **opts)
+        return {"record": record, **counts}
 
     async def _bulkcreate(self, params: dict[str, Any]) -> dict[str, Any]:
         """``conflict_resolution``: ``"error"`` (default: a row whose key exists fails the
@@ -245,33 +265,39 @@ class ModelNode:
                     fix='add conflict_resolution="skip" or "update", or drop conflict_on.')
             out = await self.db.express.bulk_create(
                 self.model, params.get("data", []), partial=partial, batch_size=batch_size)
-            return {**out, "updated": 0, "skipped": 0}
+            return _bulk_shape(out, "BulkCreate")
         out = await self.db.express.bulk_upsert(
             self.model, params.get("data", []), conflict_on=params.get("conflict_on"),
             update_fields=[] if mode == "skip" else None, partial=partial, batch_size=batch_size)
-        out.setdefault("skipped", 0)
-        return out
+        return _bulk_shape(out, "BulkCreate")
 
     async def _bulkupdate(self, params: dict[str, Any]) -> dict[str, Any]:
         _only(params, BULK_UPDATE_PARAMS, self.type_name)
         if "data" in params:
-            return await self.db.express.bulk_update(self.model, params["data"],
-                                                     partial=params.get("partial", False))
-        return await self.db.express.bulk_update(
+            return _bulk_shape(await self.db.express.bulk_update(
+                self.model, params["data"], partial=params.get("partial", False)), "BulkUpdate")
+        return _bulk_shape(await self.db.express.bulk_update(
             self.model, params.get("filter", {}), params.get("fields"),
-            confirmed=params.get("confirmed", False))
+            confirmed=params.get("confirmed", False)), "BulkUpdate")
 
     async def _bulkdelete(self, params: dict[str, Any]) -> dict[str, Any]:
         _only(params, BULK_DELETE_PARAMS, self.type_name)
-        return await self.db.express.bulk_delete(self.model, params.get("filter", {}),
-                                                 confirmed=params.get("confirmed", False))
+        return _bulk_shape(await self.db.express.bulk_delete(
+            self.model, params.get("filter", {}), confirmed=params.get("confirmed", False)),
+            "BulkDelete")
 
     async def _bulkupsert(self, params: dict[str, Any]) -> dict[str, Any]:
         _only(params, BULK_UPSERT_PARAMS, self.type_name)
-        return await self.db.express.bulk_upsert(
+        return _bulk_shape(await self.db.express.bulk_upsert(
             self.model, params.get("data", []), conflict_on=params.get("conflict_on"),
             update_fields=params.get("update_fields"), partial=params.get("partial", False),
-            batch_size=params.get("batch_size", DEFAULT_BATCH))
+            batch_size=params.get("batch_size", DEFAULT_BATCH)), "BulkUpsert")
+
+
+def _bulk_shape(out: Mapping[str, Any], op: str) -> dict[str, Any]:
+    """A bulk node's output: exactly its documented keys, a count the write did not produce
+    (``skipped`` without ``update_fields=[]``, ``updated`` without a conflict) being 0."""
+    return {key: out.get(key, [] if key == "failed" else 0) for key in _OUTPUTS[op]}
 
 
 _INPUTS: dict[str, frozenset[str]] = {

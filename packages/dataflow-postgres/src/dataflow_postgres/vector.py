@@ -1,10 +1,12 @@
 """pgvector workflow nodes, contributed through the ``dataflow_node_types`` hook.
 
-* ``VectorSearchNode``: ``{"model", "field", "vector", "k", "metric"}`` -> the ``k`` nearest
-  records with their ``distance`` (metric ``cosine`` (default), ``l2`` or ``inner_product``).
+* ``VectorSearchNode``: ``{"model", "field", "vector", "k", "metric"}`` -> ``{"records",
+  "count"}``, the ``k`` nearest records with their ``distance`` (metric ``cosine`` (default),
+  ``l2`` or ``inner_product``) -- a list node's shape.
 * ``HybridSearchNode``: the same, restricted by a DataFlow ``filter`` on the model.
 * ``CreateVectorIndexNode``: ``{"model", "field", "method": "hnsw"|"ivfflat", "metric",
-  "lists"?, "m"?, "ef_construction"?}`` -> an approximate-nearest-neighbour index.
+  "lists"?, "m"?, "ef_construction"?}`` -> ``{"index": name}``, an approximate-nearest-neighbour
+  index (created if it does not exist yet).
 
 Fields are declared as ``embedding: list[float] = field(vector=1536)`` (a ``vector(1536)``
 column); the extension is created by the migration that first needs it.
@@ -60,9 +62,18 @@ def _vector_field(db: DataFlow, params: dict[str, Any]) -> tuple[ModelSpec, str,
 
 class _VectorNode:
     type_name = "VectorNode"
+    params: frozenset[str] = frozenset({"model", "field", "vector", "k", "metric"})
+    output_keys: tuple[str, ...] = ("records", "count")
 
     def __init__(self, db: DataFlow) -> None:
         self.db = db
+
+    def inputs(self) -> frozenset[str]:
+        """Parameter names (what ``db.inspect()`` lists and ``build()`` checks)."""
+        return self.params | {"db_instance"}
+
+    def outputs(self) -> dict[str, frozenset[str] | None]:
+        return dict.fromkeys(self.output_keys)
 
     async def _search(self, params: dict[str, Any], flt: Any) -> dict[str, Any]:
         db = self.db
@@ -115,6 +126,7 @@ class HybridSearchNode(_VectorNode):
     """Vector similarity among the records a DataFlow filter selects."""
 
     type_name = "HybridSearchNode"
+    params = _VectorNode.params | {"filter"}
 
     async def run(self, params: dict[str, Any]) -> dict[str, Any]:
         return await self._search(params, params.get("filter") or {})
@@ -122,6 +134,8 @@ class HybridSearchNode(_VectorNode):
 
 class CreateVectorIndexNode(_VectorNode):
     type_name = "CreateVectorIndexNode"
+    params = frozenset({"model", "field", "method", "metric", "lists", "m", "ef_construction"})
+    output_keys = ("index",)
 
     async def run(self, params: dict[str, Any]) -> dict[str, Any]:
         db = self.db
@@ -152,7 +166,7 @@ class CreateVectorIndexNode(_VectorNode):
             await adapter.apply_ddl(conn, [sql])
 
         await db._run(run)
-        return {"index": index, "method": method, "created": True}
+        return {"index": index}
 
 
 VECTOR_NODES: dict[str, Callable[..., Any]] = {

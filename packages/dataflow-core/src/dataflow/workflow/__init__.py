@@ -5,7 +5,7 @@
     wf = WorkflowBuilder()
     wf.add_node("UserCreateNode", "create", {"name": "Alice"})
     wf.add_node("UserReadNode", "read", {})
-    wf.add_connection("create", "id", "read", "id")
+    wf.add_connection("create", "record.id", "read", "id")
     results, run_id = LocalRuntime().execute(wf.build())
 """
 
@@ -48,7 +48,15 @@ class Workflow:
 def _get_path(value: Any, path: str, where: str) -> Any:
     if path in ("", "*"):
         return value
+    walked: list[str] = []
     for part in path.split("."):
+        if value is None and walked:
+            # e.g. a Read that found nothing: {"record": None, "found": 0}
+            raise WorkflowError(
+                f"{where}: output '{'.'.join(walked)}' is None, so it has no '{path}'.",
+                fix="pass raise_on_not_found=True to a Read node to stop there with DF-404, "
+                "or connect a count (found / updated / deleted) to act on it.")
+        walked.append(part)
         if isinstance(value, Mapping) and part in value:
             value = value[part]
         elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
@@ -89,9 +97,13 @@ def _check_connection(c: Connection, source: Node, target: Node) -> None:
     if outputs is not None and c.output not in ("", "*"):
         head, _, rest = c.output.partition(".")
         if head not in outputs:
+            # a record's field named at the top (the shape before records were nested)
+            holders = sorted(k for k, inner in outputs.items() if inner and head in inner)
+            hint = (f" Did you mean '{holders[0]}.{c.output}'? (the record's fields are under "
+                    f"'{holders[0]}')" if holders else did_you_mean(head, outputs))
             raise _at(c.source, WorkflowError(
                 f"connection {c.source}.{c.output} -> {c.target}.{c.input}: node {c.source!r} "
-                f"({source.type_name}) has no output {head!r}.{did_you_mean(head, outputs)}",
+                f"({source.type_name}) has no output {head!r}.{hint}",
                 fix=f"connect one of its outputs: {', '.join(sorted(outputs))}."))
         inner = outputs[head]
         sub = rest.partition(".")[0]

@@ -333,7 +333,7 @@ class TestInjection:
             if i % 3 == 0:
                 rec = await ex.create(ITEM, {"name": v, "label": v})
             elif i % 3 == 1:
-                rec = await _node(db, "Create", {"name": v, "label": v})
+                rec = (await _node(db, "Create", {"name": v, "label": v}))["record"]
             else:
                 bulk_rows.append({"name": v, "label": v, "code": f"b{i}-{uuid.uuid4().hex}"})
                 continue
@@ -409,8 +409,10 @@ class TestInjection:
             first = await ex.upsert(ITEM, {"code": code, "name": v}, conflict_on="code")
             assert first["id"] == rec["id"] and first["name"] == v and first["label"] == v + "!"
             new_code = f"u{i}-{uuid.uuid4().hex}"
-            inserted = await _node(db, "Upsert", {"data": {"code": new_code, "name": v, "label": v},
+            upserted = await _node(db, "Upsert", {"data": {"code": new_code, "name": v, "label": v},
                                                   "conflict_on": "code"})
+            assert upserted["inserted"] == 1
+            inserted = upserted["record"]
             assert inserted["name"] == v and inserted["label"] == v
             res = await ex.bulk_upsert(ITEM, [{"code": new_code, "name": v, "label": v + v[:3]},
                                               {"code": f"x{new_code}", "name": v}],

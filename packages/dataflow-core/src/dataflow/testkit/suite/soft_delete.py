@@ -262,16 +262,23 @@ class TestSoftDelete:
                                                          "include_deleted": True, **inst})
         # unconnected nodes run one after another, in the order added
         results, _ = await AsyncLocalRuntime().execute_workflow_async(wf.build())
-        assert results["delete"] == {"deleted": 1}
+        assert results["delete"]["deleted"] == 1
+        assert results["delete"]["record"]["id"] == rows["a"]["id"]
+        assert_aware_utc(results["delete"]["record"]["deleted_at"])  # returned tombstoned
         assert results["bulk"]["deleted"] == 1, "only b: a was already tombstoned"
         assert sorted(r["title"] for r in results["live"]["records"]) == ["c", "d"]
         assert [r["title"] for r in results["all"]["records"]] == ["a", "b", "c", "d"]
         assert (results["count"]["count"], results["count_all"]["count"]) == (2, 4)
-        assert results["read_dead"]["id"] == rows["a"]["id"]
-        assert_aware_utc(results["read_dead"]["deleted_at"])
+        assert results["read_dead"]["found"] == 1
+        assert results["read_dead"]["record"]["id"] == rows["a"]["id"]
+        assert_aware_utc(results["read_dead"]["record"]["deleted_at"])
         # a tombstoned row reads as not found; an update through a node is refused
         wf2 = WorkflowBuilder()
         wf2.add_node("KitSoftNoteReadNode", "read", {"id": rows["a"]["id"], **inst})
+        results, _ = await AsyncLocalRuntime().execute_workflow_async(wf2.build())
+        assert results["read"] == {"record": None, "found": 0}
+        wf2.add_node("KitSoftNoteReadNode", "read_or_raise", {"id": rows["a"]["id"],
+                                                              "raise_on_not_found": True, **inst})
         with raises_df(RecordNotFoundError, "DF-404"):
             await AsyncLocalRuntime().execute_workflow_async(wf2.build())
         wf3 = WorkflowBuilder()

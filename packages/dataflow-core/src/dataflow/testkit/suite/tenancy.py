@@ -124,10 +124,10 @@ class TestTenancy:
         wf = WorkflowBuilder()
         wf.add_node("KitTenantNoteCreateNode", "create", {"title": "wf"})
         wf.add_node("KitTenantNoteListNode", "list", {})
-        wf.add_connection("create", "title", "list", "filter.title")
+        wf.add_connection("create", "record.title", "list", "filter.title")
         async with db.tenant("acme"):
             results, _ = await AsyncLocalRuntime().execute_workflow_async(wf.build())
-            assert results["create"]["tenant_id"] == "acme"
+            assert results["create"]["record"]["tenant_id"] == "acme"
             assert results["list"]["count"] == 1
             counted = await asyncio.create_task(db.express.count("KitTenantNote"))
             assert counted == 1

@@ -80,11 +80,11 @@ class TestTransactions:
         wf = WorkflowBuilder()
         wf.add_node("KitTxRowCreateNode", "create", {"name": "w", "db_instance": db.name})
         wf.add_node("KitTxRowUpdateNode", "update", {"fields": {"qty": 3}, "db_instance": db.name})
-        wf.add_connection("create", "id", "update", "id")
+        wf.add_connection("create", "record.id", "update", "id")
         async with db.transaction():
             results, run_id = await AsyncLocalRuntime().execute_workflow_async(wf.build())
         assert run_id and results["update"]["updated"] == 1
-        rec = await db.express.read("KitTxRow", results["create"]["id"])
+        rec = await db.express.read("KitTxRow", results["create"]["record"]["id"])
         assert rec is not None and rec["qty"] == 3
 
     async def test_tasks_started_inside_join_the_transaction(self, make_db: MakeDB) -> None:

@@ -30,11 +30,11 @@ def _failing_at_the_end(db: Any) -> Any:
     wf = WorkflowBuilder()
     wf.add_node("KitFlowRowCreateNode", "c", {"title": "first", **inst})
     wf.add_node("KitFlowRowUpdateNode", "u", {"fields": {"points": 5}, **inst})
-    wf.add_connection("c", "id", "u", "id")
+    wf.add_connection("c", "record.id", "u", "id")
     wf.add_node("KitFlowRowBulkCreateNode", "b", {"data": [{"title": "b1"}, {"title": "b2"}],
                                                  **inst})
     wf.add_node("KitFlowRowReadNode", "missing", {"id": 987654, **inst})
-    wf.add_connection("b", "inserted", "missing", "raise_on_not_found")
+    wf.add_connection("b", "ok", "missing", "raise_on_not_found")  # True: runs after b
     return wf.build()
 
 
@@ -54,9 +54,11 @@ class TestWorkflowBuildChecks:
             return b
 
         cases = [
-            (("c", "idd", "r", "id"), "c", "idd", "'id'"),        # no such output
-            (("c", "id", "r", "idd"), "r", "idd", "'id'"),        # no such parameter
-            (("c", "id", "u", "fields"), None, None, None),        # fine: a parameter
+            (("c", "recrod.id", "r", "id"), "c", "recrod", "'record'"),  # no such output
+            (("c", "record.idd", "r", "id"), "c", "idd", "'id'"),  # no such field
+            (("c", "id", "r", "id"), "c", "'id'", "'record.id'"),  # fields are under record
+            (("c", "record.id", "r", "idd"), "r", "idd", "'id'"),  # no such parameter
+            (("c", "record", "u", "fields"), None, None, None),    # fine: a parameter
             (("u", "record.titel", "l", "filter.title"), "u", "titel", "'title'"),
             (("u", "updatd", "l", "limit"), "u", "updatd", "'updated'"),
             (("l", "records", "r", "recordz"), "r", "recordz", None),
@@ -72,7 +74,7 @@ class TestWorkflowBuildChecks:
             if hint is not None:
                 assert hint in str(info.value)
         # the whole-output and dotted-path forms stay valid
-        ok = wf().add_connection("c", "id", "u", "id").add_connection(
+        ok = wf().add_connection("c", "record.id", "u", "id").add_connection(
             "u", "record.title", "l", "filter.title").add_connection("c", "", "l", "filter")
         ok.build()
         assert await db.express.count("KitFlowRow") == 0  # nothing ran
@@ -98,7 +100,7 @@ class TestWorkflowTransactions:
         ok.add_node("KitFlowRowCreateNode", "c", {"title": "kept", "db_instance": db.name})
         ok.add_node("KitFlowRowUpdateNode", "u", {"fields": {"points": 2},
                                                   "db_instance": db.name})
-        ok.add_connection("c", "id", "u", "id")
+        ok.add_connection("c", "record.id", "u", "id")
         results, _ = await AsyncLocalRuntime().execute(ok.build(), transaction=True)
         assert results["u"]["record"]["points"] == 2
         assert await db.express.count("KitFlowRow", {"title": "kept", "points": 2}) == 1

@@ -14,6 +14,7 @@ from ...errors import (
     NodeNotFoundError,
     RecordNotFoundError,
     ValidationError,
+    WorkflowError,
 )
 from ...model import field
 from ...nodes import OPERATIONS
@@ -41,9 +42,9 @@ def _ordered_workflow(db_name: str, alias: bool) -> WorkflowBuilder:
     wf = WorkflowBuilder()
     wf.add_node(t("Create"), "create", {"title": "write suite", "points": 3, **inst})
     wf.add_node(t("Read"), "read", {**inst})
-    wf.add_connection("create", "id", "read", "id")
+    wf.add_connection("create", "record.id", "read", "id")
     wf.add_node(t("Update"), "update", {"fields": {"done": True}, **inst})
-    wf.add_connection("read", "id", "update", "id")
+    wf.add_connection("read", "record.id", "update", "id")
     wf.add_node(t("BulkCreate"), "bulk_create",
                 {"data": [{"title": f"t{i}", "points": i} for i in range(4)], **inst})
     wf.add_node(t("BulkUpdate"), "bulk_update",
@@ -60,15 +61,18 @@ def _ordered_workflow(db_name: str, alias: bool) -> WorkflowBuilder:
 
 
 def _check_all_nodes(results: dict[str, dict[str, Any]]) -> None:
-    assert isinstance(results["create"]["id"], int)
-    assert results["create"]["title"] == "write suite" and results["create"]["points"] == 3
-    assert results["read"]["id"] == results["create"]["id"]
+    created = results["create"]["record"]
+    assert results["create"]["inserted"] == 1 and isinstance(created["id"], int)
+    assert created["title"] == "write suite" and created["points"] == 3
+    assert results["read"]["found"] == 1 and results["read"]["record"]["id"] == created["id"]
     assert results["update"]["updated"] == 1 and results["update"]["record"]["done"] is True
     assert results["bulk_create"]["inserted"] == 4
     assert results["bulk_update"]["updated"] == 2
-    assert results["upsert"]["id"] == 1000 and results["upsert"]["title"] == "upserted"
+    upserted = results["upsert"]
+    assert (upserted["inserted"], upserted["updated"], upserted["skipped"]) == (1, 0, 0)
+    assert upserted["record"]["id"] == 1000 and upserted["record"]["title"] == "upserted"
     assert (results["bulk_upsert"]["inserted"], results["bulk_upsert"]["updated"]) == (1, 1)
-    assert results["delete"]["deleted"] == 1
+    assert results["delete"]["deleted"] == 1 and results["delete"]["record"]["title"] == "t3"
     assert results["bulk_delete"]["deleted"] == 1
     titles = [r["title"] for r in results["list"]["records"]]
     assert titles == ["t0", "t1", "again", "new"]
@@ -110,8 +114,9 @@ class TestWorkflows:
         wf = WorkflowBuilder()
         wf.add_node("KitTaskCreateNode", "create", {"title": "from loop", "db_instance": db.name})
         results, _ = LocalRuntime().execute(wf.build())
-        assert results["create"]["title"] == "from loop"
-        assert await db.express.read("KitTask", results["create"]["id"]) == results["create"]
+        made = results["create"]["record"]
+        assert made["title"] == "from loop"
+        assert await db.express.read("KitTask", made["id"]) == made
 
     async def test_connections_and_inputs(self, make_db: MakeDB) -> None:
         db = make_db()
@@ -119,28 +124,47 @@ class TestWorkflows:
         wf = WorkflowBuilder()
         wf.add_node("KitTaskCreateNode", "create", {"db_instance": db.name})
         wf.add_node("KitTaskUpdateNode", "update", {"db_instance": db.name})
-        wf.add_connection("create", "id", "update", "id")
-        wf.add_connection("create", "points", "update", "fields.points")
+        wf.add_connection("create", "record.id", "update", "id")
+        wf.add_connection("create", "record.points", "update", "fields.points")
         wf.add_node("KitTaskListNode", "list", {"db_instance": db.name})
         wf.add_connection("update", "record.title", "list", "filter.title")
         results, _ = await AsyncLocalRuntime().execute_workflow_async(
             wf.build(), inputs={"create": {"title": "in", "points": 7}})
-        assert results["create"]["id"] == results["update"]["record"]["id"]
+        assert results["create"]["record"]["id"] == results["update"]["record"]["id"]
         assert results["update"]["record"]["points"] == 7
         assert [r["title"] for r in results["list"]["records"]] == ["in"]
 
-    async def test_read_missing_raises_unless_told(self, make_db: MakeDB) -> None:
+    async def test_read_missing_is_none_as_in_express_unless_told_to_raise(
+            self, make_db: MakeDB) -> None:
+        db = make_db()
+        _model(db)
+        assert await db.express.read("KitTask", 424242) is None
+        wf = WorkflowBuilder()
+        wf.add_node("KitTaskReadNode", "read", {"id": 424242, "db_instance": db.name})
+        results, _ = await AsyncLocalRuntime().execute_workflow_async(wf.build())
+        assert results["read"] == {"record": None, "found": 0}
+        wf2 = WorkflowBuilder()
+        wf2.add_node("KitTaskReadNode", "read", {"id": 424242, "raise_on_not_found": True,
+                                                 "db_instance": db.name})
+        with raises_df(RecordNotFoundError, "DF-404", "424242"):
+            await AsyncLocalRuntime().execute_workflow_async(wf2.build())
+        wf3 = WorkflowBuilder()
+        wf3.add_node("KitTaskReadNode", "read", {"id": 424242, "raise_on_not_found": "yes",
+                                                 "db_instance": db.name})
+        with raises_df(ValidationError, "DF-301", "raise_on_not_found"):
+            await AsyncLocalRuntime().execute_workflow_async(wf3.build())
+
+    async def test_a_connection_through_a_record_that_is_none_names_it(
+            self, make_db: MakeDB) -> None:
         db = make_db()
         _model(db)
         wf = WorkflowBuilder()
         wf.add_node("KitTaskReadNode", "read", {"id": 424242, "db_instance": db.name})
-        with raises_df(RecordNotFoundError, "DF-404", "424242"):
+        wf.add_node("KitTaskUpdateNode", "update", {"fields": {"done": True},
+                                                    "db_instance": db.name})
+        wf.add_connection("read", "record.id", "update", "id")
+        with raises_df(WorkflowError, "DF-703", "'record' is None", "raise_on_not_found=True"):
             await AsyncLocalRuntime().execute_workflow_async(wf.build())
-        wf2 = WorkflowBuilder()
-        wf2.add_node("KitTaskReadNode", "read", {"id": 424242, "raise_on_not_found": False,
-                                                 "db_instance": db.name})
-        results, _ = await AsyncLocalRuntime().execute_workflow_async(wf2.build())
-        assert results["read"] == {}
 
     async def test_update_delete_missing_report_nothing_changed(self, make_db: MakeDB) -> None:
         db = make_db()
@@ -150,8 +174,8 @@ class TestWorkflows:
                                                "db_instance": db.name})
         wf.add_node("KitTaskDeleteNode", "d", {"id": 99999, "db_instance": db.name})
         results, _ = await AsyncLocalRuntime().execute_workflow_async(wf.build())
-        assert results["u"] == {"updated": 0, "record": None}
-        assert results["d"] == {"deleted": 0}
+        assert results["u"] == {"record": None, "updated": 0}
+        assert results["d"] == {"record": None, "deleted": 0}
 
     async def test_update_and_delete_by_filter(self, make_db: MakeDB) -> None:
         db = make_db()
@@ -163,7 +187,7 @@ class TestWorkflows:
         wf.add_node("KitTask_Delete", "d", {"filter": {"title": "b"}, "db_instance": db.name})
         results, _ = await AsyncLocalRuntime().execute_workflow_async(wf.build())
         assert results["u"]["updated"] == 1 and results["u"]["record"]["points"] == 5
-        assert results["d"] == {"deleted": 1}
+        assert results["d"]["deleted"] == 1 and results["d"]["record"]["title"] == "b"
         assert sorted(r["title"] for r in await db.express.list("KitTask")) == ["a", "c"]
         wf2 = WorkflowBuilder()
         wf2.add_node("KitTask_Update", "u", {"filter": {"title": {"$in": ["a", "c"]}},
@@ -203,8 +227,8 @@ class TestWorkflows:
         wf2 = WorkflowBuilder()
         wf2.add_node("KitAmbiguous_Create", "create", {"title": "x", "db_instance": db2.name})
         results, _ = await AsyncLocalRuntime().execute_workflow_async(wf2.build())
-        assert results["create"]["title"] == "x"
-        assert await db2.express.read("KitAmbiguous", results["create"]["id"]) is not None
+        assert results["create"]["record"]["title"] == "x"
+        assert await db2.express.read("KitAmbiguous", results["create"]["record"]["id"]) is not None
         await db1.close()
         wf3 = WorkflowBuilder()
         wf3.add_node("KitAmbiguousCountNode", "count", {})
@@ -266,7 +290,7 @@ class TestNodeSemantics:
             await node.run({"model_name": "KitTask", "sku": "x", "qty": 1})
         assert await db.express.count("KitSku") == 0, "nothing written"
         made = await node.run({"model_name": "KitSku", "sku": "x", "qty": 1})
-        assert made["sku"] == "x"
+        assert made["record"]["sku"] == "x"
 
     async def test_upsert_with_no_update_fields_is_a_no_op_that_says_so(self, make_db: MakeDB
                                                                         ) -> None:
@@ -282,3 +306,99 @@ class TestNodeSemantics:
         assert back == first, "the stored record, unchanged"
         out = await db.express.bulk_upsert("KitSku", [{"sku": "a", "qty": 7}], conflict_on="sku")
         assert (out["updated"], out.get("skipped", 0)) == (1, 0)
+
+
+def _keys(out: dict[str, Any]) -> set[str]:
+    return set(out)
+
+
+@pytest.mark.asyncio
+class TestResultShapes:
+    """One documented shape per kind of node (README, "Nodes"), the same for every model,
+    and exactly what the inspector lists as the node's outputs."""
+
+    async def test_every_node_returns_exactly_its_documented_keys(self, make_db: MakeDB
+                                                                  ) -> None:
+        from ...nodes import resolve_node
+
+        db = make_db()
+        _sku_model(db)
+
+        async def run(op: str, params: dict[str, Any]) -> dict[str, Any]:
+            out: dict[str, Any] = await resolve_node(f"KitSku{op}Node", db.name).run(params)
+            listed = set(db.inspect().node(f"KitSku{op}Node").outputs or {})
+            assert _keys(out) <= listed, (op, _keys(out) - listed)
+            return out
+
+        single = {"record"}
+        made = await run("Create", {"sku": "a", "qty": 1})
+        assert _keys(made) == single | {"inserted"} and made["inserted"] == 1
+        key = made["record"]["id"]
+        found = await run("Read", {"id": key})
+        assert found == {"record": made["record"], "found": 1}
+        changed = await run("Update", {"id": key, "fields": {"qty": 2}})
+        assert _keys(changed) == single | {"updated"} and changed["record"]["qty"] == 2
+        up = await run("Upsert", {"sku": "a", "qty": 3, "conflict_on": "sku"})
+        assert up == {"record": up["record"], "inserted": 0, "updated": 1, "skipped": 0}
+        assert up["record"]["id"] == key and up["record"]["qty"] == 3
+        same = await run("Upsert", {"sku": "a", "qty": 9, "conflict_on": "sku",
+                                    "update_fields": []})
+        assert (same["inserted"], same["updated"], same["skipped"]) == (0, 0, 1)
+        assert same["record"] == up["record"], "left as stored"
+        new = await run("Upsert", {"sku": "n", "qty": 1, "conflict_on": "sku"})
+        assert (new["inserted"], new["updated"], new["skipped"]) == (1, 0, 0)
+        listed = await run("List", {"order_by": "sku"})
+        assert _keys(listed) == {"records", "count"} and listed["count"] == 2
+        assert await run("Count", {}) == {"count": 2}
+        bulk_keys = {"inserted", "updated", "skipped", "failed", "ok"}
+        for params in ({"data": [{"sku": "b", "qty": 1}]},
+                       {"data": [{"sku": "b", "qty": 2}], "conflict_resolution": "skip",
+                        "conflict_on": "sku"}):
+            out = await run("BulkCreate", params)
+            assert _keys(out) == bulk_keys and out["failed"] == [] and out["ok"] is True
+        out = await run("BulkUpsert", {"data": [{"sku": "c", "qty": 1}], "conflict_on": "sku"})
+        assert _keys(out) == bulk_keys and out["skipped"] == 0
+        out = await run("BulkUpdate", {"filter": {"sku": "c"}, "fields": {"qty": 4}})
+        assert out == {"updated": 1, "failed": [], "ok": True}
+        out = await run("BulkUpdate", {"data": [{"id": key, "qty": 5}, {"qty": 1}],
+                                       "partial": True})
+        assert out["updated"] == 1 and out["ok"] is False and len(out["failed"]) == 1
+        assert _keys(out) == {"updated", "failed", "ok"}
+        out = await run("BulkDelete", {"filter": {"sku": "c"}})
+        assert out == {"deleted": 1, "failed": [], "ok": True}
+        gone = await run("Delete", {"id": key})
+        assert gone["deleted"] == 1 and gone["record"]["id"] == key
+        assert gone["record"]["qty"] == 5, "the record as it was just before the delete"
+        assert await db.express.read("KitSku", key) is None
+        assert await run("Delete", {"id": key}) == {"record": None, "deleted": 0}
+        assert await run("Read", {"id": key}) == {"record": None, "found": 0}
+
+    async def test_the_same_connection_reads_every_single_record_node(
+            self, make_db: MakeDB) -> None:
+        db = make_db()
+        _sku_model(db)
+        inst = {"db_instance": db.name}
+        wf = WorkflowBuilder()
+        wf.add_node("KitSkuCreateNode", "create", {"sku": "a", "qty": 1, **inst})
+        wf.add_node("KitSkuUpsertNode", "upsert", {"qty": 2, **inst})
+        wf.add_connection("create", "record.id", "upsert", "id")
+        wf.add_connection("create", "record.sku", "upsert", "sku")
+        wf.add_node("KitSkuUpdateNode", "update", {"fields": {"qty": 3}, **inst})
+        wf.add_connection("upsert", "record.id", "update", "id")
+        wf.add_node("KitSkuReadNode", "read", inst)
+        wf.add_connection("update", "record.id", "read", "id")
+        wf.add_node("KitSkuDeleteNode", "delete", inst)
+        wf.add_connection("read", "record.id", "delete", "id")
+        wf.add_node("KitSkuCountNode", "count", {"filter": {}, **inst})
+        wf.add_connection("delete", "record.sku", "count", "filter.sku")
+        results, _ = await AsyncLocalRuntime().execute_workflow_async(wf.build())
+        ids = {results[n]["record"]["id"] for n in ("create", "upsert", "update", "read",
+                                                    "delete")}
+        assert len(ids) == 1
+        assert results["delete"]["record"]["qty"] == 3 and results["count"]["count"] == 0
+        bad = WorkflowBuilder()
+        bad.add_node("KitSkuCreateNode", "create", {"sku": "a", "qty": 1, **inst})
+        bad.add_node("KitSkuReadNode", "read", inst)
+        bad.add_connection("create", "id", "read", "id")  # the pre-shape spelling
+        with raises_df(WorkflowError, "DF-703", "no output 'id'", "record"):
+            bad.build()
