@@ -21,11 +21,13 @@ from dataflow.errors import (
     ConnectionLostError,
     MigrationRefusedError,
     UnsupportedError,
+    ValidationError,
 )
 from dataflow.model import field
 from dataflow.pool import ServerInfo
 from dataflow.query.ast import Like
 from dataflow_mongo.adapter import COUNTERS, SCHEMAS, MongoAdapter
+from dataflow_mongo.codec import read_datetime
 from dataflow_mongo.query import like_literal, like_regex
 
 
@@ -118,7 +120,10 @@ async def test_values_are_stored_as_bson_types(mdb: DataFlow) -> None:
     raw = await (await _collection(mdb, "stored")).find_one({"_id": rec["id"]})
     assert raw["price"] == Decimal128("0.10")
     assert raw["flag"] is True
-    assert raw["at"] == "2024-05-06T07:08:09.123456Z"  # microseconds kept, sorts as text
+    # a BSON date (what other MongoDB tools expect), truncated to the millisecond it keeps
+    assert raw["at"] == _dt.datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=_dt.UTC)
+    assert rec["at"] == raw["at"], "the record returned is the record stored"
+    assert isinstance(raw["created_at"], _dt.datetime) and raw["created_at"].microsecond % 1000 == 0
     assert raw["meta"] == {"k": [1, {"x": None}]}
     with pytest.raises(Exception) as info:
         await mdb.express.create("Stored", {"price": Decimal("1." + "1" * 40), "flag": False,
@@ -376,3 +381,102 @@ def test_close_leaves_no_task_or_thread(fresh_url: str) -> None:
     asyncio.run(scenario())
     assert leftover == []
     assert [t for t in set(threading.enumerate()) - before if t.is_alive()] == []
+
+
+# --- datetimes: BSON dates, milliseconds ----------------------------------------------------------
+async def test_datetimes_are_bson_dates_that_filter_and_sort_by_time(mdb: DataFlow) -> None:
+    @mdb.model
+    class Tick:
+        at: _dt.datetime
+
+    base = _dt.datetime(2024, 1, 1, tzinfo=_dt.UTC)
+    plus2 = _dt.timezone(_dt.timedelta(hours=2))
+    values = [base + _dt.timedelta(milliseconds=ms) for ms in (5, 1, 1000, 3)]
+    values.append(_dt.datetime(2024, 1, 1, 2, 0, 0, 2000, tzinfo=plus2))  # base + 2 ms
+    await mdb.express.bulk_create("Tick", [{"at": v} for v in values])
+    coll = await _collection(mdb, "tick")
+    assert await coll.count_documents({"at": {"$type": "date"}}) == 5
+    ordered = [r["at"] for r in await mdb.express.list("Tick", order_by="at")]
+    assert ordered == sorted(v.astimezone(_dt.UTC) for v in values)
+    found = await mdb.express.list("Tick", {"at": {"$gt": base + _dt.timedelta(milliseconds=2),
+                                                   "$lte": base + _dt.timedelta(seconds=1)}},
+                                   order_by="-at")
+    assert [r["at"] for r in found] == [base + _dt.timedelta(milliseconds=ms) for ms in (1000, 5, 3)]
+    # another tool's BSON date (naive, as PyMongo writes by default) reads back aware UTC
+    await coll.insert_one({"_id": 999, "at": _dt.datetime(2020, 2, 3, 4, 5, 6, 7000),
+                           "created_at": base, "updated_at": base})
+    other = await mdb.express.read("Tick", 999)
+    assert other is not None and other["at"] == _dt.datetime(2020, 2, 3, 4, 5, 6, 7000, tzinfo=_dt.UTC)
+    assert other["at"].tzinfo is _dt.UTC
+
+
+async def test_sub_millisecond_input_is_truncated_and_strict_mode_refuses_it(fresh_url: str) -> None:
+    fine = _dt.datetime(2024, 5, 6, 7, 8, 9, 123999, tzinfo=_dt.UTC)
+    kept = fine.replace(microsecond=123000)
+    db = DataFlow(fresh_url)
+    strict_db = DataFlow(fresh_url, strict=True)
+    try:
+        for d in (db, strict_db):
+            @d.model
+            class Event:
+                id: int
+                at: _dt.datetime
+
+        made = await db.express.create("Event", {"id": 1, "at": fine})
+        assert made["at"] == kept
+        assert (await db.express.read("Event", 1) or {})["at"] == kept
+        # a filter on the same input finds the record written from it (both truncated)
+        assert [r["id"] for r in await db.express.list("Event", {"at": fine})] == [1]
+        updated = await db.express.update("Event", 1, {"at": fine.replace(microsecond=999)})
+        assert updated is not None and updated["at"] == fine.replace(microsecond=0)
+
+        with pytest.raises(ValidationError) as info:
+            await strict_db.express.create("Event", {"id": 2, "at": fine})
+        assert info.value.code == "DF-301" and info.value.field == "at"
+        assert "milliseconds" in str(info.value)
+        with pytest.raises(ValidationError):
+            await strict_db.express.bulk_create("Event", [{"id": 3, "at": kept}, {"id": 4, "at": fine}])
+        assert await db.express.count("Event") == 1, "nothing was written"
+        assert (await strict_db.express.create("Event", {"id": 5, "at": kept}))["at"] == kept
+    finally:
+        await db.close()
+        await strict_db.close()
+
+
+async def test_text_datetimes_of_an_earlier_version_are_converted_once(fresh_url: str) -> None:
+    db = DataFlow(fresh_url)
+
+    @db.model
+    class Old:
+        name: str
+        at: _dt.datetime
+
+    await db.initialize()
+    coll = await _collection(db, "old")
+    schemas = await _collection(db, SCHEMAS)
+    # what the text-storing version wrote: fixed-width UTC text, and no storage mark
+    text = "2024-05-06T07:08:09.123456Z"
+    await coll.insert_one({"_id": 1, "name": "a", "at": text, "created_at": text,
+                           "updated_at": text})
+    await schemas.update_one({"_id": "old"}, {"$unset": {"datetimes": ""}})
+    await db.close()
+
+    db = DataFlow(fresh_url)
+    try:
+        @db.model
+        class Old:
+            name: str
+            at: _dt.datetime
+
+        plan = await db.initialize()
+        assert any(s.kind == "convert_datetimes" for s in plan.steps)
+        coll = await _collection(db, "old")
+        raw = await coll.find_one({"_id": 1})
+        at = _dt.datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=_dt.UTC)
+        assert raw["at"] == at and raw["created_at"] == at
+        assert [r["id"] for r in await db.express.list("Old", {"at": {"$gte": at}})] == [1]
+        assert not (await db.initialize()).steps, "converted once"
+        # text left by other means still reads back as a datetime
+        assert read_datetime(text) == _dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=_dt.UTC)
+    finally:
+        await db.close()

@@ -68,12 +68,19 @@ class Capabilities:
     json_contains: ClassVar[bool] = False
     #: DDL inside a transaction: a failed migration leaves nothing half-applied
     transactional_ddl: ClassVar[bool] = False
+    #: the finest step a stored datetime keeps, in microseconds: 1 (microseconds, as
+    #: PostgreSQL's timestamptz, MySQL's DATETIME(6) and SQLite's text keep them) or 1000
+    #: (milliseconds, as BSON dates). Finer input is truncated to this step before it is
+    #: written or compared (so the record returned equals the record read back); strict
+    #: mode refuses it instead (DF-301). A divisor of 1,000,000.
+    datetime_resolution: ClassVar[int] = 1
     #: known bugs: test name -> (exception raised, reason). Becomes a strict xfail.
     known_failures: ClassVar[dict[str, tuple[type[BaseException], str]]] = {}
 
     @classmethod
     def supports(cls, capability: str) -> bool:
-        if not hasattr(Capabilities, capability) or capability in ("name", "known_failures"):
+        if not hasattr(Capabilities, capability) or capability in (
+                "name", "known_failures", "datetime_resolution"):
             raise AttributeError(f"unknown capability {capability!r}")
         return bool(getattr(cls, capability))
 

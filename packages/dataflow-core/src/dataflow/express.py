@@ -133,7 +133,8 @@ class Express:
         cached = self._validators.get(id(spec))
         if cached is None or cached[0] is not spec:
             caps = self._db.adapter.capabilities
-            cached = (spec, RowValidator(spec, nul_in_text=caps.nul_in_text, strict=self._db.strict))
+            cached = (spec, RowValidator(spec, nul_in_text=caps.nul_in_text, strict=self._db.strict,
+                                         datetime_resolution=caps.datetime_resolution))
             self._validators[id(spec)] = cached
         return cached
 
@@ -183,12 +184,15 @@ class Express:
         dead = IsNull(SOFT_DELETE_FIELD, negate=True)
         return self._scoped(spec, dead if expr is TRUE else And((dead, expr)), include_deleted=True)
 
-    @staticmethod
-    def _tombstone(spec: ModelSpec, when: Any) -> dict[str, Any]:
+    def _now(self) -> Any:
+        """The current time as the backend stores it (its ``datetime_resolution``)."""
+        return utcnow(self._db.adapter.capabilities.datetime_resolution)
+
+    def _tombstone(self, spec: ModelSpec, when: Any) -> dict[str, Any]:
         """The SET clause that tombstones (``when`` a datetime) or restores (None) a row."""
         values: dict[str, Any] = {SOFT_DELETE_FIELD: when}
         if "updated_at" in spec.fields:
-            values["updated_at"] = utcnow() if when is None else when
+            values["updated_at"] = self._now() if when is None else when
         return values
 
     @staticmethod
@@ -305,7 +309,7 @@ class Express:
         tenant = self._tenant(spec)
         if tenant is not None:
             self._explicit_auto_id(spec, data)
-        row = v.for_create(self._tenant_data(spec, data, tenant), utcnow())
+        row = v.for_create(self._tenant_data(spec, data, tenant), self._now())
         stmt = Insert(spec, tuple(row), [row], returning=True)
         adapter = self._db.adapter
         if tenant is not None and self._tenant_refs(spec):
@@ -446,7 +450,7 @@ class Express:
         key = v.key(id)
         self._no_tenant_change(spec, fields)
         self._db._refuse_referenced_update(spec, "update")
-        values = v.for_update(fields, utcnow())
+        values = v.for_update(fields, self._now())
         stmt = Update(spec, self._by_id(spec, key), values, returning=True)
         adapter = self._db.adapter
         tenant = self._tenant(spec)
@@ -478,7 +482,7 @@ class Express:
         key = v.key(id)
         adapter = self._db.adapter
         if spec.soft_delete:
-            stmt = Update(spec, self._by_id(spec, key), self._tombstone(spec, utcnow()))
+            stmt = Update(spec, self._by_id(spec, key), self._tombstone(spec, self._now()))
             n, _ = await self._db._run(adapter.update, stmt)
         else:
             n = await self._db._run(adapter.delete, Delete(spec, self._by_id(spec, key)))
@@ -651,7 +655,7 @@ class Express:
         """Insert many rows: ``{"inserted": n, "failed": [...]}``."""
         spec, v = await self._prepare(model)
         batch_size = _check_batch_size(spec, "bulk_create", batch_size)
-        now = utcnow()
+        now = self._now()
         tenant = self._tenant(spec)
         adapter = self._db.adapter
         if (not partial and type(rows) is list and getattr(adapter, "accepts_encoded_rows", False)
@@ -928,7 +932,7 @@ class Express:
         spec, v = await self._prepare(model)
         self._db._refuse_referenced_update(spec, "update")
         adapter = self._db.adapter
-        now = utcnow()
+        now = self._now()
         if isinstance(filter_or_rows, Mapping):
             if fields is None:
                 raise ValidationError("bulk_update by filter needs fields.", model=spec.name,
@@ -991,7 +995,7 @@ class Express:
         if spec.soft_delete:  # tombstone the live rows that match
             self._db._refuse_referenced_update(spec, "soft-delete")
             n, _ = await self._db._run_atomic(self._db.adapter.update,
-                                              Update(spec, where, self._tombstone(spec, utcnow())))
+                                              Update(spec, where, self._tombstone(spec, self._now())))
         else:
             n = await self._db._run_atomic(self._db.adapter.delete, Delete(spec, where))
         return {"deleted": n, "failed": [], "ok": True}
@@ -1014,7 +1018,7 @@ class Express:
             named = (conflict_on,) if isinstance(conflict_on, str) else tuple(conflict_on)
             conflict_on = named if TENANT_FIELD in named or named == ("id",) else (TENANT_FIELD, *named)
         conflict = self._conflict(spec, conflict_on, rows[0] if rows else {})
-        now = utcnow()
+        now = self._now()
         seen: dict[tuple[Any, ...], int] = {}
 
         create = v.creator(now)

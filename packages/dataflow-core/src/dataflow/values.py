@@ -31,8 +31,17 @@ Checker = Callable[[Any], Any]
 UTC = _dt.UTC
 
 
-def utcnow() -> _dt.datetime:
-    return _dt.datetime.now(UTC)
+def utcnow(resolution: int = 1) -> _dt.datetime:
+    """The current time, aware UTC, truncated to ``resolution`` microseconds (a backend's
+    ``datetime_resolution``: what it stores is what the caller gets back)."""
+    now = _dt.datetime.now(UTC)
+    return now if resolution == 1 else truncate_datetime(now, resolution)
+
+
+def truncate_datetime(value: _dt.datetime, resolution: int) -> _dt.datetime:
+    """``value`` with the microseconds below ``resolution`` dropped (toward the past)."""
+    extra = value.microsecond % resolution
+    return value.replace(microsecond=value.microsecond - extra) if extra else value
 
 
 def to_utc(value: _dt.datetime) -> _dt.datetime:
@@ -392,6 +401,27 @@ def _strict(f: FieldSpec, check: Checker) -> Checker:
     return strict
 
 
+def _resolution(check: Checker, resolution: int, strict: bool) -> Checker:
+    """``check`` for a backend that keeps datetimes to ``resolution`` microseconds (BSON
+    dates: milliseconds): a finer value is truncated to that step, or refused in strict mode
+    (it would not read back as written)."""
+    unit = "milliseconds" if resolution == 1000 else f"steps of {resolution} microseconds"
+
+    def check_step(v: Any) -> Any:
+        out = check(v)
+        extra = out.microsecond % resolution
+        if not extra:
+            return out
+        if strict:
+            raise _Bad(f"{out.isoformat()} is finer than this backend keeps datetimes ({unit}); "
+                       "strict mode refuses to truncate it",
+                       f"round '{{name}}' to {unit} first, e.g. value.replace(microsecond="
+                       f"value.microsecond // {resolution} * {resolution}).")
+        return out.replace(microsecond=out.microsecond - extra)
+
+    return check_step
+
+
 def _no_fast_path(data: Any, *args: Any, **kwargs: Any) -> None:
     return None
 
@@ -401,10 +431,18 @@ class RowValidator:
     (``DataFlow(strict=True)`` or ``__dataflow__ = {"strict": True}``) refuses the implicit
     conversions listed in :data:`STRICT_TYPES`; strict rows always take the general path."""
 
-    def __init__(self, model: ModelSpec, *, nul_in_text: bool = True, strict: bool = False) -> None:
+    def __init__(self, model: ModelSpec, *, nul_in_text: bool = True, strict: bool = False,
+                 datetime_resolution: int = 1) -> None:
         self.model = model
         self.strict = strict or bool(model.options.get("strict", False))
+        #: microseconds a stored datetime keeps (the backend's ``datetime_resolution``)
+        self.datetime_resolution = datetime_resolution
         self.checkers: dict[str, Checker] = {n: checker_for(f) for n, f in model.fields.items()}
+        if datetime_resolution != 1:
+            for n, f in model.fields.items():
+                if f.ltype is LogicalType.DATETIME:
+                    self.checkers[n] = _resolution(self.checkers[n], datetime_resolution,
+                                                   self.strict)
         if self.strict:
             self.checkers = {n: _strict(model.fields[n], c) for n, c in self.checkers.items()}
         self.writable = frozenset(model.writable)
@@ -628,7 +666,7 @@ def _constant_default(validator: RowValidator, name: str, f: FieldSpec) -> Any:
         return _NO_CONSTANT
 
 
-def _fast_test(f: FieldSpec, nul_check: bool) -> str:
+def _fast_test(f: FieldSpec, nul_check: bool, resolution: int = 1) -> str:
     """Generated-code test for "``v`` is already a valid value of exactly the declared type"
     (never true for a missing key or None); empty where every value needs its checker.
     Names it uses come from :data:`_FAST_ENV`."""
@@ -647,7 +685,8 @@ def _fast_test(f: FieldSpec, nul_check: bool) -> str:
     if lt is LogicalType.DECIMAL:
         return "type(v) is _Decimal and v.is_finite()"
     if lt is LogicalType.DATETIME:
-        return "type(v) is _datetime and v.tzinfo is _UTC"  # already canonical: aware UTC
+        test = "type(v) is _datetime and v.tzinfo is _UTC"  # already canonical: aware UTC
+        return test if resolution == 1 else f"{test} and not v.microsecond % {int(resolution)}"
     if lt is LogicalType.DATE:
         return "type(v) is _date"
     if lt is LogicalType.UUID:
@@ -698,7 +737,7 @@ def _compile_tuple_create(validator: RowValidator, columns: tuple[str, ...],
         key = repr(name)
         env[f"_c{i}"] = checker
         nul_check = f.ltype is LogicalType.STR and not validator.nul_in_text
-        fast_test = _fast_test(f, nul_check)
+        fast_test = _fast_test(f, nul_check, validator.datetime_resolution)
         # a subscript in a try block costs less than dict.get when the key is there
         lines += ["    try:", f"        v = data[{key}]", "    except KeyError:", "        v = _M"]
         if f.tenant:  # the bound tenant's rows only, as Express._tenant_data
@@ -763,7 +802,7 @@ def _compile_create(
         chk = f"_c{i}"
         env[chk] = validator.checkers[name]
         nul_check = f.ltype is LogicalType.STR and not validator.nul_in_text
-        fast_test = _fast_test(f, nul_check)
+        fast_test = _fast_test(f, nul_check, validator.datetime_resolution)
         lines += ["        try:", f"            v = data[{key}]", "        except KeyError:",
                   "            v = _M"]
         # the common case first: a value of exactly the declared type (never _M or None)

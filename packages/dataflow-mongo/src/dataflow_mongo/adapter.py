@@ -47,7 +47,7 @@ from dataflow.pool import ServerInfo, configured_pool_size, worker_count
 from dataflow.query.ast import FALSE, Count, Delete, Insert, Select, Update, Upsert
 
 from .capabilities import MongoCapabilities
-from .codec import TYPE_REGISTRY, ModelCodec, dt_text, field_name
+from .codec import TYPE_REGISTRY, ModelCodec, bson_datetime, field_name, read_datetime
 from .query import QueryCompiler
 
 T = TypeVar("T")
@@ -124,11 +124,21 @@ def index_groups(model: ModelSpec) -> list[tuple[str, ...]]:
     return groups + [tuple(g) for g in model.indexes]
 
 
+#: the schema record's mark that the collection's datetimes are BSON dates (a record without it
+#: was written by a version that stored them as text: a "convert_datetimes" step rewrites them)
+DATETIME_STORAGE = ("datetimes", "date")
+
+
+def datetime_fields(model: ModelSpec) -> list[str]:
+    return [n for n, f in model.fields.items() if f.ltype is LogicalType.DATETIME]
+
+
 def schema_record(model: ModelSpec) -> dict[str, Any]:
     """What the metadata collection keeps of a model: its columns, unique keys, indexes."""
     return {
         "_id": model.table,
         "model": model.name,
+        DATETIME_STORAGE[0]: DATETIME_STORAGE[1],
         "columns": {n: {"type": f.ltype.value, "nullable": f.nullable,
                         "primary_key": f.primary_key} for n, f in model.fields.items()},
         "unique": [list(g) for g in unique_groups(model)],
@@ -162,10 +172,13 @@ class MongoAdapter(Adapter):
         self._models: dict[int, tuple[ModelSpec, ModelCodec, QueryCompiler]] = {}
         #: per table: ids reserved for single inserts, the next one last
         self._id_blocks: dict[str, list[int]] = {}
+        #: collections whose schema record predates BSON dates (seen by introspect)
+        self._text_datetimes: set[str] = set()
 
     # --- clients and pool sizing ------------------------------------------------------
     def _client(self, max_pool: int | None) -> AsyncMongoClient[Any]:
         options: dict[str, Any] = {"uuidRepresentation": "standard", "tz_aware": True,
+                                   "tzinfo": _dt.UTC,
                                    "appname": "dataflow", "type_registry": TYPE_REGISTRY,
                                    **self.client_options}
         if max_pool is not None:
@@ -592,6 +605,10 @@ class MongoAdapter(Adapter):
             table = live.get(model.table)
             if table is None:
                 continue
+            if model.table in self._text_datetimes and datetime_fields(model):
+                plan.steps.append(Step("convert_datetimes", model, None, reason=(
+                    f"datetimes stored as text by an earlier version become BSON dates: "
+                    f"{', '.join(datetime_fields(model))}")))
             had = {tuple(i["columns"]): i for i in table.indexes}
             want_unique = set(unique_groups(model))
             want_index = set(index_groups(model))
@@ -621,6 +638,10 @@ class MongoAdapter(Adapter):
             name = rec["_id"]
             if name not in existing:
                 continue
+            if rec.get(DATETIME_STORAGE[0]) != DATETIME_STORAGE[1]:
+                self._text_datetimes.add(name)
+            else:
+                self._text_datetimes.discard(name)
             info = TableInfo(name)
             for col, c in rec.get("columns", {}).items():
                 ltype = LogicalType(c["type"])
@@ -661,7 +682,7 @@ class MongoAdapter(Adapter):
             f = model.fields[column]
             fill: Any = None
             if f.managed and not f.tombstone:
-                fill = dt_text(_dt.datetime(1970, 1, 1, tzinfo=_dt.UTC))
+                fill = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
             elif f.has_default and f.default is not None:
                 fill = self.compiled(model)[0].value(column, f.default)
             if fill is not None:
@@ -679,6 +700,8 @@ class MongoAdapter(Adapter):
                                     fix="fill the field on every record first.")
             await schemas.update_one({"_id": model.table}, {"$set": {
                 f"columns.{column}.nullable": f.nullable}})
+        elif step.kind == "convert_datetimes":
+            await self.convert_text_datetimes(conn, model)
         elif step.kind in ("add_index", "drop_index"):
             group = tuple(column.split(","))
             for unique in (True, False):
@@ -693,6 +716,34 @@ class MongoAdapter(Adapter):
                 "unique": record["unique"], "indexes": record["indexes"]}})
         else:
             raise UnsupportedError(f"MongoDB cannot apply: {step.describe()}.", model=model.name)
+
+    async def convert_text_datetimes(self, conn: MongoConn, model: ModelSpec) -> int:
+        """Rewrite the datetimes an earlier version of this adapter stored as fixed-width UTC
+        text (``2024-03-01T12:30:15.123456Z``) as BSON dates (truncated to milliseconds), so
+        filters and sorts compare them as dates; then mark the schema record. Returns how many
+        documents changed. Run by ``initialize()`` once per collection (a non-destructive
+        "convert_datetimes" step in the plan)."""
+        coll = conn.db[model.table]
+        changed = 0
+        for name in datetime_fields(model):
+            key = field_name(name)
+            ops: list[UpdateOne] = []
+            async for doc in coll.find({key: {"$type": "string"}}, {key: 1}):
+                try:
+                    value = read_datetime(doc[key])
+                except ValueError:
+                    continue  # not text this adapter wrote: left as it is
+                ops.append(UpdateOne({"_id": doc["_id"], key: {"$eq": doc[key]}},
+                                     {"$set": {key: bson_datetime(value)}}))
+                if len(ops) >= 1000:
+                    changed += (await coll.bulk_write(ops, ordered=False)).modified_count
+                    ops = []
+            if ops:
+                changed += (await coll.bulk_write(ops, ordered=False)).modified_count
+        await conn.db[SCHEMAS].update_one({"_id": model.table}, {"$set": {
+            DATETIME_STORAGE[0]: DATETIME_STORAGE[1]}})
+        self._text_datetimes.discard(model.table)
+        return changed
 
     async def _create_index(self, conn: MongoConn, model: ModelSpec, group: tuple[str, ...],
                             *, unique: bool) -> None:

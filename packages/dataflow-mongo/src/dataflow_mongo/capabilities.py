@@ -30,3 +30,6 @@ class MongoCapabilities(Capabilities):
     nul_in_text = True  # BSON strings hold NUL
     json_contains = True  # compiled to an exact $expr (no implicit array traversal)
     transactional_ddl = False  # collections and indexes are created outside transactions
+    # datetimes are BSON dates (what other MongoDB tools read), which count milliseconds:
+    # finer input is truncated to the millisecond (refused in strict mode, DF-301)
+    datetime_resolution = 1000

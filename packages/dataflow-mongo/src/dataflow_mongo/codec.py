@@ -4,9 +4,15 @@
   int as a 64-bit integer.
 * Decimal as Decimal128 (exact, compared numerically); a value Decimal128 cannot hold
   exactly (more than 34 significant digits) is refused rather than rounded.
-* datetime as fixed-width UTC ISO-8601 text (``2024-03-01T12:30:15.123456Z``) and date
-  as ``YYYY-MM-DD``: BSON dates keep milliseconds only, DataFlow keeps microseconds as the
-  SQL backends do, and fixed-width UTC text sorts and compares chronologically.
+* datetime as a BSON date (UTC), what every other MongoDB tool reads and writes. BSON dates
+  keep milliseconds: the adapter declares ``datetime_resolution = 1000``, so DataFlow
+  truncates finer input to the millisecond before it is written or compared (strict mode
+  refuses it, DF-301), and the record returned is the record stored. Dates read back as
+  aware UTC datetimes (the client decodes with ``tz_aware=True, tzinfo=UTC``). Values an
+  earlier version stored as fixed-width UTC text (``2024-03-01T12:30:15.123456Z``) still read
+  back as datetimes, but filters and sorts compare them as text, not dates: rewrite them
+  once with :func:`dataflow_mongo.adapter.MongoAdapter.convert_text_datetimes`.
+* date as ``YYYY-MM-DD`` text (BSON has no date-only type; the text sorts chronologically).
 * Enum as its value; pydantic models as their JSON-mode dump; dict/list as embedded
   documents and arrays (so ``$contains`` can look inside them).
 """
@@ -31,19 +37,29 @@ Decoder = Callable[[Any], Any]
 UTC = _dt.UTC
 
 
-def dt_text(v: _dt.datetime) -> str:
-    """A UTC datetime as fixed-width text that sorts chronologically."""
-    if v.tzinfo is not None:
-        v = v.astimezone(UTC)
-    return f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}." \
-        f"{v.microsecond:06d}Z"
+#: microseconds a BSON date keeps (it counts milliseconds since the epoch)
+BSON_DATETIME_RESOLUTION = 1000
 
 
-def text_dt(v: Any) -> Any:
-    if isinstance(v, str):
-        return _dt.datetime.fromisoformat(v[:-1]).replace(tzinfo=UTC)
-    if isinstance(v, _dt.datetime):  # written by another tool as a BSON date
+def bson_datetime(v: _dt.datetime) -> _dt.datetime:
+    """An aware datetime as the BSON date the server will hold: UTC, milliseconds (the
+    validator has already truncated DataFlow's own values; this keeps the rule for values
+    that reach the codec another way)."""
+    if v.tzinfo is not UTC:
+        v = v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
+    extra = v.microsecond % BSON_DATETIME_RESOLUTION
+    return v.replace(microsecond=v.microsecond - extra) if extra else v
+
+
+def read_datetime(v: Any) -> Any:
+    """A stored datetime -> aware UTC: a BSON date (decoded aware by the client), or text
+    written by an earlier version of this adapter (``...123456Z``)."""
+    if type(v) is _dt.datetime and v.tzinfo is UTC:
+        return v
+    if isinstance(v, _dt.datetime):
         return v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
+    if isinstance(v, str):
+        return _dt.datetime.fromisoformat(v[:-1] if v.endswith("Z") else v).replace(tzinfo=UTC)
     return v
 
 
@@ -98,7 +114,7 @@ def encoder(f: FieldSpec) -> Encoder | None:
     """Canonical Python value (already validated) -> BSON value; None: stored as is."""
     lt = f.ltype
     if lt is LogicalType.DATETIME:
-        return dt_text
+        return bson_datetime
     if lt is LogicalType.DATE:
         return _date
     if lt is LogicalType.DECIMAL:
@@ -167,7 +183,7 @@ def decoder(f: FieldSpec) -> Decoder | None:
     """BSON value -> the field's declared Python type; None: taken as is."""
     lt = f.ltype
     if lt is LogicalType.DATETIME:
-        return text_dt
+        return read_datetime
     if lt is LogicalType.DATE:
         return _undate
     if lt is LogicalType.DECIMAL:

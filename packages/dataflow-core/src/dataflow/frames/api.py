@@ -21,7 +21,6 @@ from ..errors import ValidationError
 from ..migrations import dependency_order
 from ..model import ModelSpec
 from ..query.ast import FALSE, TRUE, And, Comparison, Count, Expr, InList
-from ..values import utcnow
 from . import io
 from .contract import Aligned, Extra, Missing, _default_series, align
 from .integrity import Propagate, check_foreign_keys, propagate
@@ -209,7 +208,7 @@ class Frames:
         result = self._outcome(aligned, states, partial)
         if result.status == "fail":
             return result
-        now = utcnow()
+        now = self._db.express._now()
         order, _ = dependency_order([a.model for a in aligned])
 
         async def write(conn: Any) -> dict[str, int]:
@@ -262,7 +261,7 @@ class Frames:
         ids = io._python_values(spec.pk, valid.get_column("id"))
         result.updated = int(valid.get_column("id").is_in(existing.implode()).sum())
         result.inserted = valid.height - result.updated
-        now = utcnow()
+        now = self._db.express._now()
 
         async def write(conn: Any) -> int:
             if tenant is not None:

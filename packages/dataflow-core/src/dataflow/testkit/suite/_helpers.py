@@ -23,6 +23,14 @@ def assert_aware_utc(value: Any) -> None:
     assert value.utcoffset() == _dt.timedelta(0), f"not UTC: {value!r}"
 
 
+def as_stored(db: Any, value: _dt.datetime) -> _dt.datetime:
+    """``value`` (aware) as the backend of ``db`` keeps it: UTC, truncated to its declared
+    ``datetime_resolution`` (microseconds; 1000 where datetimes are kept to milliseconds)."""
+    step = db.adapter.capabilities.datetime_resolution
+    value = value.astimezone(UTC)
+    return value.replace(microsecond=value.microsecond - value.microsecond % step)
+
+
 def names(rows: Iterable[dict[str, Any]]) -> set[str]:
     return {r["name"] for r in rows}
 

@@ -28,7 +28,7 @@ from ...errors import (
     ValidationError,
 )
 from ...model import field
-from ._helpers import MakeDB, assert_aware_utc, raises_df
+from ._helpers import MakeDB, as_stored, assert_aware_utc, raises_df
 
 pytestmark = pytest.mark.asyncio
 
@@ -219,7 +219,7 @@ class TestFrames:
         assert len(stored) == n
         for i, row in enumerate(stored):
             assert row["customer_id"] == i % n + 1 and row["total"] == Decimal(i) / 100
-            assert row["placed"] == base + _dt.timedelta(days=97 * i, microseconds=i)
+            assert row["placed"] == as_stored(db, base + _dt.timedelta(days=97 * i, microseconds=i))
             assert row["ref"] == uuid.UUID(int=i) and row["paid"] is (i % 2 == 0)
             assert row["qty"] == (-1) ** i * i * 10 ** 12 and row["weight"] == i / 7
             assert row["due"] == orders["due"][i]

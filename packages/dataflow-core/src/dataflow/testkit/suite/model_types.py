@@ -11,9 +11,17 @@ from typing import Any, Optional
 import pydantic
 import pytest
 
-from ...errors import ManagedFieldError, ModelDefinitionError
+from ...errors import ManagedFieldError, ModelDefinitionError, ValidationError
 from ...model import field
-from ._helpers import NON_UTC_ZONES, UTC, MakeDB, assert_aware_utc, local_timezone, raises_df
+from ._helpers import (
+    NON_UTC_ZONES,
+    UTC,
+    MakeDB,
+    as_stored,
+    assert_aware_utc,
+    local_timezone,
+    raises_df,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -71,12 +79,13 @@ class TestTypes:
         _all_types(db)
         u = uuid.uuid4()
         plus5 = _dt.timezone(_dt.timedelta(hours=5))
+        written = _dt.datetime(2024, 3, 1, 17, 30, 15, 123456, tzinfo=plus5)
         data = {
             "s": "héllo ✓ 'quoted' \"double\"",
             "i": -(2**53) - 7,
             "f": 0.1 + 0.2,
             "b": False,
-            "dt": _dt.datetime(2024, 3, 1, 17, 30, 15, 123456, tzinfo=plus5),
+            "dt": written,
             "d": _dt.date(1999, 12, 31),
             "dec": Decimal("12345678901234.567890123"),
             "u": u,
@@ -93,7 +102,7 @@ class TestTypes:
             assert rec["i"] == data["i"] and type(rec["i"]) is int
             assert rec["f"] == 0.30000000000000004 and type(rec["f"]) is float
             assert rec["b"] is False
-            assert rec["dt"] == data["dt"]
+            assert rec["dt"] == as_stored(db, written)
             assert_aware_utc(rec["dt"])
             assert rec["dt"].hour == 12  # 17:30 at +05:00 is 12:30 UTC
             assert rec["d"] == _dt.date(1999, 12, 31) and type(rec["d"]) is _dt.date
@@ -121,6 +130,51 @@ class TestTypes:
             assert back is not None
             assert back["flag"] is flag
             assert back["x"] == x and type(back["x"]) is float
+
+    async def test_datetimes_keep_the_declared_resolution(self, make_db: MakeDB) -> None:
+        """A datetime finer than the backend's ``datetime_resolution`` is truncated to it,
+        the same way on write, on the record returned, on read and in filters (so a record
+        is found by the value it was written from); strict mode refuses it and writes
+        nothing. Ordering and range filters compare instants."""
+        db = make_db()
+        step = db.adapter.capabilities.datetime_resolution
+        assert step >= 1 and 1_000_000 % step == 0, "a divisor of one second"
+
+        @db.model
+        class KitStep:
+            n: int
+            at: _dt.datetime
+
+        base = _dt.datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC)
+        # one microsecond below each whole step, so truncation (not rounding) shows
+        fine = [base + _dt.timedelta(microseconds=k * step + step - 1) for k in (3, 0, 2, 1)]
+        made = [await db.express.create("KitStep", {"n": i, "at": at}) for i, at in enumerate(fine)]
+        for rec, at in zip(made, fine, strict=True):
+            assert rec["at"] == as_stored(db, at)
+            back = await db.express.read("KitStep", rec["id"])
+            assert back is not None and back["at"] == rec["at"]
+            assert_aware_utc(back["at"])
+            assert [r["id"] for r in await db.express.list("KitStep", {"at": at})] == [rec["id"]]
+        assert [r["n"] for r in await db.express.list("KitStep", order_by="at")] == [1, 3, 2, 0]
+        between = {"$gt": as_stored(db, fine[1]), "$lte": as_stored(db, fine[2])}
+        assert sorted(r["n"] for r in await db.express.list("KitStep", {"at": between})) == [2, 3]
+        for rec in made:
+            assert rec["created_at"] == as_stored(db, rec["created_at"])
+
+        strict = make_db(strict=True)
+
+        @strict.model
+        class KitStrictStep:
+            id: int
+            at: _dt.datetime
+
+        finest = base + _dt.timedelta(microseconds=step - 1) if step > 1 else None
+        if finest is not None:
+            with raises_df(ValidationError, "DF-301", "at"):
+                await strict.express.create("KitStrictStep", {"id": 1, "at": finest})
+            assert await strict.express.count("KitStrictStep") == 0
+        kept = await strict.express.create("KitStrictStep", {"id": 2, "at": base})
+        assert kept["at"] == base
 
     @pytest.mark.parametrize("zone", ["UTC", *NON_UTC_ZONES])
     async def test_naive_datetime_is_taken_as_utc(self, make_db: MakeDB, zone: str) -> None:
