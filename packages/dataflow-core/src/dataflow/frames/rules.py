@@ -4,8 +4,9 @@ Each field's column is coerced to its canonical dtype in one expression (``Strin
 int, float, bool, date, datetime, UUID, enum value, ...), and every rule is a boolean mask
 over the whole column: required, coercion, 64-bit range, finite numbers, max_length, NUL
 in text where the backend cannot store it, enum membership, and keys that repeat inside
-the frame. No Python loop runs per row, except over JSON text (parsed by Python's
-``json``, as express does) and pydantic-typed JSON.
+the frame. No Python loop runs per row, except over pydantic-typed JSON and the JSON text
+rows Polars' JSON reader cannot settle (those go through Python's ``json``, as express;
+see ``json_failures``).
 
 Messages are only built for the rows that fail a rule. Failures are kept in long form
 (``row``, ``field``, ``code``, ``message``), so foreign-key checks and propagation add to
@@ -27,6 +28,7 @@ from ..values import JSON_MAX_DEPTH, json_depth_exceeds
 
 ROW = "__df_row"
 _IN = "__df_in_"
+_JSON = "__df_json_"
 VALIDATION = ValidationError.code
 UNSUPPORTED = UnsupportedError.code
 INTEGRITY = IntegrityError.code
@@ -78,6 +80,11 @@ def _datetime_formats() -> list[Callable[[pl.Expr], pl.Expr]]:
     """ISO 8601 readers, most specific first: offset-aware forms, then naive (taken as UTC),
     then a bare date (midnight UTC)."""
     out: list[Callable[[pl.Expr], pl.Expr]] = []
+    for base in _ISO_FORMATS[:2]:  # UTC spelled out: the suffix cut, the rest read naive
+        for suffix in ("+00:00", "Z"):
+            out.append(lambda e, fmt=base, sfx=suffix: pl.when(  # type: ignore[misc]
+                e.str.ends_with(sfx)).then(e.str.head(-len(sfx)).str.strptime(
+                    pl.Datetime("us"), fmt, strict=False, cache=False)).dt.replace_time_zone("UTC"))
     for base in _ISO_FORMATS:
         for zone in ("%:z", "%#z"):
             out.append(lambda e, fmt=base + zone: e.str.strptime(  # type: ignore[misc]
@@ -247,12 +254,9 @@ def _rules(f: FieldSpec, dtype: pl.DataType, *, nul_in_text: bool, full: bool) -
                 rules.append(Rule(name, VALIDATION, src.is_not_null(),
                                   pl.lit(f"expected a JSON {kind.__name__ if kind else 'value'}, "
                                          f"got a {dtype} column")))
-        else:
-            check = json_checker(f)
-            rules.append(Rule(name, VALIDATION,
-                              src.map_elements(lambda v: check(v) is not None, return_dtype=pl.Boolean,
-                                               skip_nulls=True).fill_null(False),
-                              src.map_elements(lambda v: check(v) or "", return_dtype=pl.String)))
+        else:  # the reasons were found column-wise before (see json_failures)
+            reason = pl.col(_JSON + name)
+            rules.append(Rule(name, VALIDATION, reason.is_not_null(), reason))
     return rules
 
 
@@ -285,6 +289,53 @@ def json_checker(f: FieldSpec) -> Callable[[str], str | None]:
     return check
 
 
+def json_failures(f: FieldSpec, text: pl.Series) -> pl.Series:
+    """Per row of a JSON text column: why the field refuses it (``json_checker``'s reason),
+    or null. Polars' JSON reader reads every row first (``json_path_match("$")``: null for
+    text it refuses); only rows it refuses or reads as ``null``, rows of the wrong kind
+    (first character), rows with brackets enough to be nested too deep, and every row of a
+    pydantic-typed field, go through the exact check in Python (``json``, as express). Its
+    reader is stricter than ``json``, never looser, so it can only send more rows there."""
+    n = text.len()
+    out = pl.Series(text.name, [None] * n, pl.String)
+    todo = text.is_not_null()
+    if f.pydantic_cls is None and todo.any():
+        frame = text.to_frame("t")
+        kind = f.json_kind
+        t = pl.col("t")
+        head = t.str.strip_chars_start().str.slice(0, 1)
+        kind_ok = (pl.lit(True) if kind is None
+                   else head == ("{" if kind is dict else "[") if kind in (dict, list)
+                   else pl.lit(False))
+        todo = frame.select(
+            t.is_not_null() & (t.str.json_path_match("$").is_null() | ~kind_ok
+                               | (t.str.count_matches(r"[\[{]") >= JSON_MAX_DEPTH))
+        ).to_series()
+    if todo.any():
+        check = json_checker(f)
+        at = todo.arg_true()
+        reasons = pl.Series([check(v) for v in text.gather(at).to_list()], dtype=pl.String)
+        out = out.scatter(at, reasons)
+    return out
+
+
+_UUID_CANONICAL = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+
+
+def uuid_text(text: pl.Series) -> pl.Series:
+    """UUID text -> canonical text (null where it is no UUID). Values already canonical
+    (lower-case, hyphenated) are kept as they are, so a canonical column costs one regex;
+    only the other rows go through every accepted spelling (see ``_uuid_text``)."""
+    canonical = text.str.contains(_UUID_CANONICAL)
+    left = ~canonical & text.is_not_null()
+    if not left.any():
+        return text
+    at = left.arg_true()
+    rest = text.gather(at)
+    fixed = rest.to_frame("t").select(_uuid_text(pl.col("t"), pl.String())[0]).to_series()
+    return text.scatter(at, fixed)
+
+
 def _unique_rules(model: ModelSpec, columns: set[str]) -> list[Rule]:
     rules = []
     for key in model.unique_keys():
@@ -314,11 +365,21 @@ def check_rows(model: ModelSpec, frame: pl.DataFrame, *, nul_in_text: bool,
     schema = frame.schema
     fields = [model.fields[c] for c in frame.columns]
     # timestamps given as text are parsed column by column first (see parse_datetime_text)
+    # and so are UUIDs and JSON given as text (see uuid_text, json_failures)
     parsed = {f.name: parse_datetime_text(frame.get_column(f.name).cast(pl.String))
               for f in fields
               if f.ltype is LogicalType.DATETIME and isinstance(schema[f.name], _TEXT_DTYPES)}
+    parsed.update({f.name: uuid_text(frame.get_column(f.name).cast(pl.String))
+                   for f in fields
+                   if f.ltype is LogicalType.UUID and isinstance(schema[f.name], _TEXT_DTYPES)})
+    json_reasons = [json_failures(f, frame.get_column(f.name).cast(pl.String)).alias(_JSON + f.name)
+                    for f in fields
+                    if rules and f.ltype is LogicalType.JSON and schema[f.name] != pl.Null
+                    and not isinstance(schema[f.name], pl.Struct | pl.List)]
     lazy = frame.lazy().with_row_index(ROW).with_columns(
         [pl.col(f.name).alias(_IN + f.name) for f in fields])
+    if json_reasons:
+        lazy = lazy.with_columns(json_reasons)
     lazy = lazy.with_columns([
         (pl.lit(parsed[f.name]) if f.name in parsed
          else coerce(f, pl.col(_IN + f.name), schema[f.name])).alias(f.name)
