@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as _dt
+import enum
 import json
 import os
 import sqlite3
@@ -34,7 +35,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import polars as pl
@@ -45,6 +49,7 @@ from dataflow.frames.contract import align
 from dataflow.frames.rules import check_rows
 
 PG_URL = os.environ.get("DATAFLOW_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+MYSQL_URL = os.environ.get("DATAFLOW_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
 FRAME_COLUMNS = ("name", "category", "qty", "price", "active", "placed", "due", "rank")
 WRITE_COLUMNS = (*FRAME_COLUMNS, "created_at", "updated_at")
 
@@ -63,6 +68,46 @@ def make_frame(n: int) -> pl.DataFrame:
         "due": pl.Series([_dt.date(2024, 1, 1)] * n) + (i % 365).cast(pl.Duration("ms")) * 86_400_000,
         "rank": i * 7,
     })
+
+
+class Tier(enum.Enum):
+    GOLD = "gold"
+    SILVER = "silver"
+    BRONZE = "bronze"
+
+
+def make_all_types(n: int) -> pl.DataFrame:
+    """9 columns, one per coerced type: int, float, Decimal, date, datetime, UUID, bool, Enum,
+    JSON (Decimal, UUID, Enum and JSON are text even in the "typed" frame: their canonical
+    frame form)."""
+    base = _dt.datetime(2024, 1, 1, tzinfo=_dt.UTC)
+    i = pl.int_range(0, n, eager=True)
+    return pl.DataFrame({
+        "qty": i % 97,
+        "price": (i % 1000).cast(pl.Float64) / 10.0,
+        "amount": (i % 100_000).cast(pl.String) + "." + (i % 100).cast(pl.String).str.zfill(2),
+        "due": pl.Series([_dt.date(2024, 1, 1)] * n) + (i % 365).cast(pl.Duration("ms")) * 86_400_000,
+        "placed": pl.datetime_range(base, base + _dt.timedelta(seconds=n - 1), "1s", eager=True,
+                                    time_zone="UTC").dt.cast_time_unit("us"),
+        "ref": pl.Series([str(uuid.UUID(int=k * 2_654_435_761)) for k in range(n)]),
+        "active": (i % 3) != 0,
+        "tier": pl.Series(["gold", "silver", "bronze"]).gather(i % 3),
+        "meta": '{"k": ' + (i % 50).cast(pl.String) + ', "tags": ["a", "b"]}',
+    })
+
+
+def declare_all_types(db: DataFlow) -> None:
+    @db.model
+    class BenchFrameAllTypes:
+        qty: int
+        price: float
+        amount: Decimal
+        due: _dt.date
+        placed: _dt.datetime
+        ref: uuid.UUID
+        active: bool
+        tier: Tier
+        meta: dict[str, Any]
 
 
 def declare(db: DataFlow) -> None:
@@ -129,6 +174,39 @@ async def bench_postgres(frame: pl.DataFrame, repeat: int, read_batch: int) -> l
     results.append(await measure(f"read {n:,} rows into a frame (PostgreSQL)", ours_read,
                                  raw_read, repeat, target=0.8,
                                  note=f"batch_size={read_batch:,}; raw: fetch + pl.DataFrame"))
+    adbc = _adbc("adbc_driver_postgresql.dbapi", PG_URL)
+    if adbc is not None:
+        def adbc_fetch() -> pl.DataFrame:
+            with adbc.cursor() as cur:
+                cur.execute(f"SELECT {cols} FROM {raw_table} ORDER BY id")
+                got = pl.from_arrow(cur.fetch_arrow_table())
+            assert isinstance(got, pl.DataFrame)
+            return got
+
+        async def adbc_read() -> None:
+            assert (await asyncio.to_thread(adbc_fetch)).height == n
+
+        results.append(await measure(f"read {n:,} rows into a frame (PostgreSQL, vs ADBC)",
+                                     ours_read, adbc_read, repeat, target=None,
+                                     note="raw: adbc-driver-postgresql fetch_arrow_table + "
+                                     "pl.from_arrow, on a worker thread"))
+
+        def adbc_load() -> None:
+            now = _dt.datetime.now(_dt.UTC)
+            stamped = frame.with_columns(pl.lit(now).alias("created_at"),
+                                         pl.lit(now).alias("updated_at"))
+            with adbc.cursor() as cur:
+                cur.adbc_ingest(raw_table, stamped.to_arrow(), mode="append")
+
+        async def adbc_create() -> None:
+            await asyncio.to_thread(adbc_load)
+
+        results.append(await measure(
+            f"validated create {n:,} rows x 8 columns (PostgreSQL, vs ADBC)", ours_create,
+            adbc_create, repeat, setup=reset, target=None,
+            note="raw: adbc-driver-postgresql adbc_ingest of the frame's Arrow table, "
+            "unvalidated"))
+        adbc.close()
     await conn.execute("DROP TABLE IF EXISTS bench_frames_raw")
     await conn.close()
     await db.drop_tables()
@@ -201,9 +279,96 @@ async def bench_sqlite(frame: pl.DataFrame, repeat: int, read_batch: int, workdi
                                  repeat, target=0.8,
                                  note=f"batch_size={read_batch:,}; raw: fetchall + pl.DataFrame "
                                  "(text dates left as text)"))
+    adbc = _adbc("adbc_driver_sqlite.dbapi", str(raw_path))
+    if adbc is not None:
+        def adbc_fetch() -> pl.DataFrame:
+            with adbc.cursor() as cur:
+                cur.execute(f"SELECT {cols} FROM bench_frames_raw ORDER BY id")
+                got = pl.from_arrow(cur.fetch_arrow_table())
+            assert isinstance(got, pl.DataFrame)
+            return got
+
+        async def adbc_read() -> None:
+            assert (await asyncio.to_thread(adbc_fetch)).height == n
+
+        results.append(await measure(f"read {n:,} rows into a frame (SQLite, vs ADBC)",
+                                     ours_read, adbc_read, repeat, target=None,
+                                     note="raw: adbc-driver-sqlite fetch_arrow_table + "
+                                     "pl.from_arrow (text dates left as text)"))
+
+        def adbc_load() -> None:
+            now = _dt.datetime.now(_dt.UTC).isoformat(sep=" ")
+            stamped = frame.with_columns(
+                pl.col("placed").dt.strftime("%Y-%m-%d %H:%M:%S%.6f+00:00"),
+                pl.col("due").cast(pl.String), pl.lit(now).alias("created_at"),
+                pl.lit(now).alias("updated_at"))
+            with adbc.cursor() as cur:
+                cur.adbc_ingest("bench_frames_raw", stamped.to_arrow(), mode="append")
+
+        async def adbc_create() -> None:
+            await asyncio.to_thread(adbc_load)
+
+        results.append(await measure(
+            f"validated create {n:,} rows x 8 columns (SQLite, vs ADBC)", ours_create,
+            adbc_create, repeat, setup=reset, target=None,
+            note="raw: adbc-driver-sqlite adbc_ingest of the frame's Arrow table, unvalidated"))
+        adbc.close()
     raw.close()
     await db.close()
     return results
+
+
+def _adbc(module: str, uri: str) -> Any:
+    """An ADBC DB-API connection, or None (with a note) when the driver is not installed."""
+    import importlib
+
+    try:
+        dbapi = importlib.import_module(module)
+    except ImportError:
+        print(f"  ({module} not installed: its comparison is skipped)", flush=True)
+        return None
+    # autocommit: a read must not leave a transaction open (its lock would hold TRUNCATE)
+    return dbapi.connect(uri, autocommit=True)
+
+
+# --- MariaDB / MySQL (reads) ---------------------------------------------------------------------
+async def bench_mysql_read(frame: pl.DataFrame, repeat: int, read_batch: int) -> list[Result]:
+    import aiomysql
+
+    from dataflow.adapter import DatabaseURL
+
+    db = DataFlow(MYSQL_URL, name="bench_frames_mysql")
+    declare(db)
+    await db.initialize()
+    await db.drop_tables()
+    await db.initialize()
+    n = frame.height
+    assert (await db.frames.create("BenchFrameItem", frame)).status == "ok"
+    url = DatabaseURL.parse(MYSQL_URL)
+    conn = await aiomysql.connect(host=url.host or "127.0.0.1", port=url.port or 3306,
+                                  user=url.username or "root", password=url.password or "",
+                                  db=url.database)
+    cols = ", ".join(f"`{c}`" for c in ("id", *WRITE_COLUMNS))
+
+    async def ours_read() -> None:
+        got, _ = await db.frames.read("BenchFrameItem", batch_size=read_batch)
+        assert got.height == n
+
+    async def raw_read() -> None:
+        async with conn.cursor() as cur:
+            await cur.execute(f"SELECT {cols} FROM bench_frame_item ORDER BY id")
+            rows = await cur.fetchall()
+        got = pl.DataFrame(rows, schema=["id", *WRITE_COLUMNS], orient="row")
+        assert got.height == n
+
+    result = await measure(f"read {n:,} rows into a frame (MariaDB)", ours_read, raw_read,
+                           repeat, target=0.8,
+                           note=f"batch_size={read_batch:,}; raw: aiomysql fetchall + pl.DataFrame")
+    conn.close()
+
+    await db.drop_tables()
+    await db.close()
+    return [result]
 
 
 # --- validation alone and memory -------------------------------------------------------------------
@@ -213,10 +378,12 @@ def as_text(frame: pl.DataFrame) -> pl.DataFrame:
                               pl.exclude("placed").cast(pl.String))
 
 
-def bench_validation(frame: pl.DataFrame, repeat: int, label: str = "typed") -> Result:
+def bench_validation(frame: pl.DataFrame, repeat: int, label: str = "typed",
+                     model: str = "BenchFrameItem") -> Result:
     db = DataFlow("sqlite://:memory:", name=f"bench_frames_rules_{label}")
     declare(db)
-    spec = db.get_model("BenchFrameItem")
+    declare_all_types(db)
+    spec = db.get_model(model)
     best = float("inf")
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -226,7 +393,7 @@ def bench_validation(frame: pl.DataFrame, repeat: int, label: str = "typed") -> 
         assert checked.errors.height == 0
     values = frame.height * frame.width
     rate = values / best
-    res = Result(f"validation alone, {frame.height:,} rows x 8 columns ({label})", best,
+    res = Result(f"validation alone, {frame.height:,} rows x {frame.width} columns ({label})", best,
                  note=f"{rate / 1e6:.1f} M values/s (target >= 5 M values/s)")
     res.target = None
     print(f"  {res.name}: {best * 1000:.1f} ms = {rate / 1e6:.1f} M values/s", flush=True)
@@ -285,7 +452,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--read-batch", type=int, default=100_000)
-    parser.add_argument("--backend", choices=("postgres", "sqlite", "both"), default="both")
+    parser.add_argument("--backend", choices=("postgres", "sqlite", "mysql", "both", "all"),
+                        default="both")
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--memory-probe", choices=("postgres", "sqlite"))
     parser.add_argument("--workdir")
@@ -297,14 +465,23 @@ def main() -> None:
     frame = make_frame(args.n)
     print(f"  frame: {frame.height:,} rows x {frame.width} columns, "
           f"{frame.estimated_size() / 2**20:.0f} MiB", flush=True)
+    every = make_all_types(args.n)
     results = [bench_validation(frame, args.repeat),
-               bench_validation(as_text(frame), args.repeat, "all text, coerced")]
+               bench_validation(as_text(frame), args.repeat, "all text, coerced"),
+               bench_validation(every, args.repeat, "9 types", "BenchFrameAllTypes"),
+               bench_validation(as_text(every), args.repeat, "9 types, all text, coerced",
+                                "BenchFrameAllTypes")]
+    del every
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        backends = ("postgres", "sqlite") if args.backend == "both" else (args.backend,)
+        backends = {"both": ("postgres", "sqlite"), "all": ("postgres", "sqlite", "mysql")
+                    }.get(args.backend, (args.backend,))
         for backend in backends:
             if backend == "postgres":
                 results += asyncio.run(bench_postgres(frame, args.repeat, args.read_batch))
+            elif backend == "mysql":
+                results += asyncio.run(bench_mysql_read(frame, args.repeat, args.read_batch))
+                continue
             else:
                 results += asyncio.run(bench_sqlite(frame, args.repeat, args.read_batch, work))
             results.append(bench_memory(backend, args.n, work))
