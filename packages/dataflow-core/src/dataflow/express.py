@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import gc
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,7 @@ from .errors import (
     UnsupportedError,
     ValidationError,
 )
-from .model import SOFT_DELETE_FIELD, TENANT_FIELD, ModelSpec
+from .model import SOFT_DELETE_FIELD, TENANT_FIELD, LogicalType, ModelSpec
 from .query.ast import (
     FALSE,
     TRUE,
@@ -54,6 +55,9 @@ List = list  # the Express class has a method named list, which shadows the buil
 ModelRef = str | type | ModelSpec
 Progress = Callable[[int, int], None]
 DEFAULT_BATCH = 100_000
+#: key types whose checker returns a value of exactly this type unchanged
+_EXACT: dict[LogicalType, type] = {LogicalType.INT: int, LogicalType.STR: str,
+                                   LogicalType.UUID: uuid.UUID}
 
 
 class _InvalidBatch(Exception):
@@ -846,10 +850,17 @@ class Express:
 
     async def _bulk_upsert_encoded(self, spec: ModelSpec, v: RowValidator, rows: List[Any],
                                    conflict: tuple[str, ...], update_cols: tuple[str, ...] | None,
-                                   now: Any, batch_size: int) -> dict[str, Any] | None:
+                                   now: Any, batch_size: int, tenant: str | None = None
+                                   ) -> dict[str, Any] | None:
         """The all-valid fast path of bulk_upsert: every row a plain dict with the same keys,
         each validated and encoded straight into a driver tuple, no key repeated. Returns
-        None otherwise; the general path then validates each row and names each error."""
+        None otherwise; the general path then validates each row and names each error.
+
+        Soft-delete and tenant-scoped models take it too, with the general path's checks in
+        the same transaction: no key may reach a tombstoned row, an upsert by id must name
+        the bound tenant's own rows (the tenant column is filled in by the encoder, a row
+        naming another tenant declines). Models whose foreign keys point at tenant-scoped
+        models keep the general path (each reference is checked against the tenant there)."""
         first = rows[0]
         if type(first) is not dict:
             return None
@@ -857,11 +868,17 @@ class Express:
         for data in rows:
             if type(data) is not dict or data.keys() != keys:
                 return None
+        if any(c not in keys for c in conflict if not (tenant is not None and c == TENANT_FIELD)):
+            return None  # the general path names the row that lacks a conflict field
+        if (tenant is not None and "id" not in conflict and "id" in keys
+                and spec.fields["id"].auto_increment):
+            return None  # refused (an explicit id under a tenant) by the general path
         adapter = self._db.adapter
         columns = v.insert_columns(with_id="id" in first)
         if any(c not in columns for c in conflict):
             return None
-        encoded = self._encode_rows(spec, v, rows, columns, now)
+        fused, now_value = self._row_encoder(spec, v, columns, now)
+        encoded = self._encode_chunk(fused, rows, now_value, tenant)
         if encoded is None:
             return None
         at = [columns.index(c) for c in conflict]
@@ -877,7 +894,21 @@ class Express:
         if "updated_at" in spec.fields and cols:  # update_fields=[]: existing rows untouched
             cols = tuple(dict.fromkeys((*cols, "updated_at")))
 
+        # the keys as canonical values, for the checks that read them back (only then)
+        checked: List[tuple[Any, ...]] = []
+        if spec.soft_delete or (tenant is not None and "id" in conflict):
+            columns_values = [
+                [tenant] * len(rows) if c == TENANT_FIELD and tenant is not None
+                else self._canonical(spec, v, c, [d[c] for d in rows])
+                for c in conflict]
+            checked = list(zip(*columns_values, strict=True))
+
         async def write(conn: Any) -> tuple[int, int]:
+            if tenant is not None and "id" in conflict:
+                at_id = conflict.index("id")
+                await self._refuse_foreign_ids(conn, spec, [k[at_id] for k in checked], tenant)
+            if spec.soft_delete:  # a key that reaches a tombstoned row is refused
+                await self._refuse_tombstoned(conn, spec, conflict, checked, "upsert")
             inserted = updated = 0
             for start in range(0, len(encoded), batch_size):
                 out = await adapter.upsert(conn, Upsert(
@@ -889,6 +920,14 @@ class Express:
 
         inserted, updated = await self._db._run_atomic(write, restartable=True)
         return {"inserted": inserted, "updated": updated, "failed": [], "ok": True}
+
+    @staticmethod
+    def _canonical(spec: ModelSpec, v: RowValidator, name: str, values: List[Any]) -> List[Any]:
+        """Already validated values of one column as the checker returns them (values of
+        exactly the stored type are returned as they are)."""
+        exact = _EXACT.get(spec.fields[name].ltype)
+        check = v.checkers[name]
+        return [x if x is None or type(x) is exact else check(x) for x in values]
 
     async def _insert_batch(self, conn: Any, spec: ModelSpec, columns: tuple[str, ...],
                             batch: List[tuple[int, dict[str, Any]]], partial: bool,
@@ -1061,10 +1100,11 @@ class Express:
                     raise ValidationError(f"update_fields names {c!r:.80}, which upsert cannot set.",
                                           model=spec.name, field=c[:80])
         adapter = self._db.adapter
-        if (not partial and not _return_rows and tenant is None and not spec.soft_delete
-                and type(rows) is list and rows and getattr(adapter, "accepts_encoded_rows", False)):
+        if (not partial and not _return_rows and type(rows) is list and rows
+                and getattr(adapter, "accepts_encoded_rows", False)
+                and (tenant is None or not self._tenant_refs(spec))):
             fast = await self._bulk_upsert_encoded(spec, v, rows, conflict, update_cols, now,
-                                                   batch_size)
+                                                   batch_size, tenant)
             if fast is not None:
                 return _no_op_updates(fast, update_cols)
         good, failed = self._validate_rows(spec, rows, make, partial, "bulk_upsert")

@@ -23,6 +23,7 @@ import contextlib
 import datetime as _dt
 import functools
 import re
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from decimal import Decimal
 from typing import Any
@@ -30,7 +31,7 @@ from typing import Any
 import aiomysql
 import pymysql  # type: ignore[import-untyped]
 from pymysql.constants import CLIENT  # type: ignore[import-untyped]
-from pymysql.converters import escape_item, escape_string  # type: ignore[import-untyped]
+from pymysql.converters import escape_float, escape_item  # type: ignore[import-untyped]
 
 from dataflow import plugins
 from dataflow.adapter import ColumnInfo, DatabaseURL, SQLAdapter, TableInfo, UpsertOutcome, translating
@@ -42,15 +43,18 @@ from dataflow.errors import (
     IntegrityError,
     TransactionConflictError,
     UnsupportedError,
+    ValidationError,
 )
 from dataflow.loops import PerLoop
 from dataflow.migrations import Step
-from dataflow.model import LogicalType, ModelSpec
+from dataflow.model import FieldSpec, LogicalType, ModelSpec
 from dataflow.pool import ServerInfo, configured_pool_size, worker_count
 from dataflow.query.ast import FALSE, And, Comparison, Expr, InList, Insert, Or, Select, Update, Upsert
+from dataflow.sql.compiler import SQLCompiler
+from dataflow.values import json_text, register_json_text
 
 from .capabilities import MySQLCapabilities
-from .dialect import COMMENT_PREFIX, MySQLCompiler
+from .dialect import COMMENT_PREFIX, MySQLCompiler, _decimal_in
 
 #: errors meaning the connection is gone (client 2006/2013/2055, server kill/shutdown/timeout)
 LOST_CODES = frozenset({2003, 2006, 2013, 2055, 1053, 1927, 4031})
@@ -84,9 +88,11 @@ _MYSQL_TYPES = {
 
 
 # --- literals for multi-row statements (the driver's own escaping, without its dispatch) --
+_ESCAPES = pymysql.converters._escape_table  # the driver's own escaping table
+
+
 def _lit_str(v: str) -> str:
-    text: str = "'" + escape_string(v) + "'"
-    return text
+    return "'" + v.translate(_ESCAPES) + "'"  # = "'" + escape_string(v) + "'"
 
 
 def _lit_datetime(v: _dt.datetime) -> str:
@@ -110,6 +116,83 @@ def literal(value: Any) -> str:
         return fn(value)
     text: str = escape_item(value, "utf8mb4")
     return text
+
+
+def _json_literal(v: Any) -> str:
+    return _lit_str(json_text(v))
+
+
+# the bulk fast path checks and serialises a JSON value once, then quotes the text
+register_json_text(_json_literal, _lit_str)
+
+
+def _lit_float(v: float) -> str:
+    # + 0.0: -0.0 becomes 0.0 (one key, as the server compares them); the driver's own text
+    return escape_float(v + 0.0)  # type: ignore[no-any-return]
+
+
+def _lit_bool(v: bool) -> str:
+    return "1" if v else "0"
+
+
+def _lit_date(v: _dt.date) -> str:
+    return "'" + v.isoformat() + "'"  # dates of years 1..9999: always YYYY-MM-DD
+
+
+def _lit_utc_datetime(v: _dt.datetime) -> str:
+    off = v.utcoffset()
+    if off:  # not UTC (naive or UTC: the wall-clock fields are UTC)
+        v = v.astimezone(_dt.UTC)
+    return _lit_datetime(v)
+
+
+def _lit_uuid(v: uuid.UUID) -> str:
+    return f"'{v}'"
+
+
+def _literal_encoder(compiler: SQLCompiler, model: ModelSpec, f: FieldSpec) -> Callable[[Any], str]:
+    """Canonical Python value -> the SQL literal a multi-row INSERT carries (what
+    :func:`literal` writes for the driver value of ``compiler.encode``). Equal values give
+    equal text (the bulk upsert's repeated-key check compares the encoded keys)."""
+    lt = f.ltype
+    if type(compiler).encoder is MySQLCompiler.encoder:  # the dialect's own encodings
+        if lt is LogicalType.STR:
+            return _lit_str
+        if lt is LogicalType.INT:
+            return int.__repr__  # the checker gives an exact int
+        if lt is LogicalType.FLOAT:
+            return _lit_float
+        if lt is LogicalType.BOOL:
+            return _lit_bool
+        if lt is LogicalType.DATETIME:
+            return _lit_utc_datetime
+        if lt is LogicalType.DATE:
+            return _lit_date
+        if lt is LogicalType.UUID:
+            return _lit_uuid
+        if lt is LogicalType.DECIMAL:
+            name, model_name = f.name, model.name
+
+            def lit_decimal(v: Decimal) -> str:
+                try:
+                    _decimal_in(v)
+                except ValidationError as exc:  # named, as a per-row error is
+                    raise ValidationError(exc.message, model=model_name, field=name,
+                                          fix=exc.fix) from None
+                text = format(v, "f")
+                if "." in text:  # shortest exact text: 1.50 and 1.5 are one key
+                    text = text.rstrip("0").rstrip(".")
+                return "0" if text == "-0" else text
+
+            return lit_decimal
+        if lt is LogicalType.JSON and f.pydantic_cls is None:
+            return _json_literal
+        if lt is LogicalType.ENUM and f.enum_cls is not None:  # one text per member
+            return {m: literal(m.value) for m in f.enum_cls}.__getitem__
+    enc = compiler.encoder(f)
+    if enc is None:
+        return literal
+    return lambda v: literal(enc(v))
 
 
 # --- errors ------------------------------------------------------------------------------
@@ -232,6 +315,9 @@ class _Collect:
 
 class MySQLAdapter(SQLAdapter):
     capabilities = MySQLCapabilities
+    # bulk writes take rows validated and encoded straight into SQL literal text (see
+    # value_encoders): a multi-row INSERT is then joined, with no per-value dispatch left
+    accepts_encoded_rows = True
 
     def __init__(self, url: DatabaseURL, *, pool_size: int | None = None, **options: Any) -> None:
         super().__init__(url, pool_size=pool_size, **options)
@@ -258,6 +344,7 @@ class MySQLAdapter(SQLAdapter):
         self.pool_recycle = int(q.get("pool_recycle", options.get("pool_recycle", -1)))
         #: bytes (as characters x 4) per multi-row statement; set from max_allowed_packet
         self.statement_chars = int(options.get("statement_chars", 1 << 20))
+        self._literal_encoders: dict[tuple[str, str], tuple[FieldSpec, Any, Any]] = {}
         #: SELECT each created row back instead of deriving it (tables with triggers)
         self.read_back = bool(options.get("read_back", False))
         self.migration_lock_timeout = int(options.get("migration_lock_timeout", 60))
@@ -535,7 +622,32 @@ class MySQLAdapter(SQLAdapter):
             raise
         return results[1:-1] if own else results
 
+    def value_encoders(self, model: ModelSpec, columns: tuple[str, ...]) -> list[Any]:
+        """Per column: canonical value -> its SQL literal text (None stays None: NULL).
+        Built once per field, so the bulk path's compiled row encoder is reused."""
+        out: list[Any] = []
+        cache = self._literal_encoders
+        for c in columns:
+            f = model.fields[c]
+            hit = cache.get((model.table, c))
+            if hit is None or hit[0] is not f or hit[1] is not self.compiler:
+                hit = cache[(model.table, c)] = (f, self.compiler,
+                                                 _literal_encoder(self.compiler, model, f))
+            out.append(hit[2])
+        return out
+
+    async def insert_encoded(self, conn: Any, model: ModelSpec, columns: tuple[str, ...],
+                             batches: Iterable[list[tuple[Any, ...]]]) -> int:
+        """Every batch of literal rows into multi-row INSERTs cut to the packet size (a
+        statement spans batches: ``batch_size`` bounds the encoding's memory, not the
+        statement count)."""
+        counts = await self._write_encoded(conn, model, columns, batches, None)
+        return counts.records
+
     async def insert(self, conn: Any, stmt: Insert) -> list[dict[str, Any]]:
+        if stmt.encoded is not None:  # rows of SQL literals from value_encoders
+            await self._write_encoded(conn, stmt.model, stmt.columns, (stmt.encoded,), None)
+            return []
         if not stmt.rows:
             return []
         if not stmt.returning:
@@ -607,15 +719,52 @@ class MySQLAdapter(SQLAdapter):
             await self._flush(conn, model, head, parts, tail, last, conflict, counts)
         return counts
 
+    async def _write_encoded(self, conn: Any, model: ModelSpec, columns: tuple[str, ...],
+                             batches: Iterable[list[tuple[Any, ...]]], tail: str | None,
+                             conflict: tuple[str, ...] | None = None) -> _Collect:
+        """:meth:`_write_rows` for rows already encoded as SQL literal text."""
+        head = self._head(model, columns)
+        tail = tail or ""
+        limit = self.statement_chars - len(head) - len(tail)
+        counts = _Collect()
+        parts: list[str] = []
+        last: tuple[Any, ...] = ()
+        size = 0
+        for batch in batches:
+            for t in batch:
+                if None in t:
+                    text = "(" + ",".join(["NULL" if x is None else x for x in t]) + ")"
+                else:
+                    text = "(" + ",".join(t) + ")"
+                if parts and size + len(text) > limit:
+                    await self._flush(conn, model, head, parts, tail, last, conflict, counts,
+                                      columns)
+                    parts, size = [], 0
+                parts.append(text)
+                last = t
+                size += len(text) + 1
+        if parts:
+            await self._flush(conn, model, head, parts, tail, last, conflict, counts, columns)
+        return counts
+
     async def _flush(self, conn: Any, model: ModelSpec, head: str, parts: list[str], tail: str,
-                     last: dict[str, Any], conflict: tuple[str, ...] | None, counts: _Collect) -> None:
+                     last: Any, conflict: tuple[str, ...] | None, counts: _Collect,
+                     encoded_columns: tuple[str, ...] | None = None) -> None:
         existed = 0
+
+        async def present(lock: bool) -> int:
+            assert conflict is not None
+            if encoded_columns is None:
+                return len(await self._existing(conn, model, conflict, [last], lock=lock))
+            return len(await self._existing_encoded(conn, model, conflict, encoded_columns,
+                                                    [last], lock=lock))
+
         if conflict is not None and len(parts) == 1:
             # a one-row statement gets no info line, and CLIENT_FOUND_ROWS reports 1 for both
             # an insert and an unchanged update: look first. Without a lock: a locking read
             # of a missing key takes a gap lock, and two callers upserting new keys in one
             # gap then deadlock on their inserts (MariaDB 1213 under concurrent upserts)
-            existed = len(await self._existing(conn, model, conflict, [last], lock=False))
+            existed = await present(False)
         affected, info = await self._send(conn, head + ",".join(parts) + tail)
         m = _INFO.search(info)
         if m is not None:
@@ -627,7 +776,7 @@ class MySQLAdapter(SQLAdapter):
                 # it updated a row that was not there when we looked: one committed under
                 # our conflict key since (a locking read sees it: a duplicate), or a row
                 # of another unique key (a collision)
-                if await self._existing(conn, model, conflict, [last]):
+                if await present(True):
                     existed = 1
                 else:
                     counts.collisions += 1
@@ -643,6 +792,8 @@ class MySQLAdapter(SQLAdapter):
         first, and a row that collided on another key is refused (IntegrityError), as
         ``ON CONFLICT (target)`` would refuse it.
         """
+        if stmt.encoded is not None:
+            return await self._upsert_encoded(conn, stmt, stmt.encoded)
         if not stmt.rows:
             return UpsertOutcome([], 0, 0)
         model = stmt.model
@@ -665,6 +816,54 @@ class MySQLAdapter(SQLAdapter):
             found = await self._rows_by_keys(conn, model, stmt.conflict, stmt.rows)
             outcome.rows = [found[tuple(r[k] for k in stmt.conflict)] for r in stmt.rows]
         return outcome
+
+    async def _upsert_encoded(self, conn: Any, stmt: Upsert, rows: list[tuple[Any, ...]]
+                              ) -> UpsertOutcome:
+        """:meth:`upsert` for rows of SQL literals (``returning`` is not offered)."""
+        if not rows:
+            return UpsertOutcome([], 0, 0)
+        if stmt.returning:
+            raise UnsupportedError("an upsert of encoded rows returns no rows.")
+        model = stmt.model
+        c = self.compiler
+        assert isinstance(c, MySQLCompiler)
+        other_keys = [k for k in model.unique_keys() if set(k) != set(stmt.conflict)]
+        expected: int | None = None
+        if other_keys and len(rows) > 1:
+            expected = len(await self._existing_encoded(conn, model, stmt.conflict, stmt.columns,
+                                                        rows))
+        counts = await self._write_encoded(conn, model, stmt.columns, (rows,),
+                                           c.on_duplicate(stmt.conflict, stmt.update),
+                                           stmt.conflict)
+        duplicates = counts.duplicates
+        if counts.collisions or (expected is not None and duplicates != expected):
+            raise IntegrityError(
+                f"an upserted row collided on a unique key other than {list(stmt.conflict)}; "
+                "MySQL would have updated a different row.",
+                model=model.name, fix="upsert on that key, or remove the duplicate value.")
+        return UpsertOutcome([], len(rows) - duplicates, duplicates)
+
+    async def _existing_encoded(self, conn: Any, model: ModelSpec, conflict: tuple[str, ...],
+                                columns: tuple[str, ...], rows: list[tuple[Any, ...]],
+                                lock: bool = True) -> list[Any]:
+        """:meth:`_existing` for rows of SQL literals (``columns`` their order)."""
+        c = self.compiler
+        at = [columns.index(k) for k in conflict]
+        names = [c.col(model, k) for k in conflict]
+        found: list[Any] = []
+        for start in range(0, len(rows), 1000):
+            chunk = [r for r in rows[start:start + 1000] if all(r[i] is not None for i in at)]
+            if not chunk:
+                continue
+            if len(at) == 1:
+                where = f"{names[0]} IN ({', '.join(r[at[0]] for r in chunk)})"
+            else:
+                where = " OR ".join(
+                    "(" + " AND ".join(f"{n} = {r[i]}" for n, i in zip(names, at, strict=True)) + ")"
+                    for r in chunk)
+            sql = f"SELECT 1 FROM {c.table(model)} WHERE {where}"
+            found += await self.fetch(conn, sql + (" FOR UPDATE" if lock else ""), ())
+        return found
 
     def _key_filter(self, conflict: tuple[str, ...], rows: list[dict[str, Any]]) -> Expr:
         if len(conflict) == 1:

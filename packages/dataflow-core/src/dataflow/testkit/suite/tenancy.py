@@ -14,7 +14,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ...errors import BulkValidationError, TenantRequiredError, TenantViolationError
+from ...errors import (
+    BulkValidationError,
+    RecordDeletedError,
+    TenantRequiredError,
+    TenantViolationError,
+)
 from ...model import field
 from ...workflow import AsyncLocalRuntime, WorkflowBuilder
 from ._helpers import MakeDB, raises_df
@@ -115,6 +120,62 @@ class TestTenancy:
         async with db.tenant("globex"):
             rows = await db.express.list("KitTenantNote")
             assert [(r["title"], r["tenant_id"]) for r in rows] == [("globex", "globex")]
+
+    async def test_bulk_upsert_of_a_soft_delete_tenant_model(self, make_db: MakeDB) -> None:
+        """Exact counts per tenant, the other tenant's same keys untouched, a tombstoned key
+        or another tenant's row refused with nothing written (the all-valid bulk path)."""
+        db = make_db(multi_tenant=True)
+
+        @db.model
+        class KitTenantSoftTag:
+            label: str
+            n: int = 0
+            code: str = field(unique=True)
+            __dataflow__ = {"soft_delete": True}
+
+        def batch(lo: int, hi: int, n: int) -> list[dict[str, Any]]:
+            return [{"label": f"l{i}", "n": n, "code": f"c{i}"} for i in range(lo, hi)]
+
+        for tenant in TENANTS:
+            async with db.tenant(tenant):
+                res = await db.express.bulk_upsert("KitTenantSoftTag", batch(0, 40, 1),
+                                                   conflict_on="code")
+                assert (res["inserted"], res["updated"]) == (40, 0)
+        async with db.tenant("acme"):
+            res = await db.express.bulk_upsert("KitTenantSoftTag", batch(20, 60, 2),
+                                               conflict_on="code")
+            assert (res["inserted"], res["updated"]) == (20, 20)
+            rows = await db.express.list("KitTenantSoftTag", order_by="code", limit=100)
+            assert len(rows) == 60 and {r["tenant_id"] for r in rows} == {"acme"}
+            assert sorted({r["n"] for r in rows}) == [1, 2]
+            gone = (await db.express.list("KitTenantSoftTag", {"code": "c5"}))[0]
+            assert await db.express.delete("KitTenantSoftTag", gone["id"])
+            before = await db.express.list("KitTenantSoftTag", order_by="code", limit=100,
+                                           include_deleted=True)
+            with raises_df(RecordDeletedError, "DF-405", "code"):
+                await db.express.bulk_upsert("KitTenantSoftTag", batch(0, 70, 3),
+                                             conflict_on="code")
+            with raises_df(BulkValidationError, "DF-305", "tenant_id"):
+                await db.express.bulk_upsert(
+                    "KitTenantSoftTag",
+                    [{**r, "tenant_id": "globex" if i == 3 else "acme"}
+                     for i, r in enumerate(batch(60, 70, 3))], conflict_on="code")
+            assert await db.express.list("KitTenantSoftTag", order_by="code", limit=100,
+                                         include_deleted=True) == before
+            res = await db.express.bulk_upsert("KitTenantSoftTag", batch(6, 70, 4),
+                                               conflict_on="code")
+            assert (res["inserted"], res["updated"]) == (10, 54)
+            res = await db.express.bulk_upsert(
+                "KitTenantSoftTag", [{"id": r["id"], "label": "byid", "code": r["code"]}
+                                     for r in rows[10:15]])
+            assert (res["inserted"], res["updated"]) == (0, 5)
+        async with db.tenant("globex"):
+            with raises_df(TenantViolationError, "DF-803", "not records of the bound tenant"):
+                await db.express.bulk_upsert(
+                    "KitTenantSoftTag", [{"id": r["id"], "label": "x", "code": r["code"]}
+                                         for r in rows[:3]])
+            theirs = await db.express.list("KitTenantSoftTag", order_by="code", limit=100)
+            assert len(theirs) == 40 and {(r["n"], r["label"][0]) for r in theirs} == {(1, "l")}
 
     async def test_tenant_follows_workflows_and_tasks(self, make_db: MakeDB) -> None:
         import asyncio
