@@ -8,15 +8,15 @@ Shapes: the plain five-column row with an auto id (the main benches' shape), the
 explicit int ids, str ids and UUID ids, a rich row (Decimal, Enum, dict and list JSON, a pydantic
 model, date, Optional datetime, a foreign key, a soft-delete tombstone) and a tenant-scoped row;
 each through ``express.bulk_create`` with the default batch size and with ``batch_size=1000``, and
-through the BulkCreateNode. The rich rows are also upserted (50% new).
+through the BulkCreateNode (default and ``batch_size=1000``).
 
 Raw baselines (same run, same server, a table built from DataFlow's own DDL under another name):
   * PostgreSQL: one asyncpg connection, ``copy_records_to_table`` (binary COPY) of tuples built
     from the same dicts (enum -> its value, JSON -> text, as the columns need);
   * SQLite: one aiosqlite connection, ``executemany`` in one transaction, values as DataFlow
     stores them (ISO text for datetimes, text for Decimal / UUID);
-  * MySQL: one aiomysql connection, ``cursor.executemany`` (folded into multi-row statements)
-    in one transaction.
+  * MySQL / MariaDB: one aiomysql connection, ``cursor.executemany`` (which aiomysql folds
+    into multi-row INSERTs) in one transaction.
 Raw validates nothing; DataFlow validates every value. Ratio = raw time / DataFlow time.
 Every workload reports the best and the worst of the repeats.
 """
@@ -391,6 +391,8 @@ class Bench:
         out.append(await self.one("rich model, batch_size=1000", "ShapeOrder", rich,
                                   batch_size=1000))
         out.append(await self.one("rich model (node)", "ShapeOrder", rich, node=True))
+        out.append(await self.one("rich model (node, batch_size=1000)", "ShapeOrder", rich,
+                                  batch_size=1000, node=True))
         return out
 
 

@@ -491,16 +491,18 @@ class PostgresAdapter(SQLAdapter):
         top: Any = None
         count = 0
 
-        def records() -> Iterator[tuple[Any, ...]]:
+        def chunks() -> Iterator[list[tuple[Any, ...]]]:
             nonlocal top, count
             for batch in itertools.chain((head,), () if second is None else (second,), stream):
                 count += len(batch)
                 if at is not None and batch:
                     high = max([t[at] for t in batch])
                     top = high if top is None or high > top else top
-                yield from batch
+                yield batch
 
-        await self.copy_records(conn, model.table, columns, records())
+        # the records flattened in C (a generator's ``yield from`` resumes once per record)
+        await self.copy_records(conn, model.table, columns,
+                                itertools.chain.from_iterable(chunks()))
         if top is not None:
             await self._move_identity(conn, model, top)
         return count
