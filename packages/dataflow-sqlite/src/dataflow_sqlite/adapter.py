@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import itertools
 import json
 import re
 import sqlite3
@@ -478,7 +479,10 @@ class SQLiteAdapter(SQLAdapter):
             sql = sql_for(len(part))
             gc.disable()  # flat parameter lists of immutable values: nothing for the GC to find
             try:
-                params = tuple([v for r in part for v in enc(r)])
+                if enc is _as_is:  # driver tuples already: flattened in C
+                    params = tuple(itertools.chain.from_iterable(part))
+                else:
+                    params = tuple([v for r in part for v in enc(r)])
             finally:
                 if gc_was_enabled:
                     gc.enable()
