@@ -29,6 +29,7 @@ from dataflow.errors import (
     IntegrityError,
     UnsupportedError,
 )
+from dataflow.interrupts import uninterrupted
 from dataflow.loops import PerLoop
 from dataflow.migrations import Step
 from dataflow.model import LogicalType, ModelSpec
@@ -286,7 +287,9 @@ class PostgresAdapter(SQLAdapter):
                 if attempt or not self._retryable(exc, conn):
                     raise
             finally:
-                await self.release(conn)
+                # to its end even when cancelled again meanwhile (the cancellation is raised
+                # after it): a release cut short could leave a broken connection unexpired
+                await uninterrupted(self.release(conn))
         raise AssertionError("unreachable")
 
     @staticmethod
