@@ -10,7 +10,7 @@ never databases.
 
 from .attacks import TestBadInput, TestInjection
 from .bulk import TestBulk, TestBulkStreamed
-from .cancellation import TestCancellation
+from .cancellation import TestCancellation, TestSecondCancellation
 from .capability_pairs import TestCapabilityDeclaration, TestCapabilityPairs, TestRefusedCapabilities
 from .crud import TestCrud, TestValidation
 from .express_sync import TestExpressSync
@@ -36,6 +36,7 @@ __all__ = [
     "TestBulk",
     "TestBulkStreamed",
     "TestCancellation",
+    "TestSecondCancellation",
     "TestCapabilityDeclaration",
     "TestCapabilityPairs",
     "TestConcurrency",

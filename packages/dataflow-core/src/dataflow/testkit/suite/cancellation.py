@@ -235,3 +235,149 @@ class TestCancellation:
                 assert (before, after) == (1, 1) and bulk in (0, BULK), (turns, bulk)
             else:
                 assert (before, bulk, after) == (0, 0, 0), turns
+
+
+class _CleanupSpy:
+    """Watches the adapter's clean-up calls (the real ones run): whether one is in flight, and
+    every one that a cancellation cut short. Installed on the instance, so DataFlow's calls
+    and the adapter's own (``self.release(...)``) both pass through it."""
+
+    STEPS = ("interrupted", "rollback", "rollback_to_savepoint", "release")
+
+    def __init__(self, adapter: Any) -> None:
+        self.started = asyncio.Event()
+        self.in_flight: dict[str, int] = {}
+        self.cut: list[str] = []
+        self.calls: list[str] = []
+        for name in self.STEPS:
+            setattr(adapter, name, self._wrap(name, getattr(adapter, name)))
+
+    def _wrap(self, name: str, real: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def step(*args: Any) -> Any:
+            if name != "release":
+                self.started.set()
+            self.calls.append(name)
+            self.in_flight[name] = self.in_flight.get(name, 0) + 1
+            try:
+                return await real(*args)
+            except asyncio.CancelledError:
+                self.cut.append(name)
+                raise
+            finally:
+                self.in_flight[name] -= 1
+        return step
+
+    def rolling_back(self) -> bool:
+        return any(self.in_flight.get(n, 0) for n in ("interrupted", "rollback", "rollback_to_savepoint"))
+
+
+#: loop turns between the start of the clean-up and the second cancellation (None: cancelled
+#: again on every turn until the task has ended)
+SECOND = (0, 1, 2, 3, 5, 8, None)
+
+
+@pytest.mark.asyncio
+@pytest.mark.requires("transactions")
+class TestSecondCancellation:
+    """A second cancellation that lands while the first one's clean-up (rollback, connection
+    hand-back) is running: the clean-up still runs to its end, the task ends cancelled, the
+    interrupted work is absent, the connection is clean for the next caller, and the next
+    acknowledged write is committed."""
+
+    async def _second(self, task: asyncio.Task[Any], spy: _CleanupSpy,
+                      turns: int | None) -> bool | None:
+        """Cancel ``task`` again once its clean-up started (after ``turns`` loop turns): whether
+        that cancellation landed while a rollback step was in flight; ``None`` when the task
+        ended (cancelled) before any clean-up started."""
+        started = asyncio.ensure_future(spy.started.wait())
+        await asyncio.wait((started, task), return_when=asyncio.FIRST_COMPLETED)
+        if not started.done():
+            started.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return None
+        landed = False
+        if turns is None:
+            while not task.done():
+                landed = landed or spy.rolling_back()
+                task.cancel()
+                await asyncio.sleep(0)
+        else:
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            landed = spy.rolling_back()
+            task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return landed
+
+    async def _after(self, db: Any, spy: _CleanupSpy, label: str, case: str,
+                     allowed: tuple[int, ...] = (0,)) -> None:
+        assert spy.cut == [], f"{case}: a clean-up step was cut short: {spy.cut}"
+        assert not db.in_transaction()
+        assert db.pool_stats()["active"] == 0, f"{case}: a connection was not handed back"
+        assert await _committed(db, label) in allowed, f"{case}: the interrupted write is half there"
+        # the next caller: a transaction and a plain write, both committed
+        async with db.transaction():
+            await db.express.create("KitCancelRow", {"label": f"tx-{case}"})
+        await db.express.create("KitCancelRow", {"label": f"ack-{case}"})
+        assert await _committed(db, f"tx-{case}") == 1, case
+        assert await _committed(db, f"ack-{case}") == 1, case
+
+    async def test_a_second_cancellation_during_a_blocks_rollback(self, make_db: MakeDB) -> None:
+        db = make_db(pool_size=1)  # the next caller gets the connection that was cleaned up
+        _model(db)
+        await db.express.count("KitCancelRow")
+        spy = _CleanupSpy(db.adapter)
+        landed, steps = 0, set()
+        for turns in SECOND:
+            case = f"block-{turns}"
+            inside = asyncio.Event()
+
+            async def block(label: str = f"{case}-work", inside: asyncio.Event = inside) -> None:
+                async with db.transaction():
+                    await db.express.create("KitCancelRow", {"label": label})
+                    await db.express.bulk_create("KitCancelRow", [{"label": label}] * 3)
+                    inside.set()
+                    await asyncio.Event().wait()  # until cancelled
+
+            task = asyncio.create_task(block())
+            await inside.wait()
+            spy.started.clear()
+            spy.calls.clear()
+            task.cancel()
+            hit = await self._second(task, spy, turns)
+            assert hit is not None, f"{case}: the cancelled block cleaned nothing up"
+            landed += hit
+            steps.update(spy.calls)
+            assert "release" in spy.calls, f"{case}: the connection was not handed back"
+            await self._after(db, spy, f"{case}-work", case)
+        if "rollback" in steps:  # where the clean-up waits on the database at all
+            assert landed, "no second cancellation landed while the rollback was in flight"
+
+    async def test_a_second_cancellation_during_an_operations_rollback(
+            self, make_db: MakeDB) -> None:
+        db = make_db(pool_size=1)
+        _model(db)
+        await db.express.count("KitCancelRow")
+        spy = _CleanupSpy(db.adapter)
+        reached = 0
+        for first in TURNS[1:]:
+            for turns in (0, 2, None):
+                case = f"bulk-{first}-{turns}"
+                label = f"{case}-work"
+                spy.started.clear()
+                task = asyncio.ensure_future(
+                    db.express.bulk_create("KitCancelRow", [{"label": label}] * BULK))
+                for _ in range(first):
+                    await asyncio.sleep(0)
+                if task.done():  # finished before the first cancellation: nothing to clean up
+                    await db.express.bulk_delete("KitCancelRow", {"label": label})
+                    continue
+                task.cancel()
+                if await self._second(task, spy, turns) is None:
+                    continue  # cancelled before it reached the database
+                reached += 1
+                # a cancellation that lands during COMMIT may find it done: all or nothing
+                await self._after(db, spy, label, case, allowed=(0, BULK))
+        assert reached, "no cancellation landed while the operation was running"
