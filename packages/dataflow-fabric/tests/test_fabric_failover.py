@@ -1,7 +1,8 @@
 """Three worker processes on one coordination backend; the leader is SIGKILLed in the middle
-of a refresh. A follower takes over within the lease, products keep being served (marked
-stale while the refresh is pending), a write made during the failover is reflected after it,
-and the shared-cache log shows no refresh applied twice and none from a deposed token.
+of a refresh. A follower takes over at its first chances once the lease runs out, products
+keep being served (marked stale while the refresh is pending), a write made during the
+failover is reflected after it, and the shared-cache log shows no refresh applied twice and
+none from a deposed token.
 
 Redis: the workers share a SQLite file. PostgreSQL: the workers' own database coordinates
 them (``coordination="postgresql"``)."""
@@ -12,6 +13,7 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,9 +137,9 @@ async def test_the_leader_killed_mid_refresh_is_replaced_and_nothing_is_lost_or_
         return bool(products["total"]["refreshing"])
 
     await eventually(refreshing)
+    killed_at = time.time()  # the workers' leader_since is on the same (wall) clock
     leader.process.kill()  # SIGKILL in the middle of the refresh
     await leader.process.wait()
-    killed_at = asyncio.get_running_loop().time()
 
     # during the failover: the followers keep serving the last value, marked stale
     for proc in followers:
@@ -148,13 +150,20 @@ async def test_the_leader_killed_mid_refresh_is_replaced_and_nothing_is_lost_or_
     async def new_leader() -> bool:
         return any([(await p.health())["role"] == "leader" for p in followers])
 
-    await eventually(new_leader, timeout=LEASE * 4)
-    took = asyncio.get_running_loop().time() - killed_at
-    assert took < LEASE * 1.5, f"took over after {took:.2f}s with a {LEASE}s lease"
+    await eventually(new_leader, timeout=60)  # a bound on waiting; the takeover is judged below
     states = [await p.health() for p in followers]
     assert sorted(s["role"] for s in states) == ["follower", "leader"]
-    new_token = next(s["token"] for s in states if s["role"] == "leader")
+    new = next(s for s in states if s["role"] == "leader")
+    new_token = new["token"]
     assert new_token > old_token
+    # taken over at the new leader's first chances once the dead lease ran out: the lease
+    # (renewed at the latest when the leader was killed) plus two of its attempt intervals as
+    # it observed them (one may straddle the expiry), so a loaded machine widens the bound
+    # with its own delays; a takeover that waited for a later cycle still fails
+    took = new["leader_since"] - killed_at
+    bound = LEASE + 2 * new["attempt_gap_max"]
+    assert took <= bound, (f"took over {took:.2f}s after the kill, later than the lease ({LEASE}s) "
+                           f"plus two attempt intervals (longest {new['attempt_gap_max']:.2f}s)")
 
     async def reflected() -> bool:
         return all([await p.total() == (12, "fresh") for p in followers])

@@ -64,6 +64,10 @@ class Coordinator(abc.ABC):
         self.fabric: Fabric | None = None
         self._seq = 0
         self._renewed_at = 0.0
+        #: the longest time between the ends of two election attempts as a follower: how long
+        #: a free lease can wait for this worker (the lease's own TTL aside) under load
+        self.attempt_gap_max = 0.0
+        self._attempted_at: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._releasing: set[asyncio.Task[None]] = set()
         self.nonces: NonceStore | None = None
@@ -134,7 +138,10 @@ class Coordinator(abc.ABC):
                 else:
                     self._step_down("the lease was taken over")
             else:
-                token = await self.try_acquire()
+                try:
+                    token = await self.try_acquire()
+                finally:
+                    self._attempted()
                 if token is not None:
                     self._become_leader(token)
             self.last_error = None
@@ -145,6 +152,12 @@ class Coordinator(abc.ABC):
             log.warning("coordination (%s) failed: %s", self.kind, self.last_error)
             if self.is_leader and time.monotonic() - self._renewed_at > 0.8 * self.lease_ttl:
                 self._step_down("the lease could not be renewed")
+
+    def _attempted(self) -> None:
+        now = time.monotonic()
+        if self._attempted_at is not None:
+            self.attempt_gap_max = max(self.attempt_gap_max, now - self._attempted_at)
+        self._attempted_at = now
 
     def _become_leader(self, token: int) -> None:
         self.role, self.token, self._seq = "leader", token, 0
@@ -159,6 +172,7 @@ class Coordinator(abc.ABC):
         log.warning("worker %s is no longer the leader (%s)", self.worker, why)
         token = self.token
         self.role, self.token = "follower", None
+        self._attempted_at = None  # the gaps of a follower's attempts, not of a leader's renewals
         if token is not None:  # a lease we may still hold (a lock on a live session) goes too
             task = asyncio.get_running_loop().create_task(self._release_quietly(token))
             self._releasing.add(task)
@@ -214,4 +228,5 @@ class Coordinator(abc.ABC):
     def health(self) -> dict[str, Any]:
         return {"kind": self.kind, "scope": self.scope, "worker": self.worker, "role": self.role,
                 "token": self.token, "lease_ttl": self.lease_ttl, "elections": self.elections,
-                "last_error": self.last_error}
+                "leader_since": self.leader_since if self.is_leader else None,
+                "attempt_gap_max": round(self.attempt_gap_max, 4), "last_error": self.last_error}
