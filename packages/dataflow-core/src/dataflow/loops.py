@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -45,3 +45,26 @@ class PerLoop(Generic[T]):
         del self._pending[loop]
         pending.set_result(item)
         return item
+
+
+async def close_per_loop(items: dict[asyncio.AbstractEventLoop, T],
+                         close: Callable[[T], Awaitable[Any]],
+                         abandon: Callable[[T], None] | None = None) -> None:
+    """Close every loop's resource in ``items`` (emptied first, in place: a :class:`PerLoop`
+    shares the dict) on the loop that owns it: this loop's directly, a running other loop's
+    through ``run_coroutine_threadsafe``. One whose loop is closed or not running cannot be
+    awaited there: ``abandon(item)`` drops it without the loop (nothing when not given)."""
+    loop = asyncio.get_running_loop()
+    owned = dict(items)
+    items.clear()
+    for owner, item in owned.items():
+        if owner is loop:
+            await close(item)
+        elif not owner.is_closed() and owner.is_running():
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(_awaited(close(item)), owner))
+        elif abandon is not None:
+            abandon(item)
+
+
+async def _awaited(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable

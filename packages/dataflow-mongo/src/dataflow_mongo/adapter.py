@@ -40,7 +40,7 @@ from dataflow.errors import (
     TransactionConflictError,
     UnsupportedError,
 )
-from dataflow.loops import PerLoop
+from dataflow.loops import PerLoop, close_per_loop
 from dataflow.migrations import Plan, Step, plan_migration
 from dataflow.model import LogicalType, ModelSpec, constraint_name
 from dataflow.pool import ServerInfo, configured_pool_size, worker_count
@@ -239,15 +239,7 @@ class MongoAdapter(Adapter):
             await session.end_session()
 
     async def close(self) -> None:
-        loop = asyncio.get_running_loop()
-        clients = dict(self._clients)
-        self._clients.clear()  # in place: the PerLoop shares this dict
-        for owner, client in clients.items():
-            if owner is loop:
-                await client.close()
-            elif not owner.is_closed() and owner.is_running():
-                fut = asyncio.run_coroutine_threadsafe(client.close(), owner)
-                await asyncio.wrap_future(fut)
+        await close_per_loop(self._clients, lambda client: client.close())
 
     # --- transactions ---------------------------------------------------------------------
     @_translating

@@ -45,7 +45,7 @@ from dataflow.errors import (
     UnsupportedError,
     ValidationError,
 )
-from dataflow.loops import PerLoop
+from dataflow.loops import PerLoop, close_per_loop
 from dataflow.migrations import Step
 from dataflow.model import FieldSpec, LogicalType, ModelSpec
 from dataflow.pool import ServerInfo, configured_pool_size, worker_count
@@ -452,17 +452,7 @@ class MySQLAdapter(SQLAdapter):
                 pool.release(conn)
 
     async def close(self) -> None:
-        loop = asyncio.get_running_loop()
-        pools = dict(self._pools)
-        self._pools.clear()  # in place: the PerLoop shares this dict
-        for owner, pool in pools.items():
-            if owner is loop:
-                await _close_pool(pool)
-            elif not owner.is_closed() and owner.is_running():
-                fut = asyncio.run_coroutine_threadsafe(_close_pool(pool), owner)
-                await asyncio.wrap_future(fut)
-            else:
-                _abandon(pool)
+        await close_per_loop(self._pools, _close_pool, _abandon)
 
     def pool_stats(self) -> dict[str, Any]:
         size = sum(p.size for p in self._pools.values())

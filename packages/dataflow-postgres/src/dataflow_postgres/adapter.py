@@ -30,7 +30,7 @@ from dataflow.errors import (
     UnsupportedError,
 )
 from dataflow.interrupts import uninterrupted
-from dataflow.loops import PerLoop
+from dataflow.loops import PerLoop, close_per_loop
 from dataflow.migrations import Step
 from dataflow.model import LogicalType, ModelSpec
 from dataflow.pool import ServerInfo, configured_pool_size, worker_count
@@ -304,17 +304,7 @@ class PostgresAdapter(SQLAdapter):
             and ("is closed" in str(cause) or "released back" in str(cause)))
 
     async def close(self) -> None:
-        loop = asyncio.get_running_loop()
-        pools = dict(self._pools)
-        self._pools.clear()  # in place: the PerLoop shares this dict
-        for owner, pool in pools.items():
-            if owner is loop:
-                await pool.close()
-            elif not owner.is_closed() and owner.is_running():
-                fut = asyncio.run_coroutine_threadsafe(pool.close(), owner)
-                await asyncio.wrap_future(fut)
-            else:
-                _abandon(pool)
+        await close_per_loop(self._pools, lambda pool: pool.close(), _abandon)
 
     def pool_stats(self) -> dict[str, Any]:
         opened = idle = maximum = 0

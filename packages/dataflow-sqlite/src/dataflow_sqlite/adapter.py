@@ -25,7 +25,7 @@ import aiosqlite
 from dataflow import plugins
 from dataflow.adapter import ColumnInfo, DatabaseURL, SQLAdapter, TableInfo, UpsertOutcome, translating
 from dataflow.errors import ConnectionLostError, DatabaseError, IntegrityError, UnsupportedError
-from dataflow.loops import PerLoop
+from dataflow.loops import PerLoop, close_per_loop
 from dataflow.migrations import Step
 from dataflow.model import ModelSpec, constraint_name
 from dataflow.query.ast import FALSE, Delete, Insert, Select, Update, Upsert
@@ -272,17 +272,8 @@ class SQLiteAdapter(SQLAdapter):
                 state.busy = False
 
     async def close(self) -> None:
-        loop = asyncio.get_running_loop()
-        states = dict(self._states)
-        self._states.clear()  # in place: the PerLoop shares this dict
-        for owner, state in states.items():
-            if owner is loop:
-                await state.conn.close()
-            elif not owner.is_closed() and owner.is_running():
-                fut = asyncio.run_coroutine_threadsafe(state.conn.close(), owner)
-                await asyncio.wrap_future(fut)
-            else:
-                _stop_detached(state.conn)
+        await close_per_loop(self._states, lambda state: state.conn.close(),
+                             lambda state: _stop_detached(state.conn))
         if self._keeper is not None:
             self._keeper.close()
             self._keeper = None
