@@ -20,7 +20,7 @@ from dataflow import DataFlow
 from dataflow.fabric import FabricConfigError, FileSourceConfig, ProductContext, fabric_of, sign_webhook
 from dataflow_fabric.coordination import SharedEntry
 
-LEASE = 1.0
+LEASE = 3.0  # renewed every LEASE/3: a loaded 2-core CI machine never misses a whole lease
 
 
 @dataclass
