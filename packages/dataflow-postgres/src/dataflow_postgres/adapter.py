@@ -169,6 +169,9 @@ class PostgresAdapter(SQLAdapter):
         self.connect_options.update(options.pop("connect_args", {}))
         self._pools: dict[asyncio.AbstractEventLoop, asyncpg.Pool] = {}
         self._loop_pools: PerLoop[asyncpg.Pool] = PerLoop(self._new_pool, self._pools)
+        #: per event loop, at most one pooled connection parked after a statement that ended
+        #: cleanly (see :meth:`_park`): the next statement takes it without a pool round
+        self._hot: dict[asyncio.AbstractEventLoop, Any] = {}
         self._size: int | None = None
         self.server: ServerInfo | None = None
         self._read_sql: dict[int, tuple[ModelSpec, str]] = {}
@@ -229,6 +232,7 @@ class PostgresAdapter(SQLAdapter):
         """Close the connections of pools whose event loop has ended (``asyncio.run`` per
         call): the server would keep their sessions open otherwise."""
         for owner in [lp for lp in self._pools if lp.is_closed()]:
+            self._hot.pop(owner, None)
             _abandon(self._pools.pop(owner))
 
     async def _create_pool(self, size: int) -> asyncpg.Pool:
@@ -247,11 +251,70 @@ class PostgresAdapter(SQLAdapter):
                 "WHERE t.typname = 'vector'"), encoder=str, decoder=str, format="text")
 
     async def acquire(self) -> Any:
-        pool = self._pools.get(asyncio.get_running_loop()) or await self._pool()
+        loop = asyncio.get_running_loop()
+        pool = self._pools.get(loop) or await self._pool()
+        conn = await self._take_hot(loop, pool)
+        if conn is not None:
+            return conn
         try:
             return await pool.acquire()
         except _DRIVER_ERRORS as exc:
             raise _translate(exc) from exc
+
+    # --- the parked connection --------------------------------------------------------------
+    # asyncpg's Pool.release runs the holder's release under asyncio.shield (a task: two more
+    # event-loop turns) and its acquire awaits a queue and a holder; a lone caller issuing one
+    # statement after another pays that on every statement. So a connection whose statement
+    # ended cleanly is parked (still checked out of the pool, counted as idle) and the next
+    # statement on that loop takes it synchronously; concurrent callers find the slot empty
+    # and use the pool as before. Only :meth:`run`'s success path parks, and only a
+    # connection that is open, outside a transaction and not cancelling a statement, so the
+    # next caller never meets a connection mid-statement or mid-transaction.
+
+    def _park(self, loop: asyncio.AbstractEventLoop, pool: asyncpg.Pool, conn: Any) -> bool:
+        """Keep ``conn`` as ``loop``'s parked connection if it is clean and the slot free."""
+        if loop in self._hot or self._pools.get(loop) is not pool:
+            return False
+        try:
+            raw = conn._con
+            if (raw is None or raw.is_closed() or raw.is_in_transaction()
+                    or raw._top_xact is not None or raw._protocol._is_cancelling()
+                    # taken before the pool's connections were expired: the pool closes it
+                    or conn._holder._generation != pool._generation):
+                return False
+        except (AttributeError, asyncpg.InterfaceError):
+            return False
+        self._hot[loop] = conn
+        return True
+
+    async def _take_hot(self, loop: asyncio.AbstractEventLoop, pool: asyncpg.Pool) -> Any:
+        """``loop``'s parked connection, or None; one found closed is handed back to the
+        pool (which replaces it)."""
+        conn = self._hot.pop(loop, None)
+        if conn is None:
+            return None
+        if _usable(conn):
+            return conn
+        await self._release_to(pool, conn)
+        return None
+
+    async def _unpark(self, loop: asyncio.AbstractEventLoop, pool: asyncpg.Pool) -> None:
+        """Hand the parked connection back to the pool (before expiring or closing it)."""
+        conn = self._hot.pop(loop, None)
+        if conn is not None:
+            await self._release_to(pool, conn)
+
+    async def _expire(self, pool: asyncpg.Pool) -> None:
+        """Replace every connection of ``pool`` on next use, the parked one included."""
+        await pool.expire_connections()
+        await self._unpark(asyncio.get_running_loop(), pool)
+
+    @staticmethod
+    async def _release_to(pool: asyncpg.Pool, conn: Any) -> None:
+        try:
+            await pool.release(conn)
+        except _DRIVER_ERRORS:
+            pass  # the pool terminated the broken connection; a fresh one replaces it
 
     async def release(self, conn: Any) -> None:
         pool = self._pools.get(asyncio.get_running_loop())
@@ -260,36 +323,43 @@ class PostgresAdapter(SQLAdapter):
             return
         try:
             if conn.is_closed():
-                await pool.expire_connections()  # its siblings likely went with it
+                await self._expire(pool)  # its siblings likely went with it
         except asyncpg.InterfaceError:
-            await pool.expire_connections()  # detached: closed under a transaction
-        try:
-            await pool.release(conn)
-        except _DRIVER_ERRORS:
-            # the pool terminated the broken connection; a fresh one replaces it
-            pass
+            await self._expire(pool)  # detached: closed under a transaction
+        await self._release_to(pool, conn)
 
     async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """``fn(conn, *args)`` on a pooled connection; once more on a fresh connection when
         the server had dropped the first one before the statement could commit."""
-        pool = self._pools.get(asyncio.get_running_loop()) or await self._pool()
+        loop = asyncio.get_running_loop()
+        pool = self._pools.get(loop) or await self._pool()
         for attempt in (0, 1):
+            conn = self._hot.pop(loop, None)
+            if conn is None or not _usable(conn):
+                if conn is not None:
+                    await self._release_to(pool, conn)
+                try:
+                    conn = await pool.acquire()
+                except _DRIVER_ERRORS as exc:
+                    raise _translate(exc) from exc
             try:
-                conn = await pool.acquire()
-            except _DRIVER_ERRORS as exc:
-                raise _translate(exc) from exc
-            try:
-                return await fn(conn, *args)
+                result = await fn(conn, *args)
             except ConnectionLostError as exc:
                 # the server dropped one connection, likely all of them (restart,
                 # pg_terminate_backend): replace every pooled connection on next acquire
-                await pool.expire_connections()
-                if attempt or not self._retryable(exc, conn):
-                    raise
-            finally:
+                await self._expire(pool)
                 # to its end even when cancelled again meanwhile (the cancellation is raised
                 # after it): a release cut short could leave a broken connection unexpired
                 await uninterrupted(self.release(conn))
+                if attempt or not self._retryable(exc, conn):
+                    raise
+                continue
+            except BaseException:
+                await uninterrupted(self.release(conn))
+                raise
+            if not self._park(loop, pool, conn):
+                await uninterrupted(self.release(conn))
+            return result
         raise AssertionError("unreachable")
 
     @staticmethod
@@ -304,13 +374,23 @@ class PostgresAdapter(SQLAdapter):
             and ("is closed" in str(cause) or "released back" in str(cause)))
 
     async def close(self) -> None:
-        await close_per_loop(self._pools, lambda pool: pool.close(), _abandon)
+        await close_per_loop(self._pools, self._close_pool, self._abandon_pool)
+
+    async def _close_pool(self, pool: asyncpg.Pool) -> None:
+        """On the pool's own loop: Pool.close waits for every checked-out connection."""
+        await self._unpark(asyncio.get_running_loop(), pool)
+        await pool.close()
+
+    def _abandon_pool(self, pool: asyncpg.Pool) -> None:
+        for owner in [lp for lp in self._hot if lp.is_closed() or not lp.is_running()]:
+            self._hot.pop(owner, None)
+        _abandon(pool)
 
     def pool_stats(self) -> dict[str, Any]:
         opened = idle = maximum = 0
-        for pool in self._pools.values():
+        for owner, pool in list(self._pools.items()):
             opened += pool.get_size()
-            idle += pool.get_idle_size()
+            idle += pool.get_idle_size() + (owner in self._hot)  # parked: idle, not in use
             maximum += pool.get_max_size()
         active = opened - idle
         if not maximum:
@@ -731,7 +811,7 @@ class PostgresAdapter(SQLAdapter):
             await self._init_connection(conn)
             pool = self._pools.get(asyncio.get_running_loop())
             if pool is not None:
-                await pool.expire_connections()
+                await self._expire(pool)
 
     async def apply_step(self, conn: Any, step: Step) -> None:
         """Steps without plain SQL: nullability and column type changes."""

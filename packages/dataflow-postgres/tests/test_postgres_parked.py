@@ -1,0 +1,168 @@
+"""The parked connection: after a statement ends cleanly, its pooled connection stays
+checked out for the next statement on the same event loop (no pool round per statement).
+
+What must hold: consecutive statements of a lone caller share one backend; the parked
+connection counts as idle; a statement cancelled mid-flight is never parked (the next caller
+does not meet it mid-statement); a parked connection the server terminated is replaced and
+a write through it lands exactly once; a transaction may take the parked connection and
+leaves it clean; concurrent callers each get their own connection; close() ends it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import asyncpg
+
+from dataflow import DataFlow
+from dataflow_postgres.adapter import PostgresAdapter
+
+
+async def _sql(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(url)
+    try:
+        rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+        return rows
+    finally:
+        await conn.close()
+
+
+async def _pid(conn: Any) -> int:
+    return int(await conn.fetchval("SELECT pg_backend_pid()"))
+
+
+def _adapter(db: DataFlow) -> PostgresAdapter:
+    adapter = db.adapter
+    assert isinstance(adapter, PostgresAdapter)
+    return adapter
+
+
+async def test_a_lone_caller_keeps_one_backend_and_it_counts_as_idle(make_db: Any) -> None:
+    db: DataFlow = make_db(pool_size=4)
+
+    @db.model
+    class ParkRow:
+        name: str
+
+    await db.initialize()
+    adapter = _adapter(db)
+    first = await adapter.run(_pid)
+    rec = await db.express.create("ParkRow", {"name": "a"})
+    assert await db.express.read("ParkRow", rec["id"]) == rec
+    assert await adapter.run(_pid) == first
+    stats = db.pool_stats()
+    assert stats["active"] == 0 and stats["idle"] >= 1
+
+
+async def test_a_cancelled_statement_is_not_handed_to_the_next_caller(
+        make_db: Any, pg_url: str) -> None:
+    app = f"df_park_{uuid.uuid4().hex[:8]}"
+    db: DataFlow = make_db(pool_size=1, application_name=app)
+    adapter = _adapter(db)
+    parked = await adapter.run(_pid)  # the only connection, parked
+
+    async def sleep(conn: Any) -> None:
+        await conn.fetchval("SELECT pg_sleep(600)")
+
+    task = asyncio.ensure_future(adapter.run(sleep))
+    for _ in range(10_000):  # until the server runs it
+        rows = await _sql(pg_url, "SELECT count(*) FROM pg_stat_activity WHERE application_name "
+                                  "= $1 AND query LIKE 'SELECT pg_sleep%'", app)
+        if rows[0][0]:
+            break
+        await asyncio.sleep(0.01)
+    else:
+        raise AssertionError("the statement never reached the server")
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    # the same (only) connection serves the next statement, with the sleep cancelled
+    assert await adapter.run(_pid) == parked
+    assert await adapter.run(lambda conn: conn.fetchval("SELECT 41 + 1")) == 42
+    assert db.pool_stats()["active"] == 0
+
+
+async def test_a_terminated_parked_connection_is_replaced_and_writes_land_once(
+        make_db: Any, pg_url: str) -> None:
+    app = f"df_parkkill_{uuid.uuid4().hex[:8]}"
+    db: DataFlow = make_db(pool_size=2, application_name=app)
+
+    @db.model
+    class ParkKill:
+        name: str
+
+    rec = await db.express.create("ParkKill", {"name": "before"})
+    killed = await _sql(pg_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                "WHERE application_name = $1", app)
+    assert killed and all(r[0] for r in killed)
+    assert await db.express.read("ParkKill", rec["id"]) == rec
+    await _sql(pg_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE application_name = $1", app)
+    await db.express.create("ParkKill", {"name": "after"})
+    assert sorted(r["name"] for r in await db.express.list("ParkKill")) == ["after", "before"]
+    assert db.pool_stats()["active"] == 0
+    live = await _sql(pg_url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                      app)
+    assert live[0][0] <= 2
+
+
+async def test_a_transaction_takes_the_parked_connection_and_leaves_it_clean(
+        make_db: Any) -> None:
+    db: DataFlow = make_db(pool_size=1)
+
+    @db.model
+    class ParkTx:
+        name: str
+
+    await db.initialize()
+    adapter = _adapter(db)
+    parked = await adapter.run(_pid)
+
+    class Boom(Exception):
+        pass
+
+    try:
+        async with db.transaction():
+            await db.express.create("ParkTx", {"name": "rolled back"})
+            assert await db._run(_pid) == parked
+            raise Boom
+    except Boom:
+        pass
+    # not left inside the rolled-back transaction (whose insert was given a transaction id)
+    assert await adapter.run(lambda conn: conn.fetchval("SELECT txid_current_if_assigned()")) is None
+    assert await db.express.count("ParkTx") == 0
+    assert db.pool_stats()["active"] == 0
+
+
+async def test_concurrent_callers_get_their_own_connections(make_db: Any) -> None:
+    db: DataFlow = make_db(pool_size=3)
+    adapter = _adapter(db)
+    gate = asyncio.Event()
+    entered = 0
+
+    async def hold(conn: Any) -> int:
+        nonlocal entered
+        entered += 1
+        if entered == 3:
+            gate.set()
+        await gate.wait()  # all three hold a connection at once
+        return await _pid(conn)
+
+    pids = await asyncio.gather(*(adapter.run(hold) for _ in range(3)))
+    assert len(set(pids)) == 3
+    stats = db.pool_stats()
+    assert stats["active"] == 0 and stats["idle"] == 3
+
+
+async def test_close_ends_the_parked_session(pg_url: str) -> None:
+    app = f"df_parkclose_{uuid.uuid4().hex[:8]}"
+    db = DataFlow(pg_url, application_name=app, pool_size=2)
+    await _adapter(db).run(_pid)
+    await db.close()
+    rows = await _sql(pg_url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                      app)
+    assert rows[0][0] == 0
