@@ -249,6 +249,13 @@ class Adapter(ABC):
             if remaining is not None:
                 remaining -= len(rows)
 
+    def update_atomic_alone(self, stmt: Update) -> bool:
+        """Whether :meth:`update` of ``stmt`` (with ``returning``) is atomic without a
+        transaction around it -- one ``UPDATE ... RETURNING`` where the dialect has it, or
+        an adapter that wraps its own statements in one -- so a caller outside a transaction
+        need not pay for BEGIN and COMMIT round trips."""
+        return bool(getattr(getattr(self, "compiler", None), "supports_returning", False))
+
     async def read_by_id(self, conn: Any, model: ModelSpec, key: Any) -> dict[str, Any] | None:
         from .query.ast import Comparison
 

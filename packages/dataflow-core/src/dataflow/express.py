@@ -470,8 +470,8 @@ class Express:
                 return n, rows
 
             _, rows = await self._db._run_atomic(update_live)
-        elif getattr(getattr(adapter, "compiler", None), "supports_returning", False):
-            # one UPDATE ... RETURNING is atomic on its own: no BEGIN/COMMIT around it
+        elif adapter.update_atomic_alone(stmt):
+            # e.g. one UPDATE ... RETURNING is atomic on its own: no BEGIN/COMMIT around it
             _, rows = await self._db._run(adapter.update, stmt)
         else:
             _, rows = await self._db._run_atomic(adapter.update, stmt)

@@ -354,6 +354,9 @@ class MySQLAdapter(SQLAdapter):
         self.max_pool_size = 0
         self._pools: dict[asyncio.AbstractEventLoop, aiomysql.Pool] = {}
         self._loop_pools: PerLoop[aiomysql.Pool] = PerLoop(self._new_pool, self._pools)
+        #: per event loop, at most one pooled connection parked after a statement that ended
+        #: cleanly (see :meth:`_park`)
+        self._hot: dict[asyncio.AbstractEventLoop, Any] = {}
         self._sql_cache: dict[tuple[Any, ...], str] = {}
 
     # --- connections ------------------------------------------------------------------------
@@ -415,10 +418,50 @@ class MySQLAdapter(SQLAdapter):
     def _forget_dead_loops(self) -> None:
         """Close the sockets of pools whose event loop has been closed."""
         for owner in [lp for lp in self._pools if lp.is_closed()]:
+            self._hot.pop(owner, None)
             _abandon(self._pools.pop(owner))
 
+    # --- the parked connection --------------------------------------------------------------
+    # aiomysql's Pool.acquire takes a condition lock and scans the free list; its release
+    # starts a task to wake waiters: a lone caller issuing one statement after another pays
+    # both on every statement. So a connection whose statement ended cleanly (outside a
+    # transaction) stays checked out, parked for the next statement on its loop, which
+    # takes it without a pool round; concurrent callers find the slot empty and use the pool.
+    # A cancelled or failed statement's connection never parks (a cancelled one is closed).
+
+    def _park(self, loop: asyncio.AbstractEventLoop, pool: aiomysql.Pool, conn: Any) -> bool:
+        if (loop in self._hot or self._pools.get(loop) is not pool or conn.closed
+                or conn.get_transaction_status()):
+            return False
+        self._hot[loop] = conn
+        return True
+
+    def _take_hot(self, loop: asyncio.AbstractEventLoop, pool: aiomysql.Pool) -> Any:
+        """``loop``'s parked connection, or None; one the server closed meanwhile (or due
+        for ``pool_recycle``) is closed and handed back to the pool, which replaces it."""
+        conn = self._hot.pop(loop, None)
+        if conn is None:
+            return None
+        reader = conn._reader
+        if (conn.closed or reader is None or reader.at_eof() or reader.exception()
+                or getattr(reader, "eof_received", False)
+                or (self.pool_recycle > -1 and loop.time() - conn.last_usage > self.pool_recycle)):
+            conn.close()
+            pool.release(conn)
+            return None
+        return conn
+
+    def _unpark(self, loop: asyncio.AbstractEventLoop, pool: aiomysql.Pool) -> None:
+        conn = self._hot.pop(loop, None)
+        if conn is not None:
+            pool.release(conn)
+
     async def acquire(self) -> Any:
-        pool = self._pools.get(asyncio.get_running_loop()) or await self._pool()
+        loop = asyncio.get_running_loop()
+        pool = self._pools.get(loop) or await self._pool()
+        conn = self._take_hot(loop, pool)
+        if conn is not None:
+            return conn
         try:
             return await pool.acquire()
         except (pymysql.err.Error, OSError) as exc:
@@ -432,31 +475,54 @@ class MySQLAdapter(SQLAdapter):
             conn.close()
 
     async def run(self, fn: Any, *args: Any) -> Any:
-        pool = self._pools.get(asyncio.get_running_loop()) or await self._pool()
+        loop = asyncio.get_running_loop()
+        pool = self._pools.get(loop) or await self._pool()
         retry = getattr(fn, "__self__", None) is self and getattr(fn, "__name__", "") in READ_ONLY
         while True:
+            conn = self._take_hot(loop, pool)
+            if conn is None:
+                try:
+                    conn = await pool.acquire()
+                except (pymysql.err.Error, OSError) as exc:
+                    raise translate(exc) from exc
             try:
-                conn = await pool.acquire()
-            except (pymysql.err.Error, OSError) as exc:
-                raise translate(exc) from exc
-            try:
-                return await fn(conn, *args)
+                result = await fn(conn, *args)
             except ConnectionLostError:
+                pool.release(conn)
                 if not retry:
                     raise
                 retry = False  # a read is safe to repeat, once, on a fresh connection
+                continue
             except asyncio.CancelledError:
-                await self.interrupted(conn)
+                try:
+                    await self.interrupted(conn)
+                finally:
+                    pool.release(conn)
                 raise
-            finally:
+            except BaseException:
                 pool.release(conn)
+                raise
+            if not self._park(loop, pool, conn):
+                pool.release(conn)
+            return result
 
     async def close(self) -> None:
-        await close_per_loop(self._pools, _close_pool, _abandon)
+        await close_per_loop(self._pools, self._close_pool, self._abandon_pool)
+
+    async def _close_pool(self, pool: aiomysql.Pool) -> None:
+        """On the pool's own loop: wait_closed waits for every checked-out connection."""
+        self._unpark(asyncio.get_running_loop(), pool)
+        await _close_pool(pool)
+
+    def _abandon_pool(self, pool: aiomysql.Pool) -> None:
+        for owner in [lp for lp in self._hot if lp.is_closed() or not lp.is_running()]:
+            self._hot.pop(owner, None)
+        _abandon(pool)
 
     def pool_stats(self) -> dict[str, Any]:
-        size = sum(p.size for p in self._pools.values())
-        idle = sum(p.freesize for p in self._pools.values())
+        pools = list(self._pools.items())
+        size = sum(p.size for _, p in pools)
+        idle = sum(p.freesize + (owner in self._hot) for owner, p in pools)  # parked: idle
         active = size - idle
         per_loop = self.max_pool_size or (configured_pool_size(self.pool_size) or 0)
         limit = per_loop * max(1, len(self._pools))
@@ -880,6 +946,12 @@ class MySQLAdapter(SQLAdapter):
             for r in await self.select(conn, Select(model, where)):
                 out[tuple(r[k] for k in conflict)] = r
         return out
+
+    def update_atomic_alone(self, stmt: Update) -> bool:
+        """By id: the UPDATE and the SELECT of the row go in one round trip, in a transaction
+        opened there (see :meth:`_wrapped`)."""
+        w = stmt.where
+        return isinstance(w, Comparison) and w.field == "id" and w.op == "eq"
 
     async def update(self, conn: Any, stmt: Update) -> tuple[int, list[dict[str, Any]]]:
         if stmt.where is FALSE:
