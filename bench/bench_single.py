@@ -81,6 +81,7 @@ class RawSide:
             kw = dict(host=u.host or "127.0.0.1", port=u.port or 3306, user=u.username or "root",
                       password=u.password or "", db=u.database, autocommit=True)
             self.conn = await aiomysql.connect(**kw)
+            self.pool = await aiomysql.create_pool(minsize=1, maxsize=4, **kw)
         else:
             import aiosqlite
 
@@ -94,6 +95,8 @@ class RawSide:
             await self.pool.close()
         elif self.backend == "mysql":
             self.conn.close()
+            self.pool.close()
+            await self.pool.wait_closed()
         else:
             await self.conn.close()
 
@@ -107,6 +110,10 @@ class RawSide:
                 row = await self.conn.fetchrow(sql, *params)
             return None if row is None else dict(row)
         if self.backend == "mysql":
+            if pooled:
+                async with self.pool.acquire() as c, c.cursor() as cur:
+                    await cur.execute(sql, params)
+                    return await cur.fetchone() if cur.description else None
             async with self.conn.cursor() as cur:
                 await cur.execute(sql, params)
                 row = await cur.fetchone() if cur.description else None
@@ -256,7 +263,7 @@ class Bench:
                 await raw.one(raw.read, (i,), pooled=True)
 
         out.append(await measure(f"{n:,} reads by id", ours_read, raw_read, rep))
-        if self.backend == "postgres":
+        if self.backend != "sqlite":  # SQLite has no pool: one connection is all there is
             out.append(await measure(f"{n:,} reads by id (raw: pool per statement)", ours_read,
                                      raw_read_pooled, rep))
 
