@@ -158,6 +158,18 @@ async def test_concurrent_callers_get_their_own_connections(make_db: Any) -> Non
     assert stats["active"] == 0 and stats["idle"] == 3
 
 
+async def test_callers_waiting_in_the_pool_get_the_connection_instead_of_the_slot(
+        make_db: Any) -> None:
+    """One connection, many callers at once: a finished statement hands its connection to a
+    caller waiting in the pool rather than parking it (parking would leave that caller
+    waiting for a release that never comes)."""
+    db: DataFlow = make_db(pool_size=1)
+    adapter = _adapter(db)
+    pids = await asyncio.gather(*(adapter.run(_pid) for _ in range(6)))
+    assert len(set(pids)) == 1
+    assert db.pool_stats()["active"] == 0
+
+
 async def test_close_ends_the_parked_session(pg_url: str) -> None:
     app = f"df_parkclose_{uuid.uuid4().hex[:8]}"
     db = DataFlow(pg_url, application_name=app, pool_size=2)

@@ -430,8 +430,11 @@ class MySQLAdapter(SQLAdapter):
     # A cancelled or failed statement's connection never parks (a cancelled one is closed).
 
     def _park(self, loop: asyncio.AbstractEventLoop, pool: aiomysql.Pool, conn: Any) -> bool:
+        cond: Any = pool._cond  # type: ignore[union-attr]
         if (loop in self._hot or self._pools.get(loop) is not pool or conn.closed
-                or conn.get_transaction_status()):
+                or conn.get_transaction_status()
+                # a caller is inside the pool's acquire (waiting for a connection): it gets this
+                or cond.locked() or cond._waiters):
             return False
         self._hot[loop] = conn
         return True

@@ -276,11 +276,14 @@ class PostgresAdapter(SQLAdapter):
         if loop in self._hot or self._pools.get(loop) is not pool:
             return False
         try:
-            raw = conn._con
-            if (raw is None or raw.is_closed() or raw.is_in_transaction()
+            queue: Any = pool._queue  # type: ignore[union-attr]
+            if any(not getter.done() for getter in queue._getters):
+                return False  # a caller waits in the pool: it gets this connection
+            raw, holder = conn._con, conn._holder
+            if (raw is None or holder is None or raw.is_closed() or raw.is_in_transaction()
                     or raw._top_xact is not None or raw._protocol._is_cancelling()
                     # taken before the pool's connections were expired: the pool closes it
-                    or conn._holder._generation != pool._generation):
+                    or holder._generation != getattr(pool, "_generation", None)):
                 return False
         except (AttributeError, asyncpg.InterfaceError):
             return False
