@@ -28,10 +28,12 @@ from dataflow.query.ast import (
     OrderBy,
     Regex,
 )
+from dataflow.query.filters import COMPARISONS
 
 from .codec import ModelCodec, field_name
 
-_OPS = {"eq": "$eq", "ne": "$ne", "gt": "$gt", "ge": "$gte", "lt": "$lt", "le": "$lte"}
+#: the AST's comparison names back to the filter language's operators (the same words)
+_OPS = {op: word for word, op in COMPARISONS.items()}
 #: a filter that matches nothing: every document has an _id
 MATCH_NOTHING: dict[str, Any] = {"_id": {"$exists": False}}
 #: value types an equality may send bare (``{"f": v}``): none of them is a dict, a list or a
