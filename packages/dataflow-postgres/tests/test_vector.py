@@ -64,9 +64,10 @@ async def _load(db: DataFlow) -> None:
         + [{"title": f"noise-{i}", "topic": "noise", "embedding": noise(i)} for i in range(200)])
 
 
-async def _node(node: str, params: dict[str, Any]) -> dict[str, Any]:
+async def _node(db: DataFlow, node: str, params: dict[str, Any]) -> dict[str, Any]:
     wf = WorkflowBuilder()
-    wf.add_node(node, "n", params)
+    # named: another test module may still hold a live PostgreSQL instance
+    wf.add_node(node, "n", {"db_instance": db.name, **params})
     built = wf.build()
     results, _ = await AsyncLocalRuntime().execute_workflow_async(built)
     out: dict[str, Any] = results["n"]
@@ -93,7 +94,7 @@ async def test_vector_column_round_trips(vdb: DataFlow, pgvector_url: str) -> No
 @pytest.mark.parametrize("metric", ["cosine", "l2", "inner_product"])
 async def test_vector_search_orders_by_metric(vdb: DataFlow, metric: str) -> None:
     await _load(vdb)
-    out = await _node("VectorSearchNode", {"model": "Doc", "vector": vec(1.0, 0.1, 0.0), "k": 2,
+    out = await _node(vdb, "VectorSearchNode", {"model": "Doc", "vector": vec(1.0, 0.1, 0.0), "k": 2,
                                            "metric": metric})
     assert [r["title"] for r in out["records"]] == ["east", "north-east"]
     top = out["records"][0]
@@ -107,7 +108,7 @@ async def test_vector_search_orders_by_metric(vdb: DataFlow, metric: str) -> Non
 
 async def test_hybrid_search_filters_then_ranks(vdb: DataFlow) -> None:
     await _load(vdb)
-    out = await _node("HybridSearchNode", {"model": "Doc", "vector": vec(1.0, 0.0, 0.0), "k": 5,
+    out = await _node(vdb, "HybridSearchNode", {"model": "Doc", "vector": vec(1.0, 0.0, 0.0), "k": 5,
                                            "filter": {"topic": "sky"}})
     assert [r["title"] for r in out["records"]] == ["east-up", "up"]
 
@@ -118,7 +119,7 @@ async def test_create_vector_index(vdb: DataFlow, pgvector_url: str, method: str
     params: dict[str, Any] = {"model": "Doc", "method": method, "metric": "cosine"}
     if method == "ivfflat":
         params["lists"] = 1
-    out = await _node("CreateVectorIndexNode", params)
+    out = await _node(vdb, "CreateVectorIndexNode", params)
     conn = await asyncpg.connect(pgvector_url)
     try:
         indexdef = await conn.fetchval("SELECT indexdef FROM pg_indexes WHERE indexname = $1",
@@ -126,16 +127,16 @@ async def test_create_vector_index(vdb: DataFlow, pgvector_url: str, method: str
     finally:
         await conn.close()
     assert f"USING {method} (embedding vector_cosine_ops)" in indexdef
-    found = await _node("VectorSearchNode", {"model": "Doc", "vector": vec(0.0, 1.0, 0.0), "k": 1})
+    found = await _node(vdb, "VectorSearchNode", {"model": "Doc", "vector": vec(0.0, 1.0, 0.0), "k": 1})
     assert found["records"][0]["title"] == "north"
 
 
 async def test_vector_inputs_are_checked(vdb: DataFlow) -> None:
     await _load(vdb)
     with pytest.raises(ValidationError, match=f"{DIM} numbers"):
-        await _node("VectorSearchNode", {"model": "Doc", "vector": [1.0, 2.0]})
+        await _node(vdb, "VectorSearchNode", {"model": "Doc", "vector": [1.0, 2.0]})
     with pytest.raises(ValidationError, match="metric"):
-        await _node("VectorSearchNode", {"model": "Doc", "vector": vec(1.0, 2.0, 3.0),
+        await _node(vdb, "VectorSearchNode", {"model": "Doc", "vector": vec(1.0, 2.0, 3.0),
                                          "metric": "manhattan"})
     with pytest.raises(ModelDefinitionError, match="vector"):
         @vdb.model
