@@ -372,12 +372,6 @@ async def bench_mysql_read(frame: pl.DataFrame, repeat: int, read_batch: int) ->
 
 
 # --- validation alone and memory -------------------------------------------------------------------
-def as_text(frame: pl.DataFrame) -> pl.DataFrame:
-    """The same frame with every column as text (as read from a CSV without type inference)."""
-    return frame.with_columns(pl.col("placed").dt.strftime("%Y-%m-%dT%H:%M:%S%.6f+00:00"),
-                              pl.exclude("placed").cast(pl.String))
-
-
 def bench_validation(frame: pl.DataFrame, repeat: int, label: str = "typed",
                      model: str = "BenchFrameItem") -> Result:
     db = DataFlow("sqlite://:memory:", name=f"bench_frames_rules_{label}")
@@ -398,6 +392,50 @@ def bench_validation(frame: pl.DataFrame, repeat: int, label: str = "typed",
     res.target = None
     print(f"  {res.name}: {best * 1000:.1f} ms = {rate / 1e6:.1f} M values/s", flush=True)
     return res
+
+
+def as_text(frame: pl.DataFrame) -> pl.DataFrame:
+    """The same frame with every column as text (as read from a CSV without type inference);
+    aware timestamps in ISO 8601 with an explicit UTC offset."""
+    stamps = [c for c, d in frame.schema.items() if isinstance(d, pl.Datetime)]
+    return frame.with_columns(
+        *[pl.col(c).dt.strftime("%Y-%m-%dT%H:%M:%S%.6f+00:00") for c in stamps],
+        pl.exclude(stamps).cast(pl.String))
+
+
+def bench_per_column(n: int, repeat: int) -> list[Result]:
+    """Validation alone, one column at a time (each of the 9-type frame's columns and the
+    8-column frame's text columns), typed and as text: where the time goes per type."""
+    db = DataFlow("sqlite://:memory:", name="bench_frames_rules_columns")
+    declare(db)
+    declare_all_types(db)
+    cases: list[tuple[str, str, pl.DataFrame]] = []
+    every = make_all_types(n)
+    items = make_frame(n).select("name", "category")
+    for model, frame in (("BenchFrameAllTypes", every), ("BenchFrameItem", items)):
+        spec = db.get_model(model)
+        text = as_text(frame)
+        for column in frame.columns:
+            kind = spec.fields[column].ltype.value
+            cases.append((model, f"{column} ({kind}, {frame.schema[column]})",
+                          frame.select(column)))
+            if text.schema[column] != frame.schema[column]:
+                cases.append((model, f"{column} ({kind}, as text)", text.select(column)))
+    out = []
+    for model, label, one in cases:
+        spec = db.get_model(model)
+        best = float("inf")
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            checked = check_rows(spec, one, nul_in_text=True)  # (one column: no contract)
+            best = min(best, time.perf_counter() - t0)
+            assert checked.errors.height == 0, checked.errors.head()
+        rate = one.height / best
+        res = Result(f"validation alone, {one.height:,} values of {label}", best,
+                     note=f"{rate / 1e6:.1f} M values/s")
+        print(f"  {label:<40} {best * 1000:9.1f} ms  {rate / 1e6:8.1f} M values/s", flush=True)
+        out.append(res)
+    return out
 
 
 def _rss(key: str) -> int:
@@ -455,6 +493,11 @@ def main() -> None:
     parser.add_argument("--backend", choices=("postgres", "sqlite", "mysql", "both", "all"),
                         default="both")
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--only", choices=("validation", "memory"),
+                        help="validation: validation alone (no database); memory: the peak "
+                        "memory probes only")
+    parser.add_argument("--per-column", action="store_true",
+                        help="with validation: the time per column type, typed and as text")
     parser.add_argument("--memory-probe", choices=("postgres", "sqlite"))
     parser.add_argument("--workdir")
     args = parser.parse_args()
@@ -465,18 +508,30 @@ def main() -> None:
     frame = make_frame(args.n)
     print(f"  frame: {frame.height:,} rows x {frame.width} columns, "
           f"{frame.estimated_size() / 2**20:.0f} MiB", flush=True)
-    every = make_all_types(args.n)
-    results = [bench_validation(frame, args.repeat),
-               bench_validation(as_text(frame), args.repeat, "all text, coerced"),
-               bench_validation(every, args.repeat, "9 types", "BenchFrameAllTypes"),
-               bench_validation(as_text(every), args.repeat, "9 types, all text, coerced",
-                                "BenchFrameAllTypes")]
-    del every
+    backends = {"both": ("postgres", "sqlite"), "all": ("postgres", "sqlite", "mysql")
+                }.get(args.backend, (args.backend,))
+    results: list[Result] = []
+    if args.only != "memory":
+        every = make_all_types(args.n)
+        results += [bench_validation(frame, args.repeat),
+                    bench_validation(as_text(frame), args.repeat, "all text, coerced"),
+                    bench_validation(every, args.repeat, "9 types", "BenchFrameAllTypes"),
+                    bench_validation(as_text(every), args.repeat,
+                                     "9 types, all text, coerced", "BenchFrameAllTypes")]
+        del every
+        if args.per_column:
+            results += bench_per_column(args.n, args.repeat)
+    if args.only == "validation":
+        for r in results:
+            print(f"- {r.name}: {r.ours * 1000:.1f} ms, {r.note}")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        backends = {"both": ("postgres", "sqlite"), "all": ("postgres", "sqlite", "mysql")
-                    }.get(args.backend, (args.backend,))
         for backend in backends:
+            if args.only == "memory":
+                if backend != "mysql":
+                    results.append(bench_memory(backend, args.n, work))
+                continue
             if backend == "postgres":
                 results += asyncio.run(bench_postgres(frame, args.repeat, args.read_batch))
             elif backend == "mysql":
