@@ -289,28 +289,71 @@ def json_checker(f: FieldSpec) -> Callable[[str], str | None]:
     return check
 
 
+# JSON text (RFC 8259) nested at most _JSON_REGEX_DEPTH levels, as one regular expression:
+# with the nesting bounded the language is regular, and Rust's regex engine runs it in one
+# pass per row. Only ASCII digits, JSON's four whitespace characters, and strings without
+# raw control characters: every text it matches is one Python's ``json`` reads, no deeper
+# than JSON_MAX_DEPTH and with no NaN or Infinity; so it can only send rows on to the other
+# checks, never accept one they would refuse.
+_JSON_WS = r"[ \t\n\r]*"
+_JSON_STR = r'"(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*"'
+_JSON_NUM = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
+_JSON_SCALAR = f"(?:{_JSON_STR}|{_JSON_NUM}|true|false|null)"
+_JSON_REGEX_DEPTH = 5
+#: longer texts skip the regex: Python refuses integers of more than 4300 digits
+_JSON_REGEX_MAX_BYTES = 4000
+
+
+def _json_containers(inner: str) -> tuple[str, str]:
+    ws, key = _JSON_WS, _JSON_STR
+    array = rf"\[{ws}(?:{inner}{ws}(?:,{ws}{inner}{ws})*)?\]"
+    obj = rf"\{{{ws}(?:{key}{ws}:{ws}{inner}{ws}(?:,{ws}{key}{ws}:{ws}{inner}{ws})*)?\}}"
+    return array, obj
+
+
+def json_pattern(kind: type | None) -> str:
+    """The regular expression of JSON text of ``kind`` (dict, list, or None: any value)
+    nested at most ``_JSON_REGEX_DEPTH`` levels (a scalar is one level)."""
+    value = _JSON_SCALAR
+    for _ in range(_JSON_REGEX_DEPTH - 2):
+        array, obj = _json_containers(value)
+        value = f"(?:{_JSON_SCALAR}|{array}|{obj})"
+    array, obj = _json_containers(value)
+    top = obj if kind is dict else array if kind is list else f"(?:{_JSON_SCALAR}|{array}|{obj})"
+    return f"^{_JSON_WS}{top}{_JSON_WS}$"
+
+
 def json_failures(f: FieldSpec, text: pl.Series) -> pl.Series:
     """Per row of a JSON text column: why the field refuses it (``json_checker``'s reason),
-    or null. Polars' JSON reader reads every row first (``json_path_match("$")``: null for
-    text it refuses); only rows it refuses or reads as ``null``, rows of the wrong kind
-    (first character), rows with brackets enough to be nested too deep, and every row of a
-    pydantic-typed field, go through the exact check in Python (``json``, as express). Its
-    reader is stricter than ``json``, never looser, so it can only send more rows there."""
+    or null. Rows matching ``json_pattern`` pass at once (one regex pass over the column);
+    Polars' JSON reader reads the others (``json_path_match("$")``: null for text it
+    refuses); only rows it refuses or reads as ``null``, rows of the wrong kind (first
+    character), rows with brackets enough to be nested too deep, and every row of a
+    pydantic-typed field, go through the exact check in Python (``json``, as express). The
+    regex and the reader are stricter than ``json``, never looser, so they can only send
+    more rows there."""
     n = text.len()
-    out = pl.Series(text.name, [None] * n, pl.String)
+    out = pl.repeat(None, n, dtype=pl.String, eager=True).alias(text.name)
     todo = text.is_not_null()
+    kind = f.json_kind
+    if f.pydantic_cls is None and kind in (None, dict, list) and todo.any():
+        t = pl.col("t")
+        quick = text.to_frame("t").select(
+            t.str.contains(json_pattern(kind)) & (t.str.len_bytes() < _JSON_REGEX_MAX_BYTES)
+        ).to_series()
+        todo = todo & ~quick.fill_null(False)
     if f.pydantic_cls is None and todo.any():
-        frame = text.to_frame("t")
-        kind = f.json_kind
+        at = todo.arg_true()
+        frame = text.gather(at).to_frame("t")
         t = pl.col("t")
         head = t.str.strip_chars_start().str.slice(0, 1)
         kind_ok = (pl.lit(True) if kind is None
                    else head == ("{" if kind is dict else "[") if kind in (dict, list)
                    else pl.lit(False))
-        todo = frame.select(
-            t.is_not_null() & (t.str.json_path_match("$").is_null() | ~kind_ok
-                               | (t.str.count_matches(r"[\[{]") >= JSON_MAX_DEPTH))
-        ).to_series()
+        left = frame.select(
+            t.str.json_path_match("$").is_null() | ~kind_ok
+            | (t.str.count_matches(r"[\[{]") >= JSON_MAX_DEPTH)).to_series()
+        todo = pl.repeat(False, n, eager=True).scatter(at.filter(left), True)
     if todo.any():
         check = json_checker(f)
         at = todo.arg_true()
