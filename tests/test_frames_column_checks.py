@@ -4,6 +4,7 @@ canonical UUID text kept as it is (``uuid_text``) against the full normalisation
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 from typing import Any
 
@@ -13,10 +14,12 @@ from hypothesis import strategies as st
 
 from dataflow import DataFlow
 from dataflow.frames.rules import (
+    _datetime_formats,
     _uuid_text,
     json_checker,
     json_failures,
     json_pattern,
+    parse_datetime_text,
     uuid_text,
 )
 
@@ -111,3 +114,38 @@ def test_uuid_text_matches_the_full_normalisation() -> None:
     assert uuid_text(texts).to_list()[:5] == [canonical] * 5
     only_canonical = pl.Series([canonical, None])
     assert uuid_text(only_canonical).to_list() == [canonical, None]
+
+
+_STAMPS = st.datetimes(min_value=_dt.datetime(1, 1, 2), max_value=_dt.datetime(9999, 12, 30))
+
+
+@settings(max_examples=80, deadline=None)
+@given(stamps=st.lists(_STAMPS, min_size=1, max_size=24),
+       sep=st.sampled_from(["T", " "]),
+       spec=st.sampled_from(["seconds", "milliseconds", "microseconds"]),
+       suffix=st.sampled_from(["+00:00", "Z", "", "+02:00", "-05:30"]),
+       edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 40),
+                                st.sampled_from(list("0123456789+-:TZ. x"))), max_size=8))
+def test_datetime_text_reads_as_the_general_formats(stamps: list[_dt.datetime], sep: str,
+                                                    spec: str, suffix: str,
+                                                    edits: list[tuple[int, int, str]]) -> None:
+    """ISO 8601 text in one layout, some rows edited (a character replaced, whitespace
+    around): the fixed-layout shortcut of parse_datetime_text reads every row exactly as the
+    general formats do (the same timestamp, or null for both)."""
+    texts = [s.isoformat(sep=sep, timespec=spec) + suffix for s in stamps]
+    for row, at, char in edits:
+        text = texts[row % len(texts)]
+        if char == " " and at % 3 == 0:
+            texts[row % len(texts)] = f" {text} "
+            continue
+        at %= len(text)
+        texts[row % len(texts)] = text[:at] + char + text[at + 1:]
+    texts.append(None)  # type: ignore[arg-type]
+    series = pl.Series(texts, dtype=pl.String)
+    readers = _datetime_formats()
+    t = pl.col("t")
+    want = series.str.strip_chars().to_frame("t").select(pl.coalesce([r(t) for r in readers]))
+    got = parse_datetime_text(series)
+    assert got.dtype == pl.Datetime("us", "UTC")
+    # compared as microseconds: year 0 (read from "0000-...") has no Python datetime
+    assert got.cast(pl.Int64).to_list() == want.to_series().cast(pl.Int64).to_list()

@@ -96,24 +96,45 @@ def _datetime_formats() -> list[Callable[[pl.Expr], pl.Expr]]:
     return out
 
 
+def _fixed_datetime_formats() -> list[Callable[[pl.Expr], pl.Expr]]:
+    """Fixed layouts of UTC or naive ISO 8601 text (``2024-01-02T03:04:05.123456+00:00``):
+    formats Polars' own parser reads without chrono, four times faster. A text in such a
+    layout reads the same with the general formats (see ``_datetime_formats``)."""
+    out: list[Callable[[pl.Expr], pl.Expr]] = []
+    for sep in ("T", " "):
+        for frac in (".%6f", "", ".%3f"):
+            for suffix in ("+00:00", "Z", ""):
+                out.append(lambda e, fmt=f"%Y-%m-%d{sep}%H:%M:%S{frac}{suffix}": e.str.strptime(  # type: ignore[misc]
+                    pl.Datetime("us"), fmt, strict=False, cache=False).dt.replace_time_zone("UTC"))
+    return out
+
+
 def parse_datetime_text(text: pl.Series) -> pl.Series:
     """ISO 8601 text -> aware UTC timestamps (null where unreadable). The format that reads a
-    sample of the column is applied to all of it; only the rows it leaves unread go through
-    every other format, so a uniform column is parsed once."""
-    text = text.str.strip_chars()
-    readers = _datetime_formats()
+    sample of the column (a fixed layout if one does, as given; else a general format, on
+    the text stripped of surrounding whitespace) is applied to all of it; only the rows it
+    leaves unread go through every general format, so a uniform column is parsed once."""
+    t = pl.col("t")
     frame = text.to_frame("t")
-    sample = frame.filter(pl.col("t").is_not_null()).head(8)
-    first = next((r for r in readers
-                  if sample.height and sample.select(r(pl.col("t")).is_not_null().all()).item()),
-                 None)
-    if first is None:
-        return frame.select(pl.coalesce([r(pl.col("t")) for r in readers])).to_series()
-    out = frame.select(first(pl.col("t"))).to_series()
+    sample = frame.filter(t.is_not_null()).head(8)
+    fixed = next((r for r in _fixed_datetime_formats()
+                  if sample.height and sample.select(r(t).is_not_null().all()).item()), None)
+    readers = _datetime_formats()
+    if fixed is not None:
+        out = frame.select(fixed(t)).to_series()
+    else:
+        frame = frame.select(t.str.strip_chars())
+        sample = frame.filter(t.is_not_null()).head(8)
+        first = next((r for r in readers
+                      if sample.height and sample.select(r(t).is_not_null().all()).item()), None)
+        if first is None:
+            return frame.select(pl.coalesce([r(t) for r in readers])).to_series()
+        out = frame.select(first(t)).to_series()
     left = out.is_null() & text.is_not_null()
     if left.any():
         at = left.arg_true()
-        rest = frame[at].select(pl.coalesce([r(pl.col("t")) for r in readers])).to_series()
+        rest = frame[at].select(pl.coalesce([r(t.str.strip_chars()) for r in readers])
+                                ).to_series()
         out = out.scatter(at, rest)
     return out
 
