@@ -10,6 +10,7 @@ import pytest
 from fabric_support import Serve, eventually
 
 from dataflow import DataFlow
+from dataflow.core import live_instances
 from dataflow.errors import UnsupportedError
 from dataflow.fabric import DatabaseSourceConfig, ProductContext, SourceError
 from dataflow.testkit import servers
@@ -108,6 +109,37 @@ async def test_the_portable_signature_sees_inserts_updates_and_deletes(
         assert await connector.poll() is False
     finally:
         await connector.close()
+
+
+def _source_instances(source: str) -> list[DataFlow]:
+    return [d for d in live_instances() if d.name.startswith(f"fabric_source_{source}_")]
+
+
+async def test_concurrent_opens_leave_one_live_instance(other: DataFlow, db: DataFlow) -> None:
+    """A source added while the fabric runs is opened by the runtime and by its first user at
+    once: the instance of the open that loses is closed, not left live to make nodes DF-702."""
+    source = db.source("billing", DatabaseSourceConfig(other.url.raw, read_only=False,
+                                                       tables=("fabric_src_invoice",)))
+    connector = source.connector
+    try:
+        await asyncio.gather(connector.open(), connector.open(), source.database())
+        assert _source_instances("billing") == [connector.db]  # type: ignore[attr-defined]
+    finally:
+        await connector.close()
+    assert _source_instances("billing") == []
+
+
+async def test_a_close_during_an_open_leaves_no_live_instance(other: DataFlow, db: DataFlow) -> None:
+    source = db.source("billing", DatabaseSourceConfig(other.url.raw, tables=("fabric_src_invoice",)))
+    connector = source.connector
+    opening = asyncio.ensure_future(connector.open())
+    await asyncio.sleep(0)  # the open is under way: it waits for the database
+    assert not opening.done()
+    await connector.close()
+    with pytest.raises(SourceError, match="closed while it was opening"):
+        await opening
+    assert connector.db is None  # type: ignore[attr-defined]
+    assert _source_instances("billing") == []
 
 
 async def test_postgres_notifications_refresh_without_waiting_for_a_poll(

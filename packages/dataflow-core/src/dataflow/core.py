@@ -484,11 +484,18 @@ class DataFlow:
         self._init_error = None  # a changed model deserves a fresh migration attempt
         cls.__dataflow_model__ = spec  # type: ignore[attr-defined]
         if "query_builder" not in vars(cls):  # User.query_builder(): same compiler as list()
-            db, name = self, spec.name
+            # weak: the class (kept by the compilers' caches) must not keep a dropped
+            # instance alive, or it would still count among live instances for node lookup
+            ref, name = weakref.ref(self), spec.name
 
             def query_builder() -> QueryBuilder:
                 from .query import builder
 
+                db = ref()
+                if db is None:
+                    raise ClosedError(f"the DataFlow instance of model {name!r} no longer exists.",
+                                      fix="keep a reference to the DataFlow instance while its "
+                                      "models are in use.")
                 return builder.QueryBuilder(db, name)
 
             cls.query_builder = staticmethod(query_builder)  # type: ignore[attr-defined]

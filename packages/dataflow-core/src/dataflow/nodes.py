@@ -7,7 +7,9 @@ DataFlow instances; when two live instances define ``User``, a lookup without
 
 from __future__ import annotations
 
+import gc
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
@@ -310,7 +312,9 @@ _INPUTS: dict[str, frozenset[str]] = {
 
 # --- lookup -----------------------------------------------------------------------------
 _lock = threading.Lock()
-_extra_cache: dict[str, dict[str, Callable[..., Any]]] = {}
+#: per instance (weak: a cache entry neither keeps an instance alive nor outlives it)
+_extra_cache: weakref.WeakKeyDictionary[DataFlow, dict[str, Callable[..., Any]]] = (
+    weakref.WeakKeyDictionary())
 
 
 def invalidate_node_cache() -> None:
@@ -320,13 +324,13 @@ def invalidate_node_cache() -> None:
 
 def _extra_nodes(db: DataFlow) -> dict[str, Callable[..., Any]]:
     with _lock:
-        cached = _extra_cache.get(db.name)
+        cached = _extra_cache.get(db)
     if cached is None:
         from . import plugins
 
         cached = plugins.node_types(db)
         with _lock:
-            _extra_cache[db.name] = cached
+            _extra_cache[db] = cached
     return cached
 
 
@@ -353,6 +357,22 @@ def node_names(db: DataFlow) -> list[str]:
 
 def resolve_node(type_name: str, db_instance: str | None = None) -> Node:
     """The node ``type_name`` names, among live instances (or the one named)."""
+    matches = _matches(type_name, db_instance)
+    if len(matches) > 1:
+        # an instance its program dropped may wait in a reference cycle for the collector:
+        # collect it, so that only instances still in use make the lookup ambiguous
+        del matches
+        gc.collect()
+        matches = _matches(type_name, db_instance)
+    if len(matches) > 1:
+        owners = ", ".join(repr(getattr(m, "db", None) and m.db.name) for m in matches)  # type: ignore[attr-defined]
+        raise AmbiguousNodeError(
+            f"node type {type_name!r} exists in several live DataFlow instances: {owners}.",
+            fix='add "db_instance": <name> to the node parameters.')
+    return matches[0]
+
+
+def _matches(type_name: str, db_instance: str | None) -> list[Node]:
     from .core import live_instances
 
     instances = live_instances()
@@ -378,9 +398,4 @@ def resolve_node(type_name: str, db_instance: str | None = None) -> Node:
             f"unknown node type {type_name!r:.80}.{did_you_mean(type_name, known)}",
             fix="declare the model with @db.model on a live DataFlow instance; node names are "
             "{Model}{Op}Node or {Model}_{Op}.")
-    if len(matches) > 1:
-        owners = ", ".join(repr(getattr(m, "db", None) and m.db.name) for m in matches)  # type: ignore[attr-defined]
-        raise AmbiguousNodeError(
-            f"node type {type_name!r} exists in several live DataFlow instances: {owners}.",
-            fix='add "db_instance": <name> to the node parameters.')
-    return matches[0]
+    return matches

@@ -21,6 +21,15 @@ from .errors import SourceError
 _ids = itertools.count(1)
 
 
+async def _close(db: DataFlow, detector: Any) -> None:
+    closer = getattr(detector, "close", None)
+    try:
+        if closer is not None:
+            await closer()
+    finally:
+        await db.close()
+
+
 class CountSignature:
     """Row count and newest ``updated_at`` of each table, through express."""
 
@@ -52,35 +61,48 @@ class DatabaseConnector:
         self._detector: Any = None
         self._last: Hashable = None
         self._pending = False  # a notification arrived since the last poll
+        self._closes = 0  # close() calls: an open under way when it changes is discarded
 
     async def open(self) -> None:
+        """Open the source's own DataFlow instance (once: concurrent opens share the first).
+
+        A source added while the fabric runs is opened by the runtime and, at the same time,
+        perhaps by a first read or ``database()``; the instance of every open that loses the
+        race is closed here, never left live (a leaked instance makes nodes ambiguous, DF-702).
+        """
         if self.db is not None:
             return
+        closes = self._closes
         db = DataFlow(self.config.url, name=f"fabric_source_{self.name}_{next(_ids)}",
                       auto_migrate=False, existing_schema_mode=True)
+        detector: Any = None
         try:
             models = await db.register_schema_as_models(
                 list(self.config.tables) if self.config.tables else None)
-            self._tables = {db.get_model(m).table: m for m in models}
+            tables = {db.get_model(m).table: m for m in models}
             scheme = db.url.scheme.split("+")[0]
             factory = (plugins.source_connectors().get(f"database:{scheme}")
                        if self.config.change_detection == "auto" else None)
-            self._detector = (factory(db, list(self._tables)) if factory is not None
-                              else CountSignature(db, list(self._tables.values())))
-            self._last = await self._detector.signature()
+            detector = (factory(db, list(tables)) if factory is not None
+                        else CountSignature(db, list(tables.values())))
+            last = await detector.signature()
             if self.config.notify_channel:
-                listen = getattr(self._detector, "listen", None)
+                listen = getattr(detector, "listen", None)
                 if listen is None:
                     raise UnsupportedError(
                         f"source {self.name!r}: {scheme} has no change notifications to listen to.",
                         field="notify_channel", fix="leave notify_channel unset: changes are polled.")
                 await listen(self.config.notify_channel, self._notified)
         except BaseException:
-            closer = getattr(self._detector, "close", None)
-            if closer is not None:
-                await closer()
-            await db.close()
+            await _close(db, detector)
             raise
+        if self.db is not None:  # another open finished first: use its instance
+            await _close(db, detector)
+            return
+        if closes != self._closes:  # close() ran while this open was under way
+            await _close(db, detector)
+            raise SourceError(f"source {self.name!r} was closed while it was opening.")
+        self._tables, self._detector, self._last = tables, detector, last
         self.db = db
 
     async def database(self) -> DataFlow:
@@ -99,12 +121,10 @@ class DatabaseConnector:
             self.on_change()
 
     async def close(self) -> None:
+        self._closes += 1
         if self.db is not None:
             db, self.db = self.db, None
-            closer = getattr(self._detector, "close", None)
-            if closer is not None:
-                await closer()
-            await db.close()
+            await _close(db, self._detector)
 
     async def read(self, key: str | None, params: Mapping[str, Any]) -> Any:
         await self.open()
