@@ -20,7 +20,13 @@ import pytest
 
 from dataflow import DataFlow, field
 from dataflow.errors import ConnectionLostError
-from dataflow.testkit.faults import Killer, eventually_empty, exactly_once_increments
+from dataflow.testkit.faults import (
+    Killer,
+    check_acknowledged_writes,
+    eventually_empty,
+    exactly_once_increments,
+    held_session_ids,
+)
 from dataflow_mysql.adapter import MySQLAdapter
 
 POOL = 4
@@ -55,14 +61,7 @@ async def _server_threads(raw: aiomysql.Connection, ids: set[int]) -> set[int]:
 
 async def _hold_all(db: DataFlow) -> set[int]:
     """Hold every connection of the pool at once; their server thread ids."""
-    adapter = db.adapter
-    assert isinstance(adapter, MySQLAdapter)
-    conns = [await adapter.acquire() for _ in range(POOL)]
-    try:
-        return {int((await adapter.fetch(c, "SELECT CONNECTION_ID()", ()))[0][0]) for c in conns}
-    finally:
-        for c in conns:
-            await adapter.release(c)
+    return await held_session_ids(db, POOL, "SELECT CONNECTION_ID()")
 
 
 def _killer(db: DataFlow, raw: aiomysql.Connection, marks: list[int]) -> Killer:
@@ -110,12 +109,7 @@ async def test_writes_survive_repeated_kills_of_every_connection(
     killed = set().union(*killer.killed)
     print(f"killed {[len(k) for k in killer.killed]} connections; {len(retried)} calls DF-903")
     assert len(killer.killed) == len(KILL_AT) and all(killer.killed)
-    # every acknowledged write is there, once, as acknowledged
-    assert len(acked) == WRITES
-    rows = await db.express.list("MyFaultRow")
-    assert len(rows) == WRITES
-    assert {r["name"]: r["id"] for r in rows} == acked
-    assert all(r["n"] == int(r["name"][1:]) for r in rows)
+    await check_acknowledged_writes(db, "MyFaultRow", acked, WRITES)
     # no leak: the killed sessions are gone, all connections are back, and the server
     # holds exactly the pool's
     assert await eventually_empty(lambda: _server_threads(raw, killed)) == set()

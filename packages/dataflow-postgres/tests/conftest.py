@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import asyncpg
 import pytest
+from _pgvector_server import PgVectorServer, PgVectorUnavailable
 
 from dataflow.testkit import Backend, servers
 
@@ -24,8 +25,6 @@ from dataflow.testkit.plugin import (  # noqa: F401
     pytest_configure,
 )
 from dataflow_postgres.capabilities import PostgresCapabilities
-
-from ._pgvector_server import PgVectorServer, PgVectorUnavailable
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 

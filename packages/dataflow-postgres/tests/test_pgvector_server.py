@@ -11,16 +11,15 @@ import time
 from pathlib import Path
 
 import pytest
-
-from dataflow.testkit import servers
-
-from ._pgvector_server import (
+from _pgvector_server import (
     OWNER_FILE,
     PgVectorServer,
     PgVectorUnavailable,
     cpu_description,
     crash_explanation,
 )
+
+from dataflow.testkit import servers
 
 #: a test run that starts a server, says where it is, and waits to be killed
 OWNER_SCRIPT = """

@@ -12,8 +12,8 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-import asyncpg
 import pytest
+from pg_support import run_sql
 
 from dataflow import DataFlow, field
 from dataflow.errors import IntegrityError, MigrationRefusedError, UnsupportedError
@@ -29,26 +29,13 @@ class Tone(enum.Enum):
 
 
 async def _columns(url: str, table: str) -> dict[str, tuple[str, str | None, bool]]:
-    conn = await asyncpg.connect(url)
-    try:
-        rows = await conn.fetch(
-            "SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
-            "pg_get_expr(d.adbin, d.adrelid), a.attidentity <> '' "
-            "FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid "
-            "AND d.adnum = a.attnum WHERE a.attrelid = $1::regclass AND a.attnum > 0 "
-            "AND NOT a.attisdropped", f'"{table}"')
-    finally:
-        await conn.close()
+    rows = await run_sql(
+        url, "SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
+        "pg_get_expr(d.adbin, d.adrelid), a.attidentity <> '' "
+        "FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid "
+        "AND d.adnum = a.attnum WHERE a.attrelid = $1::regclass AND a.attnum > 0 "
+        "AND NOT a.attisdropped", f'"{table}"')
     return {r[0]: (r[1], r[2], r[3]) for r in rows}
-
-
-async def _sql(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(url)
-    try:
-        rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
-        return rows
-    finally:
-        await conn.close()
 
 
 # --- dialect ---------------------------------------------------------------------------------
@@ -82,7 +69,7 @@ async def test_column_types_are_native(make_db: Any, pg_url: str) -> None:
     assert cols["on"][0] == "boolean"
     assert cols["created_at"][0] == "timestamp with time zone"
     # the server default fills ids written by other clients
-    rows = await _sql(pg_url, "INSERT INTO pg_typed (title, code, n, ratio, price, doc, tone, \"on\", "
+    rows = await run_sql(pg_url, "INSERT INTO pg_typed (title, code, n, ratio, price, doc, tone, \"on\", "
                               "created_at, updated_at) VALUES ('raw', 'c', 1, 1, 1, '{}', 'low', "
                               "true, now(), now()) RETURNING id")
     assert isinstance(rows[0]["id"], uuid.UUID)
@@ -154,7 +141,7 @@ async def test_indexes_unique_partial_and_gin(make_db: Any, pg_url: str) -> None
         tags: dict = field(default_factory=dict, index=True)
 
     await db.initialize()
-    rows = await _sql(pg_url, "SELECT indexdef FROM pg_indexes WHERE tablename = 'pg_indexed'")
+    rows = await run_sql(pg_url, "SELECT indexdef FROM pg_indexes WHERE tablename = 'pg_indexed'")
     defs = " | ".join(r[0] for r in rows)
     assert "UNIQUE INDEX" in defs and "(tenant, slug)" in defs
     assert "USING gin (tags)" in defs
@@ -261,7 +248,7 @@ async def test_pool_sizes_from_server_and_overrides(pg_url: str, monkeypatch: py
         await auto.adapter.run(_noop)
         adapter = auto.adapter
         assert isinstance(adapter, PostgresAdapter) and adapter.server is not None
-        rows = await _sql(pg_url, "SELECT current_setting('max_connections')::int")
+        rows = await run_sql(pg_url, "SELECT current_setting('max_connections')::int")
         assert adapter.server.max_connections == rows[0][0]
         assert auto.pool_stats()["max"] == pool_size_for(adapter.server, 4)
     finally:
@@ -311,10 +298,10 @@ async def test_reconnects_after_backends_are_terminated(make_db: Any, pg_url: st
         name: str
 
     await asyncio.gather(*(db.express.create("PgDrop", {"name": f"n{i}"}) for i in range(8)))
-    before = await _sql(pg_url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+    before = await run_sql(pg_url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
                         app)
     assert 1 <= before[0][0] <= 4
-    killed = await _sql(pg_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+    killed = await run_sql(pg_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                                 "WHERE application_name = $1", app)
     assert killed and all(r[0] for r in killed)
     # the next operations reconnect, concurrently too
@@ -323,7 +310,7 @@ async def test_reconnects_after_backends_are_terminated(make_db: Any, pg_url: st
     assert await db.express.count("PgDrop") == 16
     stats = db.pool_stats()
     assert stats["active"] == 0 and stats["max"] == 4
-    after = await _sql(pg_url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+    after = await run_sql(pg_url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
                        app)
     assert after[0][0] <= 4  # no leaked connections
 
@@ -342,7 +329,7 @@ async def test_terminated_transaction_fails_then_recovers(make_db: Any, pg_url: 
     with pytest.raises(ConnectionLostError):
         async with db.transaction():
             await db.express.create("PgTxDrop", {"name": "lost"})
-            await _sql(pg_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            await run_sql(pg_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                                "WHERE application_name = $1", app)
             await db.express.create("PgTxDrop", {"name": "lost too"})
     assert await db.express.count("PgTxDrop") == 0  # the server rolled it back
@@ -365,8 +352,8 @@ async def test_sync_and_async_loops_get_their_own_pools(make_db: Any) -> None:
 
 # --- migrations and existing databases -----------------------------------------------------------
 async def test_existing_schema_mode_issues_no_ddl(make_db: Any, pg_url: str) -> None:
-    await _sql(pg_url, "DROP TABLE IF EXISTS pg_legacy")
-    await _sql(pg_url, "CREATE TABLE pg_legacy (id bigint PRIMARY KEY, name text NOT NULL)")
+    await run_sql(pg_url, "DROP TABLE IF EXISTS pg_legacy")
+    await run_sql(pg_url, "CREATE TABLE pg_legacy (id bigint PRIMARY KEY, name text NOT NULL)")
     try:
         db = make_db(existing_schema_mode=True, auto_migrate=False)
 
@@ -376,10 +363,10 @@ async def test_existing_schema_mode_issues_no_ddl(make_db: Any, pg_url: str) -> 
 
         with pytest.raises(MigrationRefusedError):
             await db.initialize()
-        tables = await _sql(pg_url, "SELECT to_regclass('pg_missing') IS NULL")
+        tables = await run_sql(pg_url, "SELECT to_regclass('pg_missing') IS NULL")
         assert tables[0][0] is True
     finally:
-        await _sql(pg_url, "DROP TABLE IF EXISTS pg_legacy")
+        await run_sql(pg_url, "DROP TABLE IF EXISTS pg_legacy")
 
 
 async def test_two_processes_migrating_together_take_turns(pg_url: str) -> None:
@@ -413,7 +400,7 @@ async def test_discover_schema_and_register_models(pg_url: str) -> None:
         "CREATE INDEX pg_shop_order_total ON pg_shop_order (total) WHERE total > 100",
     ]
     for sql in ddl:
-        await _sql(pg_url, sql)
+        await run_sql(pg_url, sql)
     db = DataFlow(pg_url, existing_schema_mode=True, auto_migrate=False)
     try:
         schema = await db.discover_schema()
@@ -448,4 +435,4 @@ async def test_discover_schema_and_register_models(pg_url: str) -> None:
         assert updated is not None and updated["name"] == "Al"
     finally:
         await db.close()
-        await _sql(pg_url, "DROP TABLE IF EXISTS pg_shop_order, pg_shop_customer")
+        await run_sql(pg_url, "DROP TABLE IF EXISTS pg_shop_order, pg_shop_customer")

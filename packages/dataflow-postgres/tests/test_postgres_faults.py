@@ -15,12 +15,18 @@ import asyncio
 import uuid
 from typing import Any
 
-import asyncpg
 import pytest
+from pg_support import run_sql
 
 from dataflow import DataFlow, field
 from dataflow.errors import ConnectionLostError
-from dataflow.testkit.faults import Killer, eventually_empty, exactly_once_increments
+from dataflow.testkit.faults import (
+    Killer,
+    check_acknowledged_writes,
+    eventually_empty,
+    exactly_once_increments,
+    held_session_ids,
+)
 from dataflow_postgres.adapter import PostgresAdapter
 
 POOL = 4
@@ -32,36 +38,20 @@ KILL_AT = (40, 150, 260)
 ISOLATION = "read committed"
 
 
-async def _sql(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(url)
-    try:
-        rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
-        return rows
-    finally:
-        await conn.close()
-
-
 async def _server_pids(url: str, app: str) -> set[int]:
-    rows = await _sql(url, "SELECT pid FROM pg_stat_activity WHERE application_name = $1", app)
+    rows = await run_sql(url, "SELECT pid FROM pg_stat_activity WHERE application_name = $1", app)
     return {int(r[0]) for r in rows}
 
 
 async def _terminate_all(url: str, app: str) -> int:
-    rows = await _sql(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+    rows = await run_sql(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                            "WHERE application_name = $1", app)
     return sum(1 for r in rows if r[0])
 
 
 async def _pool_pids(db: DataFlow) -> set[int]:
     """Hold every connection of the pool at once; their server pids."""
-    adapter = db.adapter
-    assert isinstance(adapter, PostgresAdapter)
-    conns = [await adapter.acquire() for _ in range(POOL)]
-    try:
-        return {int(await c.fetchval("SELECT pg_backend_pid()")) for c in conns}
-    finally:
-        for c in conns:
-            await adapter.release(c)
+    return await held_session_ids(db, POOL, "SELECT pg_backend_pid()")
 
 
 async def test_writes_survive_repeated_termination_of_every_connection(
@@ -95,12 +85,7 @@ async def test_writes_survive_repeated_termination_of_every_connection(
     await killer.wait()
     print(f"terminated {killer.killed} backends; {lost} calls DF-903")
     assert len(killer.killed) == len(KILL_AT) and all(n >= 1 for n in killer.killed)
-    # every acknowledged write is there, once, as acknowledged
-    assert len(acked) == WRITES
-    rows = await db.express.list("PgFaultRow")
-    assert len(rows) == WRITES
-    assert {r["name"]: r["id"] for r in rows} == acked
-    assert all(r["n"] == int(r["name"][1:]) for r in rows)
+    await check_acknowledged_writes(db, "PgFaultRow", acked, WRITES)
     # no leak: all connections back, and the server holds exactly the pool's
     stats = db.pool_stats()
     assert stats["active"] == 0 and stats["idle"] <= POOL
@@ -163,7 +148,7 @@ async def test_bulk_upsert_whose_backend_is_terminated_mid_way_gives_a_df_error(
         await copy_temp(conn, *args)
         if len(kills) < want_kills:
             kills.append(conn.get_server_pid())
-            await _sql(pg_url, "SELECT pg_terminate_backend($1)", kills[-1])
+            await run_sql(pg_url, "SELECT pg_terminate_backend($1)", kills[-1])
 
     monkeypatch.setattr(adapter, "_copy_temp", copy_then_terminate)
     rows = [{"code": f"c{i}", "n": i} for i in range(2_500)]  # over the COPY threshold

@@ -14,19 +14,10 @@ import asyncio
 import uuid
 from typing import Any
 
-import asyncpg
+from pg_support import run_sql
 
 from dataflow import DataFlow
 from dataflow_postgres.adapter import PostgresAdapter
-
-
-async def _sql(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(url)
-    try:
-        rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
-        return rows
-    finally:
-        await conn.close()
 
 
 async def _pid(conn: Any) -> int:
@@ -68,7 +59,7 @@ async def test_a_cancelled_statement_is_not_handed_to_the_next_caller(
 
     task = asyncio.ensure_future(adapter.run(sleep))
     for _ in range(10_000):  # until the server runs it
-        rows = await _sql(pg_url, "SELECT count(*) FROM pg_stat_activity WHERE application_name "
+        rows = await run_sql(pg_url, "SELECT count(*) FROM pg_stat_activity WHERE application_name "
                                   "= $1 AND query LIKE 'SELECT pg_sleep%'", app)
         if rows[0][0]:
             break
@@ -96,16 +87,16 @@ async def test_a_terminated_parked_connection_is_replaced_and_writes_land_once(
         name: str
 
     rec = await db.express.create("ParkKill", {"name": "before"})
-    killed = await _sql(pg_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+    killed = await run_sql(pg_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                                 "WHERE application_name = $1", app)
     assert killed and all(r[0] for r in killed)
     assert await db.express.read("ParkKill", rec["id"]) == rec
-    await _sql(pg_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+    await run_sql(pg_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                        "WHERE application_name = $1", app)
     await db.express.create("ParkKill", {"name": "after"})
     assert sorted(r["name"] for r in await db.express.list("ParkKill")) == ["after", "before"]
     assert db.pool_stats()["active"] == 0
-    live = await _sql(pg_url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+    live = await run_sql(pg_url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
                       app)
     assert live[0][0] <= 2
 
@@ -175,6 +166,6 @@ async def test_close_ends_the_parked_session(pg_url: str) -> None:
     db = DataFlow(pg_url, application_name=app, pool_size=2)
     await _adapter(db).run(_pid)
     await db.close()
-    rows = await _sql(pg_url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+    rows = await run_sql(pg_url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
                       app)
     assert rows[0][0] == 0

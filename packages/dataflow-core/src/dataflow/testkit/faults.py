@@ -78,3 +78,26 @@ async def eventually_empty(probe: Callable[[], Awaitable[set[Any]]], attempts: i
         await asyncio.sleep(pause)
         left = await probe()
     return left
+
+
+async def held_session_ids(db: DataFlow, size: int, sql: str) -> set[int]:
+    """Hold ``size`` connections of the pool at once; the server's id of each session, read
+    with ``sql`` (one value: ``SELECT pg_backend_pid()``, ``SELECT CONNECTION_ID()``)."""
+    adapter: Any = db.adapter
+    conns = [await adapter.acquire() for _ in range(size)]
+    try:
+        return {int((await adapter.fetch(c, sql, ()))[0][0]) for c in conns}
+    finally:
+        for c in conns:
+            await adapter.release(c)
+
+
+async def check_acknowledged_writes(db: DataFlow, model: str, acked: dict[str, Any],
+                                    count: int) -> None:
+    """Every acknowledged write is in the table, once, as acknowledged: ``acked`` maps the
+    ``name`` of each of the ``count`` writes (``w<n>``) to the id it was acknowledged with."""
+    assert len(acked) == count
+    rows = await db.express.list(model)
+    assert len(rows) == count
+    assert {r["name"]: r["id"] for r in rows} == acked
+    assert all(r["n"] == int(r["name"][1:]) for r in rows)
