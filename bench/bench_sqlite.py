@@ -28,53 +28,33 @@ import time
 from typing import Any
 
 import aiosqlite
-from harness import (
-    Result,
-    machine_note,
-    markdown_table,
-    measure,
-    measure_import,
-    print_header,
-    print_table,
-)
+from harness import Result, measure_import, print_header
+from workloads import ItemBench, Plan, arguments, make_rows, report, run_standard, sizes
 
 from dataflow import DataFlow
-from dataflow.workflow import AsyncLocalRuntime, Connection, Workflow, WorkflowBuilder
+from dataflow.workflow import Connection, Workflow, WorkflowBuilder
 
 PRAGMAS = ("PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL", "PRAGMA foreign_keys = ON")
 COLUMNS = ("name", "category", "price", "qty", "active", "created_at", "updated_at")
-
-
-def make_rows(n: int, start: int = 0) -> list[dict[str, Any]]:
-    return [
-        {"name": f"item-{i}", "category": f"c{i % 20}", "price": (i % 1000) / 10.0,
-         "qty": i % 97, "active": i % 3 != 0}
-        for i in range(start, start + n)
-    ]
 
 
 def ts_text(now: _dt.datetime) -> str:
     return now.isoformat(sep=" ", timespec="microseconds")
 
 
-class Bench:
+PLAN = Plan(nodes=frozenset({"bulk", "single", "reads", "lists", "upsert"}), min_table_rows=20_000,
+            table_follows_bulk=False)
+FULL = {"bulk": 100_000, "single": 1_000, "reads": 1_000, "lists": 100, "upsert": 10_000,
+        "wf_nodes": 1_000}
+QUICK = {"bulk": 10_000, "single": 300, "reads": 300, "lists": 20, "upsert": 2_000, "wf_nodes": 200}
+
+
+class Bench(ItemBench):
     def __init__(self, workdir: str, sizes: dict[str, int], repeat: int) -> None:
+        super().__init__(DataFlow(f"sqlite:///{workdir}/ours.db", name="bench_ours"), "Item", sizes,
+                         repeat)
         self.workdir = workdir
-        self.sizes = sizes
-        self.repeat = repeat
-        self.db = DataFlow(f"sqlite:///{workdir}/ours.db", name="bench_ours")
-        db = self.db
-
-        @db.model
-        class Item:
-            name: str
-            category: str
-            price: float
-            qty: int = 0
-            active: bool = True
-
         self.raw: aiosqlite.Connection | None = None
-        self.runtime = AsyncLocalRuntime()
         self._built: dict[str, Workflow] = {}
 
     # --- setup -------------------------------------------------------------------------------
@@ -102,10 +82,10 @@ class Bench:
         if keep:
             rows = make_rows(keep)
             await self.db.express.bulk_create("Item", rows)
-            await self._raw_bulk_insert(rows)
+            await self.raw_bulk(rows)
 
     # --- raw baselines --------------------------------------------------------------------
-    async def _raw_bulk_insert(self, rows: list[dict[str, Any]]) -> None:
+    async def raw_bulk(self, rows: list[dict[str, Any]]) -> None:
         assert self.raw is not None
         now = ts_text(_dt.datetime.now(_dt.UTC))
         params = [(r["name"], r["category"], r["price"], r["qty"], r["active"], now, now) for r in rows]
@@ -142,7 +122,7 @@ class Bench:
             rows = await self.raw.execute_fetchall(sql, (f"c{k % 20}", 50.0, 1))
             _ = [dict(zip(cols, r, strict=True)) for r in rows]
 
-    async def raw_bulk_upsert(self, rows: list[dict[str, Any]]) -> None:
+    async def raw_upsert(self, rows: list[dict[str, Any]]) -> None:
         assert self.raw is not None
         now = ts_text(_dt.datetime.now(_dt.UTC))
         params = [(r["id"], r["name"], r["category"], r["price"], r["qty"], r["active"], now, now)
@@ -155,104 +135,15 @@ class Bench:
             "active = excluded.active, updated_at = excluded.updated_at", params)
         await self.raw.execute("COMMIT")
 
-    # --- DataFlow: express ---------------------------------------------------------------
-    async def ours_single_inserts(self, rows: list[dict[str, Any]]) -> None:
-        create = self.db.express.create
-        for r in rows:
-            await create("Item", r)
-
-    async def ours_reads(self, ids: list[int]) -> None:
-        read = self.db.express.read
-        for i in ids:
-            await read("Item", i)
-
-    async def ours_filtered(self, times: int) -> None:
-        lst = self.db.express.list
-        for k in range(times):
-            await lst("Item", {"category": f"c{k % 20}", "price": {"$gte": 50.0}, "active": True},
-                      order_by=["-price", "name"], limit=100)
-
     # --- DataFlow: nodes (a workflow built once, run per operation with its inputs,
     # as a service runs a stored workflow) -----------------------------------------------
-    async def _run_wf(self, node: str, params: dict[str, Any]) -> dict[str, Any]:
+    async def run_node(self, op: str, params: dict[str, Any]) -> dict[str, Any]:
+        node = f"{self.model}{op}Node"
         built = self._built.get(node)
         if built is None:
             built = self._built[node] = WorkflowBuilder().add_node(node, "op", {}).build()
         results, _ = await self.runtime.execute_workflow_async(built, {"op": params})
-        return results["op"]
-
-    async def node_bulk_insert(self, rows: list[dict[str, Any]]) -> None:
-        await self._run_wf("ItemBulkCreateNode", {"data": rows})
-
-    async def node_single_inserts(self, rows: list[dict[str, Any]]) -> None:
-        for r in rows:
-            await self._run_wf("ItemCreateNode", r)
-
-    async def node_reads(self, ids: list[int]) -> None:
-        for i in ids:
-            await self._run_wf("ItemReadNode", {"id": i})
-
-    async def node_filtered(self, times: int) -> None:
-        for k in range(times):
-            await self._run_wf("ItemListNode", {
-                "filter": {"category": f"c{k % 20}", "price": {"$gte": 50.0}, "active": True},
-                "order_by": ["-price", "name"], "limit": 100})
-
-    async def node_bulk_upsert(self, rows: list[dict[str, Any]]) -> None:
-        await self._run_wf("ItemBulkUpsertNode", {"data": rows})
-
-    # --- workloads ------------------------------------------------------------------------
-    async def run(self) -> list[Result]:
-        n_bulk, n_single, n_reads = self.sizes["bulk"], self.sizes["single"], self.sizes["reads"]
-        n_list, n_upsert = self.sizes["lists"], self.sizes["upsert"]
-        rep = self.repeat
-        out: list[Result] = []
-        db = self.db
-
-        bulk_rows = make_rows(n_bulk)
-        out.append(await measure(
-            f"bulk insert {n_bulk:,} (express)", lambda: db.express.bulk_create("Item", bulk_rows),
-            lambda: self._raw_bulk_insert(bulk_rows), rep, setup=self.reset))
-        out.append(await measure(
-            f"bulk insert {n_bulk:,} (node)", lambda: self.node_bulk_insert(bulk_rows),
-            lambda: self._raw_bulk_insert(bulk_rows), rep, setup=self.reset))
-
-        single = make_rows(n_single)
-        out.append(await measure(
-            f"{n_single:,} single inserts (express)", lambda: self.ours_single_inserts(single),
-            lambda: self.raw_single_inserts(single), rep, setup=self.reset))
-        out.append(await measure(
-            f"{n_single:,} single inserts (node)", lambda: self.node_single_inserts(single),
-            lambda: self.raw_single_inserts(single), rep, setup=self.reset))
-
-        table_rows = max(n_reads, 20_000)
-        await self.reset(keep=table_rows)
-        ids = [(i * 7919) % table_rows + 1 for i in range(n_reads)]
-        out.append(await measure(f"{n_reads:,} reads by id (express)", lambda: self.ours_reads(ids),
-                                 lambda: self.raw_reads(ids), rep))
-        out.append(await measure(f"{n_reads:,} reads by id (node)", lambda: self.node_reads(ids),
-                                 lambda: self.raw_reads(ids), rep))
-        out.append(await measure(
-            f"{n_list} filtered lists, 3 ops + order_by, limit 100 (express)",
-            lambda: self.ours_filtered(n_list), lambda: self.raw_filtered(n_list), rep))
-        out.append(await measure(
-            f"{n_list} filtered lists (node)", lambda: self.node_filtered(n_list),
-            lambda: self.raw_filtered(n_list), rep))
-
-        # half the keys exist (updates), half are new (inserts)
-        upsert_rows = [{"id": i + 1 + n_upsert // 2, **r} for i, r in enumerate(make_rows(n_upsert, 7))]
-
-        async def upsert_setup() -> None:
-            await self.reset(keep=n_upsert)
-
-        out.append(await measure(
-            f"bulk upsert {n_upsert:,} (50% new) (express)",
-            lambda: db.express.bulk_upsert("Item", upsert_rows),
-            lambda: self.raw_bulk_upsert(upsert_rows), rep, setup=upsert_setup))
-        out.append(await measure(
-            f"bulk upsert {n_upsert:,} (50% new) (node)", lambda: self.node_bulk_upsert(upsert_rows),
-            lambda: self.raw_bulk_upsert(upsert_rows), rep, setup=upsert_setup))
-        out.append(await self.workflow_overhead())
+        out: dict[str, Any] = results["op"]
         return out
 
     async def workflow_overhead(self) -> Result:
@@ -298,40 +189,20 @@ class _NoopNode:
 
 
 async def amain(args: argparse.Namespace) -> list[Result]:
-    if args.quick:
-        sizes = {"bulk": 10_000, "single": 300, "reads": 300, "lists": 20, "upsert": 2_000,
-                 "wf_nodes": 200}
-    else:
-        sizes = {"bulk": 100_000, "single": 1_000, "reads": 1_000, "lists": 100, "upsert": 10_000,
-                 "wf_nodes": 1_000}
     with tempfile.TemporaryDirectory(prefix="dataflow-bench-") as tmp:
-        bench = Bench(tmp, sizes, args.repeat)
+        bench = Bench(tmp, sizes(args, FULL, QUICK), args.repeat)
         await bench.open()
         try:
-            return await bench.run()
+            return [*await run_standard(bench, PLAN), await bench.workflow_overhead()]
         finally:
             await bench.close()
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="smaller sizes (smoke check)")
-    ap.add_argument("--repeat", type=int, default=3, help="best of N runs per side (default 3)")
-    ap.add_argument("--markdown", action="store_true", help="also print a Markdown table")
-    args = ap.parse_args()
+    args = arguments(__doc__).parse_args()
     print_header("DataFlow SQLite vs raw aiosqlite")
     imp = measure_import("python -c 'import dataflow'", "import dataflow", repeat=7, target=0.15)
-    results = asyncio.run(amain(args))
-    results.insert(0, imp)
-    print()
-    print_table(results)
-    if args.markdown:
-        print(f"\n{time.strftime('%Y-%m-%d')} -- {machine_note()}\n")
-        print(markdown_table(results))
-    failed = [r.name for r in results if r.passed is False]
-    if failed:
-        print(f"\nbelow target: {', '.join(failed)}", file=sys.stderr)
-    return 0
+    return report([imp, *asyncio.run(amain(args))], args.markdown)
 
 
 if __name__ == "__main__":
