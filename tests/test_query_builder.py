@@ -99,3 +99,44 @@ async def test_existing_schema_mode_uses_tables_as_they_are(tmp_path: Path) -> N
         finally:
             await other.close()
         assert _schema(path) == before, "nothing created or altered"
+
+
+async def test_ordering_by_the_primary_key_needs_no_sort(tmp_path: Path) -> None:
+    """The primary key is never NULL: ordering by it (express lists, frame reads in keyset
+    batches) is the plain order its index serves, not a sort of the whole table (SQLite's
+    plan has no temporary B-tree for it); other columns keep their NULLs-first order."""
+    from dataflow.frames import io
+    from dataflow.query.ast import TRUE, Comparison, OrderBy, Select
+
+    path = tmp_path / "order.db"
+    db = DataFlow(f"sqlite:///{path}", multi_tenant=False)
+
+    @db.model
+    class Ticket:
+        title: str
+        due: int | None = None
+
+    try:
+        await db.initialize()
+        await db.express.bulk_create("Ticket", [{"title": f"t{i}", "due": i % 3 or None}
+                                                for i in range(50)])
+        spec = db.get_model("Ticket")
+        compiler = db.adapter.compiler  # type: ignore[attr-defined]
+        plain = sqlite3.connect(path)
+        try:
+            def plan(stmt: Select) -> str:
+                compiled = compiler.compile(stmt)
+                rows = plain.execute("EXPLAIN QUERY PLAN " + compiled.sql, compiled.params)
+                return " | ".join(str(r[-1]) for r in rows)
+
+            assert "TEMP B-TREE" not in plan(io.by_id(spec, Comparison("id", "gt", 10), 20))
+            assert "TEMP B-TREE" not in plan(Select(spec, TRUE, (OrderBy("id", True),), 5))
+            assert "TEMP B-TREE" in plan(Select(spec, TRUE, (OrderBy("due"),)))
+        finally:
+            plain.close()
+        listed = await db.express.list("Ticket", order_by="-id", limit=3)
+        assert [r["id"] for r in listed] == [50, 49, 48]
+        by_due = [r["due"] for r in await db.express.list("Ticket", order_by="due")]
+        assert by_due[:17] == [None] * 17 and by_due[17:] == sorted(by_due[17:])
+    finally:
+        await db.close()

@@ -160,3 +160,45 @@ async def test_reads_give_what_express_reads(make_db: Any, pg_url: str) -> None:
             assert got["label"] == want["label"]
             assert (None if got["meta"] is None else json.loads(got["meta"])) == want["meta"]
             assert got["created_at"] == want["created_at"]
+
+
+async def test_keyset_batches_of_a_read_follow_the_primary_key_index(make_db: Any,
+                                                                      pg_url: str) -> None:
+    """Each batch of a frames read (``id > last ORDER BY id LIMIT n``) and a list ordered by
+    id are served by the primary key's index: with sorting priced out, the plans hold no
+    Sort (``id ASC NULLS FIRST`` needed one: a sort of every remaining row per batch)."""
+    from dataflow.frames import io
+    from dataflow.query.ast import TRUE, Comparison, OrderBy, Select
+
+    db = make_db()
+
+    @db.model
+    class PgFrameKeyset:
+        label: str
+        rank: int | None = None
+
+    await db.initialize()
+    frame = pl.DataFrame({"label": [f"l{i}" for i in range(300)],
+                          "rank": [None if i % 4 == 0 else i for i in range(300)]})
+    assert (await db.frames.create("PgFrameKeyset", frame)).status == "ok"
+    spec = db.get_model("PgFrameKeyset")
+    compiler = db.adapter.compiler
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute("SET enable_sort = off")
+
+        async def plan(stmt: Any) -> str:
+            compiled = compiler.compile(stmt)
+            rows = await conn.fetch("EXPLAIN " + compiled.sql, *compiled.params)
+            return "\n".join(r[0] for r in rows)
+
+        assert "Sort" not in await plan(io.by_id(spec, Comparison("id", "gt", 100), 50))
+        assert "Sort" not in await plan(Select(spec, TRUE, (OrderBy("id", True),), 5))
+        assert "Sort" in await plan(Select(spec, TRUE, (OrderBy("rank"),)))
+    finally:
+        await conn.close()
+    read, _ = await db.frames.read("PgFrameKeyset", batch_size=64)
+    assert read["id"].to_list() == list(range(1, 301))
+    assert read["rank"].to_list() == frame["rank"].to_list()
+    ranks = [r["rank"] for r in await db.express.list("PgFrameKeyset", order_by="rank")]
+    assert ranks[:75] == [None] * 75 and ranks[75:] == sorted(ranks[75:])

@@ -265,7 +265,10 @@ class SQLCompiler:
                         f"the {self.name} dialect cannot order Decimal values exactly.",
                         model=model.name, field=o.field,
                     )
-                terms.append(self.order_term(self.quote(o.field), o.descending))
+                if f.primary_key:  # never NULL: the plain order, which its index serves
+                    terms.append(self.quote(o.field) + (" DESC" if o.descending else ""))
+                else:
+                    terms.append(self.order_term(self.quote(o.field), o.descending))
             sql += " ORDER BY " + ", ".join(terms)
         sql += self.limit_offset(stmt.limit, stmt.offset, p)
         if stmt.for_update:
