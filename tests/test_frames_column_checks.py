@@ -149,3 +149,31 @@ def test_datetime_text_reads_as_the_general_formats(stamps: list[_dt.datetime], 
     assert got.dtype == pl.Datetime("us", "UTC")
     # compared as microseconds: year 0 (read from "0000-...") has no Python datetime
     assert got.cast(pl.Int64).to_list() == want.to_series().cast(pl.Int64).to_list()
+
+
+def test_sqlite_timestamp_text_decodes_as_the_dialect_does() -> None:
+    """SQLite stores timestamps as ISO text (with or without microseconds): read column-wise
+    (a fixed layout first, the general reader for the rest), every value is the dialect's
+    own decoding."""
+    from dataflow.frames.codec import decode_column
+    from dataflow.frames.io import frame_values
+
+    db = DataFlow("sqlite://:memory:", name="frames_sqlite_decode")
+
+    @db.model
+    class FrameDecodeStamp:
+        at: _dt.datetime | None = None
+
+    f = db.get_model("FrameDecodeStamp").fields["at"]
+    decoder = db.adapter.compiler.decoder(f)  # type: ignore[attr-defined]
+    assert decoder is not None
+    base = _dt.datetime(2024, 1, 1, tzinfo=_dt.UTC)
+    stamps = [base + _dt.timedelta(seconds=i * 7919, microseconds=(i % 3) * 250_001)
+              for i in range(40)]
+    texts: list[str | None] = [s.isoformat(sep=" ") for s in stamps]
+    texts[5] = None
+    texts[9] = "2024-03-04T05:06:07+02:00"
+    raw = pl.Series("at", texts, dtype=pl.String)
+    got = decode_column(f, raw, decoder, frame_values)
+    assert got.dtype == pl.Datetime("us", "UTC")
+    assert got.to_list() == [None if t is None else decoder(t) for t in texts]

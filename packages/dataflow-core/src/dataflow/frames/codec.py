@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 
 from ..model import FieldSpec, LogicalType
-from .rules import _to_datetime, canonical_dtype
+from .rules import _to_datetime, canonical_dtype, parse_datetime_text
 
 Codec = Callable[[Any], Any]
 SAMPLE = 8
@@ -92,6 +92,9 @@ def _decode_candidates(f: FieldSpec, raw: pl.Series) -> list[Callable[[pl.Series
     out: list[Callable[[pl.Series], pl.Series]] = []
     if lt is LogicalType.DATETIME:
         if dtype == pl.String:
+            # fixed layouts first (Polars' own parser, no chrono), the rest as the general
+            # ISO 8601 reader takes them
+            out.append(parse_datetime_text)
             out.append(_parse_utc_text("%Y-%m-%d %H:%M:%S%.6f"))
             out.append(_parse_utc_text("%Y-%m-%d %H:%M:%S%.f"))
             # one format at a time (the first that reproduces the decoder wins), then the
