@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+from decimal import Decimal
 from typing import Any
 
 import polars as pl
@@ -16,6 +17,8 @@ from dataflow import DataFlow
 from dataflow.frames.rules import (
     _datetime_formats,
     _uuid_text,
+    coerce,
+    coerce_text,
     json_checker,
     json_failures,
     json_pattern,
@@ -177,3 +180,47 @@ def test_sqlite_timestamp_text_decodes_as_the_dialect_does() -> None:
     got = decode_column(f, raw, decoder, frame_values)
     assert got.dtype == pl.Datetime("us", "UTC")
     assert got.to_list() == [None if t is None else decoder(t) for t in texts]
+
+
+_COERCED_TEXTS = ["7", " 7", "7 ", "\t-7\n", "+7", "-0", "007", "1e3", "1.5", ".5", "5.", "0x10",
+                  "1_000", "\u0663", "9" * 20, "-9223372036854775808", "9223372036854775808",
+                  "nan", "NaN", "inf", "-Infinity", "1,5", "", " ", "true", "True", "TRUE",
+                  " true", "tRuE", "false", "FALSE", "False ", "1", "0", " 0", "yes", "t",
+                  "2024-02-29", " 2024-02-29", "2024-02-30", "2024-1-1", "2024-01-01T00:00",
+                  "+2024-01-01", "20240101", "1e-3", "-.5e+2", "1.", "1..2", "--1", None]
+
+
+@settings(max_examples=60, deadline=None)
+@given(extra=st.lists(st.text(alphabet=" \t+-.eE0123456789truefalsTRUEFALS_x:", max_size=12),
+                      max_size=30))
+def test_text_read_as_given_first_matches_the_full_coercion(extra: list[str]) -> None:
+    """int, float, bool, date and Decimal from text: reading the text as given first
+    (coerce_text) gives, row for row, what the full coercion (stripped, case folded) gives."""
+    spec = _coercion_model()
+    series = pl.Series(_COERCED_TEXTS + extra, dtype=pl.String)
+    for f in spec.fields.values():
+        if f.managed or f.primary_key:
+            continue
+        want = series.to_frame("t").select(coerce(f, pl.col("t"), pl.String())).to_series()
+        got = coerce_text(f, series)
+        assert got.dtype == want.dtype
+        assert got.cast(pl.String).to_list() == want.cast(pl.String).to_list(), f.name
+
+
+def _coercion_model() -> Any:
+    if not _COERCION:
+        db = DataFlow("sqlite://:memory:", name="frames_text_coercion")
+
+        @db.model
+        class FrameTextCoercion:
+            n: int | None = None
+            x: float | None = None
+            b: bool | None = None
+            d: _dt.date | None = None
+            m: Decimal | None = None
+
+        _COERCION.append(db.get_model("FrameTextCoercion"))
+    return _COERCION[0]
+
+
+_COERCION: list[Any] = []

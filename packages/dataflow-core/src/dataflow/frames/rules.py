@@ -38,6 +38,8 @@ _TEXT_DTYPES = (pl.String, pl.Categorical, pl.Enum)
 _UUID_HEX = r"^[0-9a-f]{32}$"
 _DECIMAL_TEXT = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 _BOOL_TEXT = {"true": True, "false": False, "1": True, "0": False}
+_PLAIN_TEXT_TYPES = (LogicalType.INT, LogicalType.FLOAT, LogicalType.BOOL, LogicalType.DATE,
+                     LogicalType.DECIMAL)
 _TYPE_NAMES = {
     LogicalType.INT: "an integer in the 64-bit range",
     LogicalType.FLOAT: "a number",
@@ -206,6 +208,46 @@ def coerce(f: FieldSpec, src: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     if lt is LogicalType.JSON:
         return src
     raise AssertionError(lt)
+
+
+#: every spelling the boolean coercion reads, as given (the rest: stripped and lower-cased)
+_BOOL_SPELLINGS = {**_BOOL_TEXT, **{k.title(): v for k, v in _BOOL_TEXT.items()},
+                   **{k.upper(): v for k, v in _BOOL_TEXT.items()}}
+
+
+def _plain_text_coercion(f: FieldSpec, t: pl.Expr) -> pl.Expr | None:
+    """``coerce`` from text as given -- no whitespace stripped, no case folded -- for the
+    types where a value it reads is the value ``coerce`` gives; None for the others."""
+    lt = f.ltype
+    if lt is LogicalType.INT:
+        return t.str.to_integer(strict=False).cast(pl.Int64, strict=False)
+    if lt is LogicalType.FLOAT:
+        return t.cast(pl.Float64, strict=False)
+    if lt is LogicalType.BOOL:
+        return t.replace_strict(_BOOL_SPELLINGS, default=None, return_dtype=pl.Boolean)
+    if lt is LogicalType.DATE:
+        return t.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
+    if lt is LogicalType.DECIMAL:
+        return pl.when(t.str.contains(_DECIMAL_TEXT)).then(t)
+    return None
+
+
+def coerce_text(f: FieldSpec, text: pl.Series) -> pl.Series:
+    """``coerce`` of a text column: the text as given first (see ``_plain_text_coercion``),
+    then ``coerce`` itself (stripped, case folded) only on the rows that left unread -- in a
+    clean column none, so the whitespace and case passes over every value are skipped."""
+    t = pl.col("t")
+    frame = text.to_frame("t")
+    full = coerce(f, t, pl.String())
+    plain = _plain_text_coercion(f, t)
+    if plain is None:
+        return frame.select(full).to_series()
+    out = frame.select(plain).to_series()
+    left = out.is_null() & text.is_not_null()
+    if left.any():
+        at = left.arg_true()
+        out = out.scatter(at, frame[at].select(full).to_series())
+    return out
 
 
 def canonical_dtype(f: FieldSpec, given: pl.DataType) -> pl.DataType:
@@ -436,6 +478,10 @@ def check_rows(model: ModelSpec, frame: pl.DataFrame, *, nul_in_text: bool,
     parsed.update({f.name: uuid_text(frame.get_column(f.name).cast(pl.String))
                    for f in fields
                    if f.ltype is LogicalType.UUID and isinstance(schema[f.name], _TEXT_DTYPES)})
+    # numbers, booleans, dates and decimals given as text: read as given first (coerce_text)
+    parsed.update({f.name: coerce_text(f, frame.get_column(f.name).cast(pl.String))
+                   for f in fields
+                   if f.ltype in _PLAIN_TEXT_TYPES and isinstance(schema[f.name], _TEXT_DTYPES)})
     json_reasons = [json_failures(f, frame.get_column(f.name).cast(pl.String)).alias(_JSON + f.name)
                     for f in fields
                     if rules and f.ltype is LogicalType.JSON and schema[f.name] != pl.Null
