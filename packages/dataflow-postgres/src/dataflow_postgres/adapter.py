@@ -175,6 +175,9 @@ class PostgresAdapter(SQLAdapter):
         self._size: int | None = None
         self.server: ServerInfo | None = None
         self._read_sql: dict[int, tuple[ModelSpec, str]] = {}
+        #: (table, columns) -> the INSERT of one row with an explicit id that also moves the
+        #: identity sequence (see :meth:`_insert_advancing_sql`)
+        self._advancing: dict[tuple[str, tuple[str, ...]], str] = {}
 
     # --- pool sizing ------------------------------------------------------------------------
     async def _resolve_size(self) -> int:
@@ -524,8 +527,16 @@ class PostgresAdapter(SQLAdapter):
             params = c.row_encoder(model, stmt.columns)(stmt.rows[0])
             if "id" in stmt.columns and model.pk.auto_increment:
                 # an explicit id: the sequence moves past it in the same statement
-                row = await self._fetchrow(conn, self._insert_advancing_sql(model, stmt.columns),
-                                           (*params, c.table(model)))
+                sql = self._advancing.get((model.table, stmt.columns))
+                if sql is None:
+                    sql = await self._insert_advancing_sql(conn, model, stmt.columns)
+                try:
+                    row = await self._fetchrow(conn, sql, params)
+                except (IntegrityError, ConnectionLostError):
+                    raise
+                except DatabaseError:
+                    self._advancing.clear()  # its table may have been rebuilt elsewhere
+                    raise
                 row = tuple(row)[:len(model.fields)]
             else:
                 row = await self._fetchrow(conn, c.insert_sql(model, stmt.columns, 1,
@@ -662,17 +673,28 @@ class PostgresAdapter(SQLAdapter):
 
         await conn.copy_to_table(table, source=source(), columns=list(columns), format="binary")
 
-    def _insert_advancing_sql(self, model: ModelSpec, columns: tuple[str, ...]) -> str:
-        """One row with an explicit id into an identity column, RETURNING the row, with the
-        identity's sequence moved to that id when it is beyond the sequence's last value --
-        one round trip (the table name is the last parameter)."""
+    async def _insert_advancing_sql(self, conn: Any, model: ModelSpec, columns: tuple[str, ...]
+                                    ) -> str:
+        """One row with an explicit id into an identity column, RETURNING the row and, in
+        one more column, the identity's sequence moved to that id when it is beyond the
+        sequence's last value -- one round trip. The sequence is looked up once per table
+        (``pg_get_serial_sequence`` costs a catalog scan per call) and named in the text as
+        a ``regclass`` literal, which the server resolves when it plans the statement (and
+        again when the sequence is dropped). Kept until this adapter changes the schema or
+        the statement fails."""
         c = self.compiler
         insert = c.insert_sql(model, columns, 1, returning=True)
-        table = f"${len(columns) + 1}"
-        return (f"WITH df_row AS ({insert}) SELECT df_row.*, (SELECT setval(s.seq, df_row.id) "
-                f"FROM (SELECT CAST(pg_get_serial_sequence({table}, 'id') AS regclass) AS seq) s "
-                "WHERE s.seq IS NOT NULL AND df_row.id > COALESCE(pg_sequence_last_value(s.seq), 0)) "
-                "FROM df_row")
+        seq = await self._fetchrow(conn, "SELECT pg_get_serial_sequence($1, 'id')",
+                                   (c.table(model),))
+        if seq is None or seq[0] is None:  # no identity behind the key: nothing to move
+            sql = insert
+        else:
+            name = "'" + str(seq[0]).replace("'", "''") + "'::regclass"
+            key = c.quote("id")
+            sql = (f"{insert}, CASE WHEN {key} > COALESCE(pg_sequence_last_value({name}), 0) "
+                   f"THEN setval({name}, {key}) END")
+        self._advancing[(model.table, columns)] = sql
+        return sql
 
     @_translating
     async def _fetchrow(self, conn: Any, sql: str, params: tuple[Any, ...]) -> Any:
@@ -796,6 +818,7 @@ class PostgresAdapter(SQLAdapter):
     async def apply_ddl(self, conn: Any, statements: list[str]) -> None:
         """DDL under a transaction-scoped advisory lock, so processes migrating together
         take turns (the DDL is IF NOT EXISTS, so the second one converges)."""
+        self._advancing.clear()  # a rebuilt table may get another identity sequence
         own = not conn.is_in_transaction()
         if own:
             await self.begin(conn)
@@ -815,6 +838,10 @@ class PostgresAdapter(SQLAdapter):
             pool = self._pools.get(asyncio.get_running_loop())
             if pool is not None:
                 await self._expire(pool)
+
+    async def drop_table(self, conn: Any, table: str) -> None:
+        self._advancing.clear()
+        await super().drop_table(conn, table)
 
     async def apply_step(self, conn: Any, step: Step) -> None:
         """Steps without plain SQL: nullability and column type changes."""
