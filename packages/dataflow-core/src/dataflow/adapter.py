@@ -262,6 +262,14 @@ class Adapter(ABC):
         rows = await self.select(conn, Select(model, Comparison("id", "eq", key), limit=1))
         return rows[0] if rows else None
 
+    async def delete_by_id(self, conn: Any, model: ModelSpec, key: Any) -> int:
+        """Delete the row whose primary key is ``key`` (a checked key, no tenant or
+        soft-delete predicate: callers that need one use :meth:`delete`); the count
+        deleted. Adapters may keep the statement per model."""
+        from .query.ast import Comparison
+
+        return await self.delete(conn, Delete(model, Comparison("id", "eq", key)))
+
     # schema ----------------------------------------------------------------------------
     @abstractmethod
     async def introspect(self, conn: Any, tables: list[str] | None = None) -> dict[str, TableInfo]:

@@ -488,8 +488,10 @@ class Express:
         if spec.soft_delete:
             stmt = Update(spec, self._by_id(spec, key), self._tombstone(spec, self._now()))
             n, _ = await self._db._run(adapter.update, stmt)
-        else:
+        elif spec.tenant_scoped:
             n = await self._db._run(adapter.delete, Delete(spec, self._by_id(spec, key)))
+        else:  # the key alone: the adapter may keep the statement per model
+            n = await self._db._run(adapter.delete_by_id, spec, key)
         return n > 0
 
     async def _delete_returning(self, model: ModelRef, id: Any) -> dict[str, Any] | None:

@@ -175,6 +175,7 @@ class PostgresAdapter(SQLAdapter):
         self._size: int | None = None
         self.server: ServerInfo | None = None
         self._read_sql: dict[int, tuple[ModelSpec, str]] = {}
+        self._delete_sql: dict[int, tuple[ModelSpec, str]] = {}
         #: (table, columns) -> the INSERT of one row with an explicit id that also moves the
         #: identity sequence (see :meth:`_insert_advancing_sql`)
         self._advancing: dict[tuple[str, tuple[str, ...]], str] = {}
@@ -520,6 +521,14 @@ class PostgresAdapter(SQLAdapter):
         if row is None:
             return None
         return self.compiler.row_decoder(model, tuple(model.fields))(row)
+
+    async def delete_by_id(self, conn: Any, model: ModelSpec, key: Any) -> int:
+        cached = self._delete_sql.get(id(model))
+        if cached is None or cached[0] is not model:
+            c = self.compiler
+            cached = (model, f"DELETE FROM {c.table(model)} WHERE {c.quote('id')} = $1")
+            self._delete_sql[id(model)] = cached
+        return await self.execute(conn, cached[1], (self.compiler.encode(model.pk, key),))
 
     async def insert(self, conn: Any, stmt: Insert) -> list[dict[str, Any]]:
         model, c = stmt.model, self.compiler

@@ -132,7 +132,7 @@ class local_timezone:
 DRIVER_CALLS = ("fetch", "execute", "executemany")
 #: statement-level adapter methods: for a non-SQL adapter, the point where a request leaves
 STATEMENT_CALLS = ("select", "count", "insert", "update", "delete", "upsert", "read_by_id",
-                   "begin", "savepoint", "apply_ddl", "introspect")
+                   "delete_by_id", "begin", "savepoint", "apply_ddl", "introspect")
 
 
 class statements_sent:
