@@ -14,6 +14,7 @@ import asyncio
 import uuid
 from typing import Any
 
+import pytest
 from pg_support import run_sql
 
 from dataflow import DataFlow
@@ -169,3 +170,65 @@ async def test_close_ends_the_parked_session(pg_url: str) -> None:
     rows = await run_sql(pg_url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
                       app)
     assert rows[0][0] == 0
+
+
+async def _gone(pg_url: str, pid: int) -> bool:
+    """Has the server ended backend ``pid`` (its client closed it)? Waits for the session to
+    go, a bounded number of polls."""
+    for _ in range(500):
+        rows = await run_sql(pg_url, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid)
+        if not rows[0][0]:
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def test_a_connection_taken_before_a_lost_connection_expired_the_pool_is_not_parked(
+        make_db: Any, pg_url: str) -> None:
+    """A statement is in flight on one connection while the server terminates another
+    caller's (inside a transaction: DF-903, and the pool's connections are expired, since the
+    server likely dropped them all). The in-flight statement then ends cleanly, but its
+    connection is from before the expiry: it is closed, not parked for the next statement."""
+    from dataflow.errors import ConnectionLostError
+
+    app = f"df_parkgen_{uuid.uuid4().hex[:8]}"
+    db: DataFlow = make_db(pool_size=3, application_name=app)
+    adapter = _adapter(db)
+    holding, gate = asyncio.Event(), asyncio.Event()
+
+    async def hold(conn: Any) -> int:
+        pid = await _pid(conn)
+        holding.set()
+        await gate.wait()  # in flight while the other connection is lost
+        return pid
+
+    older = asyncio.ensure_future(adapter.run(hold))
+    await holding.wait()
+    try:
+        with pytest.raises(ConnectionLostError):
+            async with db.transaction():
+                rows = await db._run(adapter.fetch, "SELECT pg_backend_pid()", ())
+                victim = int(rows[0][0])
+                # the timeout makes the server wait until the backend has ended
+                ended = await run_sql(pg_url, "SELECT pg_terminate_backend($1, 5000)", victim)
+                assert ended[0][0] is True
+                await db._run(adapter.fetch, "SELECT 1", ())
+    finally:
+        gate.set()
+    held = await older
+    assert await adapter.run(_pid) != held  # a fresh connection, not the one from before
+    assert await _gone(pg_url, held)
+    assert db.pool_stats()["active"] == 0
+
+
+async def test_the_connection_that_expired_the_pool_is_not_parked(
+        make_db: Any, pg_url: str) -> None:
+    """CREATE EXTENSION expires the pool (connections opened before it lack the extension's
+    type codecs): the connection that ran it is from the old generation and is closed after
+    its statement, not parked."""
+    db: DataFlow = make_db(pool_size=2)
+    adapter = _adapter(db)
+    before = await adapter.run(_pid)  # parked
+    await adapter.run(adapter.apply_ddl, ["CREATE EXTENSION IF NOT EXISTS plpgsql"])
+    assert await adapter.run(_pid) != before
+    assert await _gone(pg_url, before)
