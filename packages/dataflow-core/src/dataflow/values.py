@@ -307,8 +307,10 @@ def _json_text_checker(f: FieldSpec, rewrite: Callable[[str], str] | None = None
             raise _Bad(f"is not JSON-serialisable ({type(exc).__name__}: {exc})",
                        _FIX_JSON) from None
         # fewer opening brackets than the limit (counted in C, strings included: an upper
-        # bound) cannot nest that deep; otherwise the exact walk decides
-        if (text.count("[") + text.count("{") >= JSON_MAX_DEPTH - 1
+        # bound; a text shorter than the limit has fewer) cannot nest that deep; otherwise
+        # the exact walk decides
+        if (len(text) >= JSON_MAX_DEPTH - 1
+                and text.count("[") + text.count("{") >= JSON_MAX_DEPTH - 1
                 and json_depth_exceeds(v)):
             raise _Bad(f"is nested more than {JSON_MAX_DEPTH} levels deep", _FIX_DEPTH)
         return text if rewrite is None else rewrite(text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import enum
 import json
 import uuid
 from decimal import Decimal
@@ -38,10 +39,17 @@ def _decimal_text(v: Decimal) -> str:
     ``$in`` compare text): plain notation, no trailing zeros, no negative zero -- 2.5, 2.50
     and 25E-1 are all ``'2.5'``, 1E+2 is ``'100'``. (``format`` never rounds, unlike
     ``Decimal.normalize``, which would cut to the context's 28 digits.)"""
-    text = format(v, "f")
-    if "." in text:
+    text = str(v)  # plain notation already, unless it has an exponent (then spell it out)
+    if "E" in text:
+        text = format(v, "f")
+    if "." in text and text[-1] == "0":
         text = text.rstrip("0").rstrip(".")
     return "0" if text in ("-0", "") else text
+
+
+def _enum_text(v: enum.Enum) -> str:
+    value = v._value_  # the member's value (``.value`` is a slower descriptor)
+    return value if type(value) is str else str(value)
 
 
 class SQLiteCompiler(SQLCompiler):
@@ -77,7 +85,7 @@ class SQLiteCompiler(SQLCompiler):
         if lt is LogicalType.BOOL:
             return int
         if lt is LogicalType.ENUM:
-            return lambda v: str(v.value)
+            return _enum_text
         return super().encoder(f)
 
     def decoder(self, f: FieldSpec) -> Decoder | None:
