@@ -126,7 +126,8 @@ _STAMPS = st.datetimes(min_value=_dt.datetime(1, 1, 2), max_value=_dt.datetime(9
 @given(stamps=st.lists(_STAMPS, min_size=1, max_size=24),
        sep=st.sampled_from(["T", " "]),
        spec=st.sampled_from(["seconds", "milliseconds", "microseconds"]),
-       suffix=st.sampled_from(["+00:00", "Z", "", "+02:00", "-05:30"]),
+       suffix=st.sampled_from(["+00:00", "Z", "", "+02:00", "-05:30", "+23:59", "-00:00",
+                               "+24:00", "+0200"]),
        edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 40),
                                 st.sampled_from(list("0123456789+-:TZ. x"))), max_size=8))
 def test_datetime_text_reads_as_the_general_formats(stamps: list[_dt.datetime], sep: str,

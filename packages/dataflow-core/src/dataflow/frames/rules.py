@@ -108,7 +108,26 @@ def _fixed_datetime_formats() -> list[Callable[[pl.Expr], pl.Expr]]:
             for suffix in ("+00:00", "Z", ""):
                 out.append(lambda e, fmt=f"%Y-%m-%d{sep}%H:%M:%S{frac}{suffix}": e.str.strptime(  # type: ignore[misc]
                     pl.Datetime("us"), fmt, strict=False, cache=False).dt.replace_time_zone("UTC"))
+    for sep in ("T", " "):
+        for frac in (".%6f", "", ".%3f"):
+            out.append(lambda e, fmt=f"%Y-%m-%d{sep}%H:%M:%S{frac}": _with_offset(e, fmt))  # type: ignore[misc]
     return out
+
+
+#: every ``+HH:MM`` / ``-HH:MM`` offset chrono's ``%:z`` reads (under 24 hours)
+_OFFSETS = [f"{sign}{h:02d}:{m:02d}" for sign in "+-" for h in range(24) for m in range(60)]
+
+
+def _with_offset(e: pl.Expr, fmt: str) -> pl.Expr:
+    """Text of a fixed layout ``fmt`` followed by a ``±HH:MM`` offset, as UTC: the local
+    part by Polars' own parser, minus the offset read from its four digits."""
+    zone = e.str.tail(6)
+    minutes = (zone.str.slice(1, 2).str.to_integer(strict=False) * 60
+               + zone.str.slice(4, 2).str.to_integer(strict=False))
+    local = e.str.head(-6).str.strptime(pl.Datetime("us"), fmt, strict=False, cache=False)
+    utc = local - pl.duration(minutes=pl.when(zone.str.starts_with("-")).then(-minutes)
+                              .otherwise(minutes))
+    return pl.when(zone.is_in(_OFFSETS)).then(utc).dt.replace_time_zone("UTC")
 
 
 def parse_datetime_text(text: pl.Series) -> pl.Series:
