@@ -9,8 +9,18 @@ Workloads (both sides on identical tables built from DataFlow's DDL, the same ro
 creates with an auto id, creates with an explicit id, reads by id, updates of one field by id,
 deletes by id; one bulk update by filter and one bulk delete by filter over 100,000 rows. Raw
 single writes return the stored row where DataFlow does (``RETURNING``; on MySQL the INSERT
-alone, as DataFlow's create is one INSERT there). Ratio = raw time / DataFlow time; the table
-gives the best and the worst ratio of the interleaved runs.
+alone, as DataFlow's create is one INSERT there). Each run of explicit-id creates takes a fresh
+range of ids on both sides (reusing the keys a setup has just deleted would make whichever side
+runs first insert over not-yet-purged index entries). Ratio = raw time / DataFlow time; the
+table gives the best and the worst ratio of the interleaved runs.
+
+Updates by id on MySQL/MariaDB: there is no ``UPDATE ... RETURNING``, so the raw work that gives
+a caller what DataFlow's update returns -- the row as this update left it, not as a concurrent
+writer changed it since -- is the UPDATE and a SELECT of the row in one transaction. The target
+line, "updates by id", sends that as one round trip (``START TRANSACTION; UPDATE ...; SELECT
+...; COMMIT``, the fastest way a raw user can write it); "(raw: BEGIN, UPDATE, SELECT, COMMIT)"
+is the same work in four round trips, and "(raw: UPDATE alone, no row back)" is context only
+(less work than DataFlow's update: no target).
 """
 
 from __future__ import annotations
@@ -62,6 +72,8 @@ class RawSide:
         upd_ret = f" RETURNING id, {cols}" if backend != "mysql" else ""
         self.update = f"UPDATE {t} SET qty = {m(1)}, updated_at = {m(2)} WHERE id = {m(3)}{upd_ret}"
         self.delete = f"DELETE FROM {t} WHERE id = {m(1)}"
+        # MySQL: the UPDATE and the read-back of the row, one transaction, one round trip
+        self.update_read = f"START TRANSACTION; {self.update}; {self.read}; COMMIT"
         self.bulk_update = (f"UPDATE {t} SET qty = {m(1)}, updated_at = {m(2)} "
                             f"WHERE category = {m(3)} AND active = {m(4)}")
         self.bulk_delete = f"DELETE FROM {t} WHERE category = {m(1)} AND active = {m(2)}"
@@ -78,8 +90,11 @@ class RawSide:
             from dataflow.adapter import DatabaseURL
 
             u = DatabaseURL.parse(self.url)
+            from pymysql.constants import CLIENT  # type: ignore[import-untyped]
+
             kw = dict(host=u.host or "127.0.0.1", port=u.port or 3306, user=u.username or "root",
-                      password=u.password or "", db=u.database, autocommit=True)
+                      password=u.password or "", db=u.database, autocommit=True,
+                      client_flag=CLIENT.FOUND_ROWS | CLIENT.MULTI_STATEMENTS)
             self.conn = await aiomysql.connect(**kw)
             self.pool = await aiomysql.create_pool(minsize=1, maxsize=4, **kw)
         else:
@@ -123,6 +138,30 @@ class RawSide:
             if row is not None and cur.description:
                 return dict(zip([d[0] for d in cur.description], row, strict=True))
         return None
+
+    async def update_read_one_trip(self, params: tuple[Any, ...]) -> Any:
+        """MySQL: ``START TRANSACTION; UPDATE; SELECT; COMMIT`` in one round trip; the row."""
+        async with self.conn.cursor() as cur:
+            await cur.execute(self.update_read, (*params, params[-1]))
+            await cur.nextset()  # the UPDATE's result
+            await cur.nextset()  # the SELECT's
+            row = await cur.fetchone()
+            await cur.nextset()  # COMMIT's
+        return row
+
+    async def update_read_four_trips(self, params: tuple[Any, ...]) -> Any:
+        """MySQL: BEGIN, UPDATE, SELECT, COMMIT, one round trip each; the row."""
+        await self.conn.begin()
+        try:
+            async with self.conn.cursor() as cur:
+                await cur.execute(self.update, params)
+                await cur.execute(self.read, (params[-1],))
+                row = await cur.fetchone()
+        except BaseException:
+            await self.conn.rollback()
+            raise
+        await self.conn.commit()
+        return row
 
     async def ddl(self, sql: str) -> None:
         if self.backend == "mysql":
@@ -224,7 +263,12 @@ class Bench:
         ex = db.express
         out: list[Result] = []
         single = rows(n)
-        with_ids = [{"id": 10_000 + i, **r} for i, r in enumerate(single)]
+        next_range = iter(range(1, 1 << 30))
+
+        def with_ids() -> list[dict[str, Any]]:
+            """A fresh id range per run (see the module docstring)."""
+            base = 10_000 * (1 + next(next_range))
+            return [{"id": base + i, **r} for i, r in enumerate(single)]
 
         async def ours_create() -> None:
             for r in single:
@@ -235,11 +279,13 @@ class Bench:
                 await raw.one(raw.insert, raw.values(r))
 
         async def ours_create_id() -> None:
-            for r in with_ids:
+            data = with_ids()
+            for r in data:
                 await ex.create("SingleItem", r)
 
         async def raw_create_id() -> None:
-            for r in with_ids:
+            data = with_ids()
+            for r in data:
                 await raw.one(raw.insert_id, (r["id"], *raw.values(r)))
 
         out.append(await measure(f"{n:,} creates, auto id", ours_create, raw_create, rep,
@@ -275,7 +321,22 @@ class Bench:
             for k, i in enumerate(ids):
                 await raw.one(raw.update, (k, raw.ts(), i))
 
-        out.append(await measure(f"{n:,} updates by id", ours_update, raw_update, rep))
+        if self.backend != "mysql":  # RETURNING: the raw UPDATE returns the row too
+            out.append(await measure(f"{n:,} updates by id", ours_update, raw_update, rep))
+        else:
+            async def raw_update_one_trip() -> None:
+                for k, i in enumerate(ids):
+                    await raw.update_read_one_trip((k, raw.ts(), i))
+
+            async def raw_update_four_trips() -> None:
+                for k, i in enumerate(ids):
+                    await raw.update_read_four_trips((k, raw.ts(), i))
+
+            out.append(await measure(f"{n:,} updates by id", ours_update, raw_update_one_trip, rep))
+            out.append(await measure(f"{n:,} updates by id (raw: BEGIN, UPDATE, SELECT, COMMIT)",
+                                     ours_update, raw_update_four_trips, rep, target=None))
+            out.append(await measure(f"{n:,} updates by id (raw: UPDATE alone, no row back)",
+                                     ours_update, raw_update, rep, target=None))
         active = True if self.backend != "sqlite" else 1
 
         async def ours_bulk_update() -> None:
