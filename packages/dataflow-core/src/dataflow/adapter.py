@@ -250,11 +250,17 @@ class Adapter(ABC):
                 remaining -= len(rows)
 
     def update_atomic_alone(self, stmt: Update) -> bool:
-        """Whether :meth:`update` of ``stmt`` (with ``returning``) is atomic without a
-        transaction around it -- one ``UPDATE ... RETURNING`` where the dialect has it, or
-        an adapter that wraps its own statements in one -- so a caller outside a transaction
-        need not pay for BEGIN and COMMIT round trips."""
-        return bool(getattr(getattr(self, "compiler", None), "supports_returning", False))
+        """Whether :meth:`update` of ``stmt`` is atomic without a transaction around it --
+        one ``UPDATE ... RETURNING`` where the dialect has it, or an adapter that wraps its
+        own statements in one -- so a caller outside a transaction need not pay for BEGIN
+        and COMMIT round trips."""
+        return bool(stmt.returning
+                    and getattr(getattr(self, "compiler", None), "supports_returning", False))
+
+    def delete_atomic_alone(self, stmt: Delete) -> bool:
+        """Whether :meth:`delete` of ``stmt`` is atomic without a transaction around it (see
+        :meth:`update_atomic_alone`)."""
+        return False
 
     async def read_by_id(self, conn: Any, model: ModelSpec, key: Any) -> dict[str, Any] | None:
         from .query.ast import Comparison
@@ -368,6 +374,14 @@ class SQLAdapter(Adapter):
             await self.insert(conn, Insert(model, columns, [], returning=False, encoded=batch))
             total += len(batch)
         return total
+
+    def update_atomic_alone(self, stmt: Update) -> bool:
+        """:meth:`update` sends one statement: atomic alone without ``returning`` too."""
+        return not stmt.returning or super().update_atomic_alone(stmt)
+
+    def delete_atomic_alone(self, stmt: Delete) -> bool:
+        """:meth:`delete` sends one statement."""
+        return True
 
     async def update(self, conn: Any, stmt: Update) -> tuple[int, list[dict[str, Any]]]:
         if stmt.where is FALSE:

@@ -987,10 +987,16 @@ class Express:
             values = v.for_update(fields, now)
             tenant = self._tenant(spec)
 
+            stmt = Update(spec, where, values)
+            if (tenant is None or not self._tenant_refs(spec)) and adapter.update_atomic_alone(stmt):
+                # one statement, atomic on its own: no BEGIN/COMMIT round trips around it
+                n, _ = await self._db._run(adapter.update, stmt)
+                return {"updated": n, "failed": [], "ok": True}
+
             async def update_where(conn: Any) -> int:
                 if tenant is not None:
                     await self._check_tenant_refs(conn, spec, [values], tenant)
-                n, _ = await adapter.update(conn, Update(spec, where, values))
+                n, _ = await adapter.update(conn, stmt)
                 return n
 
             n = await self._db._run_atomic(update_where)
@@ -1033,12 +1039,17 @@ class Express:
                 "bulk_delete with an empty filter would delete every row.",
                 model=spec.name, fix="pass confirmed=True to delete all rows.")
         where = self._where(spec, v, filter or {})
+        adapter = self._db.adapter
+        # one statement atomic on its own runs without BEGIN/COMMIT round trips around it
         if spec.soft_delete:  # tombstone the live rows that match
             self._db._refuse_referenced_update(spec, "soft-delete")
-            n, _ = await self._db._run_atomic(self._db.adapter.update,
-                                              Update(spec, where, self._tombstone(spec, self._now())))
+            tombstone = Update(spec, where, self._tombstone(spec, self._now()))
+            run = self._db._run if adapter.update_atomic_alone(tombstone) else self._db._run_atomic
+            n, _ = await run(adapter.update, tombstone)
         else:
-            n = await self._db._run_atomic(self._db.adapter.delete, Delete(spec, where))
+            delete = Delete(spec, where)
+            run = self._db._run if adapter.delete_atomic_alone(delete) else self._db._run_atomic
+            n = await run(adapter.delete, delete)
         return {"deleted": n, "failed": [], "ok": True}
 
     async def bulk_upsert(self, model: ModelRef, rows: Iterable[Mapping[str, Any]], *,

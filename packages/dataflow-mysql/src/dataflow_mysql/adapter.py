@@ -49,7 +49,19 @@ from dataflow.loops import PerLoop, close_per_loop
 from dataflow.migrations import Step
 from dataflow.model import FieldSpec, LogicalType, ModelSpec
 from dataflow.pool import ServerInfo, configured_pool_size, worker_count
-from dataflow.query.ast import FALSE, And, Comparison, Expr, InList, Insert, Or, Select, Update, Upsert
+from dataflow.query.ast import (
+    FALSE,
+    And,
+    Comparison,
+    Delete,
+    Expr,
+    InList,
+    Insert,
+    Or,
+    Select,
+    Update,
+    Upsert,
+)
 from dataflow.sql.compiler import SQLCompiler
 from dataflow.values import json_text, register_json_text
 
@@ -952,9 +964,16 @@ class MySQLAdapter(SQLAdapter):
 
     def update_atomic_alone(self, stmt: Update) -> bool:
         """By id: the UPDATE and the SELECT of the row go in one round trip, in a transaction
-        opened there (see :meth:`_wrapped`)."""
+        opened there (see :meth:`_wrapped`). By any other filter: in a transaction (the
+        read-back takes several statements, and a $regex filter the server gave up on is
+        only seen after the statement ran)."""
         w = stmt.where
         return isinstance(w, Comparison) and w.field == "id" and w.op == "eq"
+
+    def delete_atomic_alone(self, stmt: Delete) -> bool:
+        """In a transaction: a $regex filter the server gave up on is seen after the DELETE
+        ran, and the caller rolls it back."""
+        return False
 
     async def update(self, conn: Any, stmt: Update) -> tuple[int, list[dict[str, Any]]]:
         if stmt.where is FALSE:

@@ -165,6 +165,15 @@ def _as_is(row: Any) -> Any:
     return row
 
 
+def _changed_rows(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...]) -> int:
+    """In the connection's thread: run a statement that returns no rows, close its cursor."""
+    cursor = conn._conn.execute(sql, params)
+    try:
+        return int(cursor.rowcount)
+    finally:
+        cursor.close()
+
+
 def _stop_detached(conn: aiosqlite.Connection) -> None:
     """Close a connection whose event loop has ended, waiting for nothing.
 
@@ -416,11 +425,23 @@ class SQLiteAdapter(SQLAdapter):
 
     @_naming_constraints
     async def update(self, conn: Any, stmt: Update) -> tuple[int, list[dict[str, Any]]]:
-        return await super().update(conn, stmt)
+        if stmt.returning or stmt.where is FALSE:
+            return await super().update(conn, stmt)
+        compiled = self.compiler.compile(stmt)
+        return await self._write(conn, compiled.sql, compiled.params), []
 
     @_naming_constraints
     async def delete(self, conn: Any, stmt: Delete) -> int:
-        return await super().delete(conn, stmt)
+        if stmt.where is FALSE:
+            return 0
+        compiled = self.compiler.compile(stmt)
+        return await self._write(conn, compiled.sql, compiled.params)
+
+    @_translating
+    async def _write(self, conn: Any, sql: str, params: tuple[Any, ...]) -> int:
+        """An UPDATE or DELETE in one trip to the connection's thread (``execute`` takes
+        two: the statement, then closing its cursor): its changed-row count."""
+        return int(await conn._execute(_changed_rows, conn, sql, params))
 
     # --- fast paths -----------------------------------------------------------------------
     async def read_by_id(self, conn: Any, model: ModelSpec, key: Any) -> dict[str, Any] | None:
