@@ -4,6 +4,7 @@ escaping with ``%s`` parameters, regex flags, upsert SQL that works on MariaDB a
 from __future__ import annotations
 
 import datetime as _dt
+import enum
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -138,6 +139,50 @@ async def test_bool_double_json_decimal_round_trip(make_db: Any) -> None:
         assert rec[k] == v and type(rec[k]) is type(v), k
     with pytest.raises(ValidationError):  # more fractional digits than DECIMAL(65, 30) keeps
         await db.express.create("MyMixed", {**data, "price": Decimal("1." + "1" * 31)})
+
+
+class Tone(enum.Enum):
+    LOW = "low"
+    HIGH = "high"
+
+
+async def test_updates_by_id_store_and_return_every_type_the_same_each_time(
+        make_db: Any, raw: aiomysql.Connection) -> None:
+    """An update by id compiles its statement once per column list and reuses the text:
+    the first and every later update of the same columns store and return the same."""
+    db: DataFlow = make_db()
+
+    @db.model
+    class MyUpdated:
+        label: str
+        meta: dict[str, Any]
+        price: Decimal
+        token: uuid.UUID
+        at: _dt.datetime
+        tone: Tone
+        note: str | None = None
+
+    plus2 = _dt.timezone(_dt.timedelta(hours=2))
+    first = {"label": "a", "meta": {"k": [1, None]}, "price": Decimal("1.50"),
+             "token": uuid.uuid4(), "at": _dt.datetime(2024, 3, 1, 14, 30, tzinfo=plus2),
+             "tone": Tone.LOW, "note": None}
+    recs = [await db.express.create("MyUpdated", first) for _ in range(3)]
+    changes = {"label": "50% 'quoted'", "meta": {"é": "ü", "n": 2.5}, "price": Decimal("-0.001"),
+               "token": uuid.uuid4(), "at": _dt.datetime(2024, 3, 1, 23, 0, tzinfo=plus2),
+               "tone": Tone.HIGH, "note": "set"}
+    stored = []
+    for rec in recs:  # the first compiles the statement, the others reuse its text
+        got = await db.express.update("MyUpdated", rec["id"], changes)
+        assert got is not None and got == await db.express.read("MyUpdated", rec["id"])
+        for k, v in changes.items():
+            assert got[k] == v and type(got[k]) is type(v), k
+        stored.append(await raw_row(raw, "SELECT label, meta, price, token, at, tone, note "
+                                         f"FROM my_updated WHERE id = {int(rec['id'])}"))
+    assert stored[0] == stored[1] == stored[2]
+    assert stored[0][4] == _dt.datetime(2024, 3, 1, 21, 0)  # UTC wall clock
+    back = await db.express.update("MyUpdated", recs[1]["id"], {"note": None})
+    assert back is not None and back["note"] is None and back["label"] == changes["label"]
+    assert await db.express.update("MyUpdated", 10**9, changes) is None
 
 
 async def test_percent_signs_in_values_and_patterns(make_db: Any) -> None:

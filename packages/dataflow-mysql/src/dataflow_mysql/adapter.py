@@ -975,6 +975,47 @@ class MySQLAdapter(SQLAdapter):
         ran, and the caller rolls it back."""
         return False
 
+    def _update_by_id(self, model: ModelSpec, where: Comparison, values: dict[str, Any]
+                      ) -> tuple[str, tuple[Any, ...]]:
+        """``UPDATE ... WHERE id = %s`` and its parameters: the text compiled once per model
+        and column list (it depends on no value), the values through the cached row encoder
+        -- unless the compiler renders updates, comparisons or encodings its own way."""
+        c = self.compiler
+        names = tuple(values)
+        ck = ("update_by_id", id(model), model, names, c)
+        sql = self._sql_cache.get(ck)
+        if sql is None:
+            compiled = c.compile(Update(model, where, values))
+            if self._default_update_text():
+                if len(self._sql_cache) >= 4096:  # column lists are few; bound them anyway
+                    self._sql_cache.clear()
+                self._sql_cache[ck] = compiled.sql
+            return compiled.sql, compiled.params
+        return sql, (*c.row_encoder(model, names)(values), c.encode(model.pk, where.value))
+
+    def _default_update_text(self) -> bool:
+        """The compiler renders an UPDATE or DELETE by id as the base compiler does (so its
+        text does not depend on the values, and they are encoded as ``row_encoder`` encodes
+        them)."""
+        kind = type(self.compiler)
+        return (kind.compile_update is SQLCompiler.compile_update
+                and kind.compile_delete is SQLCompiler.compile_delete
+                and kind.where_clause is SQLCompiler.where_clause
+                and kind.visit_comparison is SQLCompiler.visit_comparison
+                and kind._encoders is SQLCompiler._encoders)
+
+    async def delete_by_id(self, conn: Any, model: ModelSpec, key: Any) -> int:
+        """The DELETE's text compiled once per model (see :meth:`_update_by_id`)."""
+        c = self.compiler
+        ck = ("delete_by_id", id(model), model, c)
+        sql = self._sql_cache.get(ck)
+        if sql is None:
+            if not self._default_update_text():
+                return await super().delete_by_id(conn, model, key)
+            sql = self._sql_cache[ck] = c.compile(Delete(model, Comparison("id", "eq", key))).sql
+        count: int = await self.execute(conn, sql, (c.encode(model.pk, key),))
+        return count
+
     async def update(self, conn: Any, stmt: Update) -> tuple[int, list[dict[str, Any]]]:
         if stmt.where is FALSE:
             return 0, []
@@ -985,10 +1026,10 @@ class MySQLAdapter(SQLAdapter):
         model = stmt.model
         w = stmt.where
         if isinstance(w, Comparison) and w.field == "id" and w.op == "eq":
-            compiled = c.compile(Update(model, w, stmt.values))
+            sql, params = self._update_by_id(model, w, stmt.values)
             key = c.encode(model.pk, w.value)
-            results = await self._wrapped(conn, [compiled.sql, self._select_by_id_sql(model)],
-                                          (*compiled.params, key))
+            results = await self._wrapped(conn, [sql, self._select_by_id_sql(model)],
+                                          (*params, key))
             matched, rows = results[0][0], results[1][1]
             decode = c.row_decoder(model, tuple(model.fields))
             return matched, [decode(r) for r in rows] if matched else []
