@@ -370,6 +370,7 @@ class MySQLAdapter(SQLAdapter):
         #: cleanly (see :meth:`_park`)
         self._hot: dict[asyncio.AbstractEventLoop, Any] = {}
         self._sql_cache: dict[tuple[Any, ...], str] = {}
+        self._insert_plans: dict[tuple[int, tuple[str, ...]], tuple[Any, ...]] = {}
 
     # --- connections ------------------------------------------------------------------------
     @property
@@ -738,22 +739,42 @@ class MySQLAdapter(SQLAdapter):
         id in the same round trip and transaction instead.
         """
         c = self.compiler
-        params = c.row_encoder(model, columns)(row)
-        if self.read_back or len(columns) + ("id" not in columns) < len(model.fields):
-            # asked to, or a column is left to a server default (discovered tables)
-            if "id" in columns:
-                select = self._select_by_id_sql(model)
-                params += (c.encode(model.pk, row["id"]),)
-            else:
-                select = self._select_by_id_sql(model, "LAST_INSERT_ID()")
-            results = await self._wrapped(conn, [c.insert_sql(model, columns, 1), select], params)
-            return c.row_decoder(model, tuple(model.fields))(results[1][1][0])
-        new_id = await self._insert_id(conn, c.insert_sql(model, columns, 1), params)
-        stored = dict(zip(columns, params, strict=True))
-        if "id" not in stored:
-            stored["id"] = new_id
+        plan = self._insert_plans.get((id(model), columns))
+        if plan is None or plan[0] is not model or plan[1] is not c:
+            plan = self._insert_plan(model, columns)
+        encode, sql, at = plan[2], plan[3], plan[5]
+        decode: Callable[[Any], dict[str, Any]] = plan[4]
+        params = encode(row)
+        if at is not None:  # the stored row is the written row plus the generated id
+            new_id = await self._insert_id(conn, sql, params)
+            return decode(tuple([params[i] if i >= 0 else new_id if i == -1 else None
+                                 for i in at]))
+        # asked to read back, or a column is left to a server default (discovered tables)
+        if "id" in columns:
+            select = self._select_by_id_sql(model)
+            params += (c.encode(model.pk, row["id"]),)
+        else:
+            select = self._select_by_id_sql(model, "LAST_INSERT_ID()")
+        results = await self._wrapped(conn, [sql, select], params)
+        return decode(results[1][1][0])
+
+    def _insert_plan(self, model: ModelSpec, columns: tuple[str, ...]) -> tuple[Any, ...]:
+        """What a one-row insert of ``columns`` needs, looked up once per model and column
+        list: (model, compiler, row encoder, INSERT text, row decoder, where each field of the
+        stored row comes from -- an index into the parameters, -1 for the generated id, -2
+        for NULL -- or None when the row is read back instead)."""
+        c = self.compiler
         fields = tuple(model.fields)
-        return c.row_decoder(model, fields)(tuple([stored.get(n) for n in fields]))
+        at: tuple[int, ...] | None = None
+        if not (self.read_back or len(columns) + ("id" not in columns) < len(fields)):
+            at = tuple(columns.index(n) if n in columns else -1 if n == "id" else -2
+                       for n in fields)
+        plan = (model, c, c.row_encoder(model, columns), c.insert_sql(model, columns, 1),
+                c.row_decoder(model, fields), at)
+        if len(self._insert_plans) >= 4096:  # column lists are few; bound them anyway
+            self._insert_plans.clear()
+        self._insert_plans[(id(model), columns)] = plan
+        return plan
 
     @_translating
     async def _insert_id(self, conn: Any, sql: str, params: tuple[Any, ...]) -> int:
@@ -976,22 +997,24 @@ class MySQLAdapter(SQLAdapter):
         return False
 
     def _update_by_id(self, model: ModelSpec, where: Comparison, values: dict[str, Any]
-                      ) -> tuple[str, tuple[Any, ...]]:
-        """``UPDATE ... WHERE id = %s`` and its parameters: the text compiled once per model
-        and column list (it depends on no value), the values through the cached row encoder
-        -- unless the compiler renders updates, comparisons or encodings its own way."""
+                      ) -> tuple[str, tuple[Any, ...], Any]:
+        """``UPDATE ... WHERE id = %s``, its parameters and the encoded key: the text
+        compiled once per model and column list (it depends on no value), the values through
+        the cached row encoder -- unless the compiler renders updates, comparisons or
+        encodings its own way."""
         c = self.compiler
         names = tuple(values)
         ck = ("update_by_id", id(model), model, names, c)
         sql = self._sql_cache.get(ck)
+        key = c.encode(model.pk, where.value)
         if sql is None:
             compiled = c.compile(Update(model, where, values))
             if self._default_update_text():
                 if len(self._sql_cache) >= 4096:  # column lists are few; bound them anyway
                     self._sql_cache.clear()
                 self._sql_cache[ck] = compiled.sql
-            return compiled.sql, compiled.params
-        return sql, (*c.row_encoder(model, names)(values), c.encode(model.pk, where.value))
+            return compiled.sql, compiled.params, key
+        return sql, (*c.row_encoder(model, names)(values), key), key
 
     def _default_update_text(self) -> bool:
         """The compiler renders an UPDATE or DELETE by id as the base compiler does (so its
@@ -1026,8 +1049,7 @@ class MySQLAdapter(SQLAdapter):
         model = stmt.model
         w = stmt.where
         if isinstance(w, Comparison) and w.field == "id" and w.op == "eq":
-            sql, params = self._update_by_id(model, w, stmt.values)
-            key = c.encode(model.pk, w.value)
+            sql, params, key = self._update_by_id(model, w, stmt.values)
             results = await self._wrapped(conn, [sql, self._select_by_id_sql(model)],
                                           (*params, key))
             matched, rows = results[0][0], results[1][1]
