@@ -225,3 +225,30 @@ def _coercion_model() -> Any:
 
 
 _COERCION: list[Any] = []
+
+
+_DECIMAL_TEXTS = ["1.5", " 1.5 ", "-0.25", "+3", ".5", "5.", "1e3", "-.5e+2", "007", "1_000",
+                  "\u0661\u0662\u0663.\u0664", "\u0663", "\uff11\uff12", "1.5\u0663", "nan", "NaN", "inf",
+                  "-Infinity", "sNaN", "1,5", "", " ", "0x10", "1..2", "--1", "1e", "e3"]
+
+
+def test_decimal_text_is_read_alike_by_express_and_frames() -> None:
+    """A Decimal field given text: express's checker and the frames coercion accept the same
+    texts (ASCII digits only -- ``Decimal()`` alone would read other scripts' digits and
+    ``1_000``, which no other numeric entry accepts) and read them to the same value."""
+    from dataflow.values import checker_for
+
+    f = _coercion_model().fields["m"]
+    check = checker_for(f)
+    got = pl.Series(_DECIMAL_TEXTS, dtype=pl.String).to_frame("t").select(
+        coerce(f, pl.col("t"), pl.String())).to_series().to_list()
+    for text, framed in zip(_DECIMAL_TEXTS, got, strict=True):
+        try:
+            value = check(text)
+        except Exception:
+            value = None
+        assert (framed is None) == (value is None), text
+        if value is not None:
+            assert Decimal(str(framed).strip()) == value, text
+    assert got[_DECIMAL_TEXTS.index("1_000")] is None
+    assert got[_DECIMAL_TEXTS.index("\u0663")] is None

@@ -11,6 +11,7 @@ import datetime as _dt
 import enum
 import json
 import math
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
@@ -162,6 +163,12 @@ def _check_date(v: Any) -> Any:
     raise _Bad(f"expected date (or ISO 8601 text), got {type(v).__name__} {v!r:.60}")
 
 
+#: decimal text: ASCII digits only (``Decimal()`` also reads other scripts' digits and
+#: ``1_000``, which no other entry -- ints, floats, frames -- accepts); surrounding white
+#: space is allowed, as for frames
+_DECIMAL_TEXT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
 def _check_decimal(v: Any) -> Any:
     if isinstance(v, bool):
         raise _Bad(f"expected Decimal, got bool {v!r}")
@@ -173,6 +180,8 @@ def _check_decimal(v: Any) -> Any:
         elif isinstance(v, float):
             d = Decimal(repr(v))
         elif isinstance(v, str):
+            if _DECIMAL_TEXT.fullmatch(v.strip()) is None:
+                raise _Bad(f"expected a decimal number (ASCII digits), got {v!r:.60}")
             d = Decimal(v)
         else:
             raise _Bad(f"expected Decimal, got {type(v).__name__} {v!r:.60}")

@@ -36,7 +36,7 @@ INTEGRITY = IntegrityError.code
 _ISO_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M")
 _TEXT_DTYPES = (pl.String, pl.Categorical, pl.Enum)
 _UUID_HEX = r"^[0-9a-f]{32}$"
-_DECIMAL_TEXT = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+_DECIMAL_TEXT = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"  # ASCII digits
 _BOOL_TEXT = {"true": True, "false": False, "1": True, "0": False}
 _PLAIN_TEXT_TYPES = (LogicalType.INT, LogicalType.FLOAT, LogicalType.BOOL, LogicalType.DATE,
                      LogicalType.DECIMAL)
