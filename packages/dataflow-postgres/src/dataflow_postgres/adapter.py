@@ -150,6 +150,11 @@ def _as_is(row: Any) -> Any:
     return row
 
 
+#: (model, INSERT ... RETURNING text, row encoder, row decoder, moves the identity sequence)
+_InsertPlan = tuple[ModelSpec, str, Callable[[dict[str, Any]], tuple[Any, ...]],
+                    Callable[[Any], dict[str, Any]], bool]
+
+
 class PostgresAdapter(SQLAdapter):
     capabilities = PostgresCapabilities
     accepts_encoded_rows = True
@@ -174,11 +179,11 @@ class PostgresAdapter(SQLAdapter):
         self._hot: dict[asyncio.AbstractEventLoop, Any] = {}
         self._size: int | None = None
         self.server: ServerInfo | None = None
-        self._read_sql: dict[int, tuple[ModelSpec, str]] = {}
+        #: per model: the SELECT by key and the row decoder of read_by_id
+        self._read_sql: dict[int, tuple[ModelSpec, str, Callable[[Any], dict[str, Any]]]] = {}
         self._delete_sql: dict[int, tuple[ModelSpec, str]] = {}
-        #: (table, columns) -> the INSERT of one row with an explicit id that also moves the
-        #: identity sequence (see :meth:`_insert_advancing_sql`)
-        self._advancing: dict[tuple[str, tuple[str, ...]], str] = {}
+        #: (model, columns) -> how one row is inserted (see :meth:`_single_insert_plan`)
+        self._single_insert: dict[tuple[int, tuple[str, ...]], _InsertPlan] = {}
 
     # --- pool sizing ------------------------------------------------------------------------
     async def _resolve_size(self) -> int:
@@ -515,12 +520,12 @@ class PostgresAdapter(SQLAdapter):
         if cached is None or cached[0] is not model:
             c = self.compiler
             sql = f"SELECT {c.column_list(model)} FROM {c.table(model)} WHERE {c.quote('id')} = $1"
-            cached = (model, sql)
+            cached = (model, sql, c.row_decoder(model, tuple(model.fields)))
             self._read_sql[id(model)] = cached
         row = await conn.fetchrow(cached[1], key)
         if row is None:
             return None
-        return self.compiler.row_decoder(model, tuple(model.fields))(row)
+        return cached[2](row)
 
     async def delete_by_id(self, conn: Any, model: ModelSpec, key: Any) -> int:
         cached = self._delete_sql.get(id(model))
@@ -533,24 +538,20 @@ class PostgresAdapter(SQLAdapter):
     async def insert(self, conn: Any, stmt: Insert) -> list[dict[str, Any]]:
         model, c = stmt.model, self.compiler
         if stmt.returning and len(stmt.rows) == 1:
-            params = c.row_encoder(model, stmt.columns)(stmt.rows[0])
-            if "id" in stmt.columns and model.pk.auto_increment:
-                # an explicit id: the sequence moves past it in the same statement
-                sql = self._advancing.get((model.table, stmt.columns))
-                if sql is None:
-                    sql = await self._insert_advancing_sql(conn, model, stmt.columns)
-                try:
-                    row = await self._fetchrow(conn, sql, params)
-                except (IntegrityError, ConnectionLostError):
-                    raise
-                except DatabaseError:
-                    self._advancing.clear()  # its table may have been rebuilt elsewhere
-                    raise
-                row = tuple(row)[:len(model.fields)]
-            else:
-                row = await self._fetchrow(conn, c.insert_sql(model, stmt.columns, 1,
-                                                              returning=True), params)
-            return [c.row_decoder(model, tuple(model.fields))(row)]
+            plan = self._single_insert.get((id(model), stmt.columns))
+            if plan is None or plan[0] is not model:
+                plan = await self._single_insert_plan(conn, model, stmt.columns)
+            _, sql, encode, decode, advancing = plan
+            if not advancing:
+                return [decode(await self._fetchrow(conn, sql, encode(stmt.rows[0])))]
+            try:
+                row = await self._fetchrow(conn, sql, encode(stmt.rows[0]))
+            except (IntegrityError, ConnectionLostError):
+                raise
+            except DatabaseError:
+                self._single_insert.clear()  # its table may have been rebuilt elsewhere
+                raise
+            return [decode(tuple(row)[:len(model.fields)])]
         elif stmt.returning:
             out = await super().insert(conn, stmt)
         else:
@@ -682,28 +683,35 @@ class PostgresAdapter(SQLAdapter):
 
         await conn.copy_to_table(table, source=source(), columns=list(columns), format="binary")
 
-    async def _insert_advancing_sql(self, conn: Any, model: ModelSpec, columns: tuple[str, ...]
-                                    ) -> str:
-        """One row with an explicit id into an identity column, RETURNING the row and, in
-        one more column, the identity's sequence moved to that id when it is beyond the
-        sequence's last value -- one round trip. The sequence is looked up once per table
-        (``pg_get_serial_sequence`` costs a catalog scan per call) and named in the text as
-        a ``regclass`` literal, which the server resolves when it plans the statement (and
-        again when the sequence is dropped). Kept until this adapter changes the schema or
-        the statement fails."""
+    async def _single_insert_plan(self, conn: Any, model: ModelSpec, columns: tuple[str, ...]
+                                  ) -> _InsertPlan:
+        """How one row of ``columns`` is inserted, RETURNING the row: the statement, the
+        row's encoder and the returned row's decoder, kept per (model, columns).
+
+        With an explicit id for an identity key, the statement returns one more column that
+        moves the identity's sequence to that id when it is beyond the sequence's last value
+        (one round trip). The sequence is looked up here, once (``pg_get_serial_sequence``
+        costs a catalog scan per call), and named in the text as a ``regclass`` literal,
+        which the server resolves when it plans the statement (and again when the sequence
+        is dropped). Plans are forgotten when this adapter changes the schema, and when such
+        a statement fails (a table rebuilt elsewhere with its sequence under another name)."""
         c = self.compiler
-        insert = c.insert_sql(model, columns, 1, returning=True)
-        seq = await self._fetchrow(conn, "SELECT pg_get_serial_sequence($1, 'id')",
-                                   (c.table(model),))
-        if seq is None or seq[0] is None:  # no identity behind the key: nothing to move
-            sql = insert
-        else:
-            name = "'" + str(seq[0]).replace("'", "''") + "'::regclass"
-            key = c.quote("id")
-            sql = (f"{insert}, CASE WHEN {key} > COALESCE(pg_sequence_last_value({name}), 0) "
-                   f"THEN setval({name}, {key}) END")
-        self._advancing[(model.table, columns)] = sql
-        return sql
+        sql = c.insert_sql(model, columns, 1, returning=True)
+        advancing = "id" in columns and model.pk.auto_increment
+        if advancing:
+            seq = await self._fetchrow(conn, "SELECT pg_get_serial_sequence($1, 'id')",
+                                       (c.table(model),))
+            if seq is None or seq[0] is None:  # no identity behind the key: nothing to move
+                advancing = False
+            else:
+                name = "'" + str(seq[0]).replace("'", "''") + "'::regclass"
+                key = c.quote("id")
+                sql += (f", CASE WHEN {key} > COALESCE(pg_sequence_last_value({name}), 0) "
+                        f"THEN setval({name}, {key}) END")
+        plan = (model, sql, c.row_encoder(model, columns),
+                c.row_decoder(model, tuple(model.fields)), advancing)
+        self._single_insert[(id(model), columns)] = plan
+        return plan
 
     @_translating
     async def _fetchrow(self, conn: Any, sql: str, params: tuple[Any, ...]) -> Any:
@@ -827,7 +835,7 @@ class PostgresAdapter(SQLAdapter):
     async def apply_ddl(self, conn: Any, statements: list[str]) -> None:
         """DDL under a transaction-scoped advisory lock, so processes migrating together
         take turns (the DDL is IF NOT EXISTS, so the second one converges)."""
-        self._advancing.clear()  # a rebuilt table may get another identity sequence
+        self._single_insert.clear()  # a rebuilt table may get another identity sequence
         own = not conn.is_in_transaction()
         if own:
             await self.begin(conn)
@@ -849,7 +857,7 @@ class PostgresAdapter(SQLAdapter):
                 await self._expire(pool)
 
     async def drop_table(self, conn: Any, table: str) -> None:
-        self._advancing.clear()
+        self._single_insert.clear()
         await super().drop_table(conn, table)
 
     async def apply_step(self, conn: Any, step: Step) -> None:

@@ -467,7 +467,10 @@ class SQLCompiler:
 def _aware_utc(v: Any) -> Any:
     if isinstance(v, str):
         v = _dt.datetime.fromisoformat(v)
-    if v.tzinfo is None:
+    tz = v.tzinfo
+    if tz is _dt.UTC:  # drivers of aware columns (asyncpg) answer with this very tzinfo
+        return v
+    if tz is None:
         return v.replace(tzinfo=_dt.UTC)
     if v.utcoffset() != _dt.timedelta(0):
         return v.astimezone(_dt.UTC)
