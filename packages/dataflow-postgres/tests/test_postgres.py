@@ -81,6 +81,38 @@ async def test_column_types_are_native(make_db: Any, pg_url: str) -> None:
     assert record is not None and type(record["id"]) is uuid.UUID and record["tone"] is Tone.LOW
 
 
+async def test_updates_by_id_store_and_return_the_same_when_their_text_is_reused(
+        make_db: Any) -> None:
+    """An update by id keeps its statement per updated column set: the first update of a set
+    is compiled, later ones reuse the text with freshly encoded values -- both store and
+    return the same, for every type, and another column set gets its own statement."""
+    db = make_db()
+
+    @db.model
+    class PgUpd:
+        title: str
+        price: Decimal = Decimal("0")
+        tone: Tone = Tone.LOW
+        doc: dict = {}
+        when: _dt.datetime | None = None
+        n: int = 0
+
+    await db.initialize()
+    a = await db.express.create("PgUpd", {"title": "a"})
+    b = await db.express.create("PgUpd", {"title": "b"})
+    when = _dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=_dt.UTC)
+    for rec, n in ((a, 1), (b, 2), (a, 3)):  # one column set: compiled, then reused
+        changed = {"price": Decimal(f"{n}.25"), "tone": Tone.HIGH if n % 2 else Tone.LOW,
+                   "doc": {"n": n, "tags": ["x", None]}, "when": when if n < 3 else None}
+        back = await db.express.update("PgUpd", rec["id"], changed)
+        assert back is not None and {k: back[k] for k in changed} == changed
+        assert back == await db.express.read("PgUpd", rec["id"])
+    other = await db.express.update("PgUpd", b["id"], {"n": 7})  # another column set
+    assert other is not None and other["n"] == 7 and other["price"] == Decimal("2.25")
+    assert await db.express.update("PgUpd", 10**9, {"n": 1}) is None  # no such row
+    assert (await db.express.read("PgUpd", a["id"]))["when"] is None
+
+
 async def test_integer_ids_are_identity(make_db: Any, pg_url: str) -> None:
     db = make_db()
 

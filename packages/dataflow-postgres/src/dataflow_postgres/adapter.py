@@ -34,7 +34,8 @@ from dataflow.loops import PerLoop, close_per_loop
 from dataflow.migrations import Step
 from dataflow.model import LogicalType, ModelSpec
 from dataflow.pool import ServerInfo, configured_pool_size, worker_count
-from dataflow.query.ast import FALSE, Insert, Select, Upsert
+from dataflow.query.ast import FALSE, Comparison, Insert, Select, Update, Upsert
+from dataflow.sql.compiler import SQLCompiler
 
 from .capabilities import PostgresCapabilities
 from .dialect import ENUM_COMMENT, PostgresCompiler, logical_type, vector_dimensions
@@ -163,6 +164,12 @@ class PostgresAdapter(SQLAdapter):
         super().__init__(url, pool_size=pool_size, **options)
         compiler = plugins.dialect_compiler("postgresql")
         self.compiler = compiler if compiler is not None else PostgresCompiler()
+        kind = type(self.compiler)
+        #: the compiler renders an UPDATE ... WHERE id as the base compiler does
+        self._plain_update_text = all(
+            getattr(kind, name) is getattr(SQLCompiler, name)
+            for name in ("compile_update", "where_clause", "visit_comparison", "_encoders",
+                         "returning_clause", "column_list"))
         _scheme, rest = url.raw.split("://", 1)
         self.dsn = "postgresql://" + rest
         self.connect_options: dict[str, Any] = {
@@ -182,6 +189,11 @@ class PostgresAdapter(SQLAdapter):
         #: per model: the SELECT by key and the row decoder of read_by_id
         self._read_sql: dict[int, tuple[ModelSpec, str, Callable[[Any], dict[str, Any]]]] = {}
         self._delete_sql: dict[int, tuple[ModelSpec, str]] = {}
+        #: (model, updated columns) -> (model, UPDATE ... WHERE id RETURNING text, encoder of
+        #: the SET values, row decoder): see :meth:`update`
+        self._update_by_id: dict[tuple[int, tuple[str, ...]], tuple[
+            ModelSpec, str, Callable[[dict[str, Any]], tuple[Any, ...]],
+            Callable[[Any], dict[str, Any]]]] = {}
         #: (model, columns) -> how one row is inserted (see :meth:`_single_insert_plan`)
         self._single_insert: dict[tuple[int, tuple[str, ...]], _InsertPlan] = {}
 
@@ -534,6 +546,29 @@ class PostgresAdapter(SQLAdapter):
             cached = (model, f"DELETE FROM {c.table(model)} WHERE {c.quote('id')} = $1")
             self._delete_sql[id(model)] = cached
         return await self.execute(conn, cached[1], (self.compiler.encode(model.pk, key),))
+
+    async def update(self, conn: Any, stmt: Update) -> tuple[int, list[dict[str, Any]]]:
+        """An update by key alone with RETURNING (express.update of an unscoped model) keeps
+        its statement text, encoder and decoder per (model, updated columns); anything else
+        is compiled as before, and so is everything when a plugin's compiler renders updates,
+        comparisons or encodings its own way (the text might then depend on the values)."""
+        where = stmt.where
+        if not (stmt.returning and type(where) is Comparison and where.field == "id"
+                and where.op == "eq" and self._plain_update_text):
+            return await super().update(conn, stmt)
+        model, columns = stmt.model, tuple(stmt.values)
+        plan = self._update_by_id.get((id(model), columns))
+        if plan is None or plan[0] is not model:
+            c = self.compiler
+            if len(self._update_by_id) >= 1024:  # many distinct column sets: start over
+                self._update_by_id.clear()
+            plan = (model, c.compile(stmt).sql, c.row_encoder(model, columns),
+                    c.row_decoder(model, tuple(model.fields)))
+            self._update_by_id[(id(model), columns)] = plan
+        _, sql, encode, decode = plan
+        rows = await self.fetch(conn, sql, (*encode(stmt.values),
+                                            self.compiler.encode(model.pk, where.value)))
+        return len(rows), [decode(r) for r in rows]
 
     async def insert(self, conn: Any, stmt: Insert) -> list[dict[str, Any]]:
         model, c = stmt.model, self.compiler
