@@ -131,13 +131,20 @@ async def measure(
     target: float | None = 0.8,
     note: str = "",
     quiet: bool = False,
+    warmup: int = 0,
 ) -> Result:
     """Time ``ours`` against ``raw`` (best of ``repeat`` each, interleaved) and print one line.
 
     ``ours`` / ``raw`` are zero-argument callables returning a *new* awaitable per call.
     ``setup`` (sync or async, optional) runs before every single run and is not timed.
+    ``warmup``: untimed runs of each side first (interleaved too), e.g. so the first reads
+    of freshly loaded pages -- which write their visibility hints -- count on neither side.
     Returns a :class:`Result`; ``result.ratio`` = raw/ours.
     """
+    for _ in range(warmup):
+        await time_async(ours, setup)
+        if raw is not None:
+            await time_async(raw, setup)
     s_ours: list[float] = []
     s_raw: list[float] = []
     for _ in range(max(1, repeat)):
