@@ -136,8 +136,9 @@ async def test_single_creates_with_explicit_ids_move_the_identity_across_rebuild
     """A create with an explicit id moves the identity sequence in its own statement, which
     names the sequence looked up once per table: it stays right after DataFlow rebuilds the
     table, after another process rebuilds it under the same names, and after the table is
-    rebuilt with its sequence under another name (the statement that meets the old name
-    fails, DF-coded, and the next one looks the sequence up again)."""
+    rebuilt with its sequence under another name (a create on its own looks the sequence up
+    again and succeeds; inside a transaction the statement that meets the old name fails,
+    DF-coded, the transaction rolls back, and the next create looks the sequence up again)."""
     db = make_db()
 
     @db.model
@@ -171,20 +172,38 @@ async def test_single_creates_with_explicit_ids_move_the_identity_across_rebuild
     assert (await db.express.create("PgSeqOne", {"name": "w"}))["id"] == 91
 
     # rebuilt while the old sequence name was taken: its sequence gets another name
-    await run_sql(pg_url, "DROP TABLE pg_seq_one")
-    await run_sql(pg_url, "CREATE TABLE pg_seq_one_id_seq (x int)")  # not a sequence
-    try:
-        await run_sql(pg_url, ddl)
-        from dataflow.errors import DatabaseError
+    from dataflow.errors import DatabaseError
 
+    squats = ("pg_seq_one_id_seq", "pg_seq_one_id_seq1")
+
+    async def rebuild_under_another_sequence_name(taken: int) -> None:
+        """The table rebuilt while the first ``taken`` sequence names are tables."""
+        await run_sql(pg_url, "DROP TABLE pg_seq_one")
+        for name in squats[:taken]:
+            await run_sql(pg_url, f"CREATE TABLE IF NOT EXISTS {name} (x int)")  # not a sequence
+        await run_sql(pg_url, ddl)
+
+    try:
+        await rebuild_under_another_sequence_name(1)  # its sequence: pg_seq_one_id_seq1
+        # a create on its own: the failed statement wrote nothing, so it is sent again with
+        # the sequence looked up anew
+        assert (await db.express.create("PgSeqOne", {"id": 200, "name": "alone"}))["id"] == 200
+        assert await sequence() == 200
+        assert (await db.express.create("PgSeqOne", {"name": "v"}))["id"] == 201
+
+        await rebuild_under_another_sequence_name(2)  # its sequence: pg_seq_one_id_seq2
+        # inside a transaction the failed statement aborted it: refused, nothing committed
         with pytest.raises(DatabaseError, match="DF-"):
-            await db.express.create("PgSeqOne", {"id": 200, "name": "stale"})
-        assert (await db.express.create("PgSeqOne", {"id": 201, "name": "again"}))["id"] == 201
-        assert await sequence() == 201
-        assert (await db.express.create("PgSeqOne", {"name": "v"}))["id"] == 202
-        assert [r["id"] for r in await db.express.list("PgSeqOne", order_by="id")] == [201, 202]
+            async with db.transaction():
+                await db.express.create("PgSeqOne", {"id": 300, "name": "stale"})
+        assert await db.express.list("PgSeqOne") == []
+        assert (await db.express.create("PgSeqOne", {"id": 301, "name": "again"}))["id"] == 301
+        assert await sequence() == 301
+        assert (await db.express.create("PgSeqOne", {"name": "w"}))["id"] == 302
+        assert [r["id"] for r in await db.express.list("PgSeqOne", order_by="id")] == [301, 302]
     finally:
-        await run_sql(pg_url, "DROP TABLE IF EXISTS pg_seq_one_id_seq")
+        for name in squats:
+            await run_sql(pg_url, f"DROP TABLE IF EXISTS {name}")
 
 
 def test_compiler_renders_postgres_sql() -> None:

@@ -579,13 +579,19 @@ class PostgresAdapter(SQLAdapter):
             _, sql, encode, decode, advancing = plan
             if not advancing:
                 return [decode(await self._fetchrow(conn, sql, encode(stmt.rows[0])))]
+            params = encode(stmt.rows[0])
             try:
-                row = await self._fetchrow(conn, sql, encode(stmt.rows[0]))
+                row = await self._fetchrow(conn, sql, params)
             except (IntegrityError, ConnectionLostError):
                 raise
             except DatabaseError:
                 self._single_insert.clear()  # its table may have been rebuilt elsewhere
-                raise
+                if conn.is_in_transaction():
+                    raise  # the transaction is aborted: nothing can be retried in it
+                # one statement on its own failed whole (nothing written): look the identity
+                # sequence up again and send it once more
+                plan = await self._single_insert_plan(conn, model, stmt.columns)
+                row = await self._fetchrow(conn, plan[1], params)
             return [decode(tuple(row)[:len(model.fields)])]
         elif stmt.returning:
             out = await super().insert(conn, stmt)
