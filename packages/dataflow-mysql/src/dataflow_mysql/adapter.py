@@ -897,17 +897,24 @@ class MySQLAdapter(SQLAdapter):
             expected = len(await self._existing(conn, model, stmt.conflict, stmt.rows))
         counts = await self._write_rows(conn, model, stmt.columns, stmt.rows,
                                         c.on_duplicate(stmt.conflict, stmt.update), stmt.conflict)
-        duplicates = counts.duplicates
-        if counts.collisions or (expected is not None and duplicates != expected):
-            raise IntegrityError(
-                f"an upserted row collided on a unique key other than {list(stmt.conflict)}; "
-                "MySQL would have updated a different row.",
-                model=model.name, fix="upsert on that key, or remove the duplicate value.")
+        duplicates = self._checked_duplicates(model, stmt.conflict, counts, expected)
         outcome = UpsertOutcome([], len(stmt.rows) - duplicates, duplicates)
         if stmt.returning:
             found = await self._rows_by_keys(conn, model, stmt.conflict, stmt.rows)
             outcome.rows = [found[tuple(r[k] for k in stmt.conflict)] for r in stmt.rows]
         return outcome
+
+    @staticmethod
+    def _checked_duplicates(model: ModelSpec, conflict: tuple[str, ...], counts: _Collect,
+                            expected: int | None) -> int:
+        """The rows an upsert updated; a row that collided on another unique key (MySQL
+        would then have updated a different row) is refused."""
+        if counts.collisions or (expected is not None and counts.duplicates != expected):
+            raise IntegrityError(
+                f"an upserted row collided on a unique key other than {list(conflict)}; "
+                "MySQL would have updated a different row.",
+                model=model.name, fix="upsert on that key, or remove the duplicate value.")
+        return counts.duplicates
 
     async def _upsert_encoded(self, conn: Any, stmt: Upsert, rows: list[tuple[Any, ...]]
                               ) -> UpsertOutcome:
@@ -927,12 +934,7 @@ class MySQLAdapter(SQLAdapter):
         counts = await self._write_encoded(conn, model, stmt.columns, (rows,),
                                            c.on_duplicate(stmt.conflict, stmt.update),
                                            stmt.conflict)
-        duplicates = counts.duplicates
-        if counts.collisions or (expected is not None and duplicates != expected):
-            raise IntegrityError(
-                f"an upserted row collided on a unique key other than {list(stmt.conflict)}; "
-                "MySQL would have updated a different row.",
-                model=model.name, fix="upsert on that key, or remove the duplicate value.")
+        duplicates = self._checked_duplicates(model, stmt.conflict, counts, expected)
         return UpsertOutcome([], len(rows) - duplicates, duplicates)
 
     async def _existing_encoded(self, conn: Any, model: ModelSpec, conflict: tuple[str, ...],
