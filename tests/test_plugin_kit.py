@@ -167,3 +167,19 @@ async def test_duckdb_adapter_is_found_by_url_scheme() -> None:
         assert await db.express.read("Note", note["id"]) == note
     finally:
         await db.close()
+
+
+def test_a_compiler_that_renders_comparisons_its_own_way_is_compiled_per_call() -> None:
+    """Adapters keep a statement's text per model only while the dialect compiler renders it
+    as the base compiler does (``renders_as_base``); a third party's compiler overriding one
+    of the methods involved is asked every time."""
+    from dataflow.sql.compiler import renders_as_base
+
+    class OwnComparisons(SQLCompiler):
+        def visit_comparison(self, *args: Any) -> str:
+            return super().visit_comparison(*args)
+
+    plain, own = SQLCompiler(), OwnComparisons()
+    assert renders_as_base(plain, "compile_update", "visit_comparison", "_encoders")
+    assert not renders_as_base(own, "compile_update", "visit_comparison", "_encoders")
+    assert renders_as_base(own, "compile_update", "_encoders")

@@ -62,7 +62,7 @@ from dataflow.query.ast import (
     Update,
     Upsert,
 )
-from dataflow.sql.compiler import SQLCompiler
+from dataflow.sql.compiler import SQLCompiler, renders_as_base
 from dataflow.values import json_text, register_json_text
 
 from .capabilities import MySQLCapabilities
@@ -1022,12 +1022,8 @@ class MySQLAdapter(SQLAdapter):
         """The compiler renders an UPDATE or DELETE by id as the base compiler does (so its
         text does not depend on the values, and they are encoded as ``row_encoder`` encodes
         them)."""
-        kind = type(self.compiler)
-        return (kind.compile_update is SQLCompiler.compile_update
-                and kind.compile_delete is SQLCompiler.compile_delete
-                and kind.where_clause is SQLCompiler.where_clause
-                and kind.visit_comparison is SQLCompiler.visit_comparison
-                and kind._encoders is SQLCompiler._encoders)
+        return renders_as_base(self.compiler, "compile_update", "compile_delete",
+                               "where_clause", "visit_comparison", "_encoders")
 
     async def delete_by_id(self, conn: Any, model: ModelSpec, key: Any) -> int:
         """The DELETE's text compiled once per model (see :meth:`_update_by_id`)."""

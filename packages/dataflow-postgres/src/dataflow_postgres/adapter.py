@@ -35,7 +35,7 @@ from dataflow.migrations import Step
 from dataflow.model import LogicalType, ModelSpec
 from dataflow.pool import ServerInfo, configured_pool_size, worker_count
 from dataflow.query.ast import FALSE, Comparison, Insert, Select, Update, Upsert
-from dataflow.sql.compiler import SQLCompiler
+from dataflow.sql.compiler import renders_as_base
 
 from .capabilities import PostgresCapabilities
 from .dialect import ENUM_COMMENT, PostgresCompiler, logical_type, vector_dimensions
@@ -164,12 +164,10 @@ class PostgresAdapter(SQLAdapter):
         super().__init__(url, pool_size=pool_size, **options)
         compiler = plugins.dialect_compiler("postgresql")
         self.compiler = compiler if compiler is not None else PostgresCompiler()
-        kind = type(self.compiler)
         #: the compiler renders an UPDATE ... WHERE id as the base compiler does
-        self._plain_update_text = all(
-            getattr(kind, name) is getattr(SQLCompiler, name)
-            for name in ("compile_update", "where_clause", "visit_comparison", "_encoders",
-                         "returning_clause", "column_list"))
+        self._plain_update_text = renders_as_base(
+            self.compiler, "compile_update", "where_clause", "visit_comparison", "_encoders",
+            "returning_clause", "column_list")
         _scheme, rest = url.raw.split("://", 1)
         self.dsn = "postgresql://" + rest
         self.connect_options: dict[str, Any] = {
@@ -751,6 +749,8 @@ class PostgresAdapter(SQLAdapter):
                         f"THEN setval({name}, {key}) END")
         plan = (model, sql, c.row_encoder(model, columns),
                 c.row_decoder(model, tuple(model.fields)), advancing)
+        if len(self._single_insert) >= 1024:  # many distinct column lists: start over
+            self._single_insert.clear()
         self._single_insert[(id(model), columns)] = plan
         return plan
 

@@ -565,3 +565,12 @@ def _row_decoder(c: SQLCompiler, model: ModelSpec, columns: tuple[str, ...]
     exec(src, env)  # column names are validated model fields, embedded with repr()
     decode: Callable[[Any], dict[str, Any]] = env["decode"]
     return decode
+
+
+def renders_as_base(compiler: SQLCompiler, *methods: str) -> bool:
+    """Whether ``compiler``'s class leaves each of ``methods`` as :class:`SQLCompiler` has
+    it: an adapter may then keep a statement's text per model and column list (it depends
+    on no value) and encode the values with ``row_encoder``; a dialect that renders one of
+    them its own way is compiled per call."""
+    kind = type(compiler)
+    return all(getattr(kind, name) is getattr(SQLCompiler, name) for name in methods)
