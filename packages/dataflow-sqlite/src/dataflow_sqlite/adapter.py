@@ -174,6 +174,33 @@ def _changed_rows(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...])
         cursor.close()
 
 
+#: how long a connection being opened asks again for a setting the file's lock refused
+#: (the busy_timeout it sets, in seconds) and how often
+_PRAGMA_PATIENCE, _PRAGMA_RETRY = 10.0, 0.02
+
+
+async def _settle_pragma(conn: aiosqlite.Connection, sql: str) -> None:
+    """Run one connection-setup PRAGMA. Switching a file to WAL while other connections
+    open it too can answer "database is locked" at once, without the busy handler: that
+    PRAGMA is asked again until the busy timeout has passed.
+
+    Each cursor is exhausted and closed: a PRAGMA that returns a row (busy_timeout) stays
+    an active statement otherwise, and SQLite then silently refuses to re-register LIKE for
+    case_sensitive_like (functions cannot change while statements are active), leaving
+    $like case-insensitive."""
+    waited = 0.0
+    while True:
+        try:
+            async with conn.execute(sql) as cur:
+                await cur.fetchall()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or waited >= _PRAGMA_PATIENCE:
+                raise
+        await asyncio.sleep(_PRAGMA_RETRY)
+        waited += _PRAGMA_RETRY
+
+
 def _stop_detached(conn: aiosqlite.Connection) -> None:
     """Close a connection whose event loop has ended, waiting for nothing.
 
@@ -242,13 +269,12 @@ class SQLiteAdapter(SQLAdapter):
                    "PRAGMA case_sensitive_like = ON"]
         if not self.memory:
             pragmas += ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL"]
-        for sql in pragmas:
-            # exhaust and close each cursor: a PRAGMA that returns a row (busy_timeout)
-            # stays an active statement otherwise, and SQLite then silently refuses to
-            # re-register LIKE for case_sensitive_like (functions cannot change while
-            # statements are active), leaving $like case-insensitive
-            async with conn.execute(sql) as cur:
-                await cur.fetchall()
+        try:
+            for sql in pragmas:
+                await _settle_pragma(conn, sql)
+        except BaseException:
+            await conn.close()
+            raise
         return conn
 
     async def _state(self) -> _LoopState:
