@@ -7,6 +7,7 @@ import datetime as dt
 import enum
 import uuid
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -107,4 +108,49 @@ async def test_bulk_upsert_counts_and_values_through_either_path() -> None:
                                        conflict_on="sku")
     assert (res["inserted"], res["updated"]) == (0, 2)
     assert (await db.express.find_one("Stock", {"sku": "s1"}))["note"] == "n"
+    await db.close()
+
+
+async def test_an_adapter_streaming_batches_gets_them_no_larger_than_it_asks(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``encoded_batch_rows`` caps the batches handed to ``insert_encoded`` whatever the
+    caller's batch_size (PostgreSQL streams them into one COPY while the next is encoded);
+    every row lands, progress is reported per batch, and an invalid row in a later batch
+    still writes nothing."""
+    db = DataFlow("sqlite://:memory:")
+
+    @db.model
+    class Line:
+        name: str
+        qty: int = 0
+
+    await db.initialize()
+    adapter: Any = db.adapter
+    monkeypatch.setattr(type(adapter), "encoded_batch_rows", 100)
+    sizes: list[int] = []
+    real = adapter.insert_encoded
+
+    async def spy(conn: Any, model: Any, columns: Any, batches: Any) -> int:
+        def counted() -> Any:
+            for batch in batches:
+                sizes.append(len(batch))
+                yield batch
+        return int(await real(conn, model, columns, counted()))
+
+    monkeypatch.setattr(adapter, "insert_encoded", spy)
+    seen: list[int] = []
+    rows = [{"name": f"n{i}", "qty": i} for i in range(450)]
+    out = await db.express.bulk_create("Line", rows, on_progress=lambda done, _: seen.append(done))
+    assert out["inserted"] == 450 and sizes == [100, 100, 100, 100, 50]
+    assert seen == [100, 200, 300, 400, 450]
+    assert await db.express.count("Line") == 450
+    sizes.clear()
+    assert (await db.express.bulk_create("Line", rows, batch_size=30))["inserted"] == 450
+    assert set(sizes[:-1]) == {30}  # a smaller batch_size is kept
+    bad: list[dict[str, Any]] = [{"name": f"b{i}", "qty": i} for i in range(450)]
+    bad[420] = {"name": "bad", "qty": "many"}
+    with pytest.raises(BulkValidationError) as err:
+        await db.express.bulk_create("Line", bad)
+    assert [f["index"] for f in err.value.failures] == [420]
+    assert await db.express.count("Line") == 900
     await db.close()

@@ -799,6 +799,9 @@ class Express:
         if not total:
             return {"inserted": 0, "failed": [], "ok": True}
         size = max(1, batch_size)
+        most = getattr(adapter, "encoded_batch_rows", None)  # streamed: see SQLAdapter
+        if most is not None:
+            size = min(size, most)
         head = self._encode_chunk(fused, rows[:size], now_value, tenant)
         if head is None:
             return None  # nothing sent: the general path reports the row

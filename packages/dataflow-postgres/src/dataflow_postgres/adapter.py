@@ -159,6 +159,9 @@ _InsertPlan = tuple[ModelSpec, str, Callable[[dict[str, Any]], tuple[Any, ...]],
 class PostgresAdapter(SQLAdapter):
     capabilities = PostgresCapabilities
     accepts_encoded_rows = True
+    #: one COPY streams every batch: small batches let the server insert one while the
+    #: next is validated and encoded (100k rows: ~10-25% faster than one 100k batch)
+    encoded_batch_rows = 2_000
 
     def __init__(self, url: DatabaseURL, *, pool_size: int | None = None, **options: Any) -> None:
         super().__init__(url, pool_size=pool_size, **options)
