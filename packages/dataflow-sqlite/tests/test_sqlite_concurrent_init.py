@@ -88,3 +88,40 @@ def test_processes_initialising_one_file_together_all_succeed(tmp_path: Path) ->
     for p in procs:
         p.join(30)
     assert outcomes == ["ok"] * 4
+
+
+@pytest.mark.asyncio
+async def test_switching_to_wal_waits_for_a_writer_that_holds_the_file(tmp_path: Path) -> None:
+    """A file in rollback-journal mode with another connection inside a write transaction:
+    SQLite answers ``PRAGMA journal_mode = WAL`` with "database is locked" at once, busy
+    timeout or not. The connection being opened asks again until the writer is done, instead
+    of failing the first statement."""
+    import sqlite3
+
+    path = tmp_path / "held.db"
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("CREATE TABLE other (x INTEGER)")
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO other VALUES (1)")
+    probe = sqlite3.connect(path, isolation_level=None, timeout=5)
+    try:  # the server-side behaviour this relies on: an immediate refusal
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            probe.execute("PRAGMA journal_mode = WAL")
+    finally:
+        probe.close()
+    db = _instance(path)
+    try:
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.3, writer.execute, "COMMIT")
+        await db.initialize()
+        await db.express.create("Author", {"name": "after the writer"})
+        assert await db.express.count("Author") == 1
+        check = sqlite3.connect(path)
+        try:
+            assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            assert check.execute("SELECT count(*) FROM other").fetchone()[0] == 1
+        finally:
+            check.close()
+    finally:
+        await db.close()
+        writer.close()
