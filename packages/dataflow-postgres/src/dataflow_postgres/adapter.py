@@ -197,6 +197,10 @@ class PostgresAdapter(SQLAdapter):
             Callable[[Any], dict[str, Any]]]] = {}
         #: (model, columns) -> how one row is inserted (see :meth:`_single_insert_plan`)
         self._single_insert: dict[tuple[int, tuple[str, ...]], _InsertPlan] = {}
+        #: models whose generated key met a row already there inside a transaction: their
+        #: sequence is moved past the table's rows when the connection is released
+        #: (after the rollback), see :meth:`_behind_error`
+        self._behind: dict[int, ModelSpec] = {}
 
     # --- pool sizing ------------------------------------------------------------------------
     async def _resolve_size(self) -> int:
@@ -346,6 +350,8 @@ class PostgresAdapter(SQLAdapter):
         if pool is None:
             conn.terminate()
             return
+        if self._behind and _usable(conn) and not conn.is_in_transaction():
+            await self._catch_up_behind(conn)
         try:
             if conn.is_closed():
                 await self._expire(pool)  # its siblings likely went with it
@@ -579,7 +585,16 @@ class PostgresAdapter(SQLAdapter):
                 plan = await self._single_insert_plan(conn, model, stmt.columns)
             _, sql, encode, decode, advancing = plan
             if not advancing:
-                return [decode(await self._fetchrow(conn, sql, encode(stmt.rows[0])))]
+                try:
+                    row = await self._fetchrow(conn, sql, encode(stmt.rows[0]))
+                except IntegrityError as exc:
+                    if conn.is_in_transaction() or not await self._caught_up(conn, model,
+                                                                             stmt.columns, exc):
+                        raise self._behind_error(conn, model, stmt.columns, exc) from exc.__cause__
+                    # its generated key met a row written around the sequence (nothing was
+                    # written): the sequence now stands past the rows, send it once more
+                    row = await self._fetchrow(conn, sql, encode(stmt.rows[0]))
+                return [decode(row)]
             params = encode(stmt.rows[0])
             try:
                 row = await self._fetchrow(conn, sql, params)
@@ -602,10 +617,13 @@ class PostgresAdapter(SQLAdapter):
             else:
                 enc = c.row_encoder(model, stmt.columns)
                 records = [enc(r) for r in stmt.rows]
-            if len(records) >= COPY_THRESHOLD and self._copyable(model, stmt.columns):
-                await self.copy_records(conn, model.table, stmt.columns, records)
-            else:
-                await self.executemany(conn, c.insert_sql(model, stmt.columns, 1), records)
+            try:
+                if len(records) >= COPY_THRESHOLD and self._copyable(model, stmt.columns):
+                    await self.copy_records(conn, model.table, stmt.columns, records)
+                else:
+                    await self.executemany(conn, c.insert_sql(model, stmt.columns, 1), records)
+            except IntegrityError as exc:
+                raise self._behind_error(conn, model, stmt.columns, exc) from exc.__cause__
             out = []
         await self._advance_identity(conn, model, stmt.columns, stmt.rows, stmt.encoded)
         return out
@@ -640,8 +658,11 @@ class PostgresAdapter(SQLAdapter):
                 yield batch
 
         # the records flattened in C (a generator's ``yield from`` resumes once per record)
-        await self.copy_records(conn, model.table, columns,
-                                itertools.chain.from_iterable(chunks()))
+        try:
+            await self.copy_records(conn, model.table, columns,
+                                    itertools.chain.from_iterable(chunks()))
+        except IntegrityError as exc:
+            raise self._behind_error(conn, model, columns, exc) from exc.__cause__
         if top is not None:
             await self._move_identity(conn, model, top)
         return count
@@ -764,6 +785,60 @@ class PostgresAdapter(SQLAdapter):
     def _copyable(self, model: ModelSpec, columns: tuple[str, ...]) -> bool:
         """Binary COPY needs a binary codec for every column (pgvector's is text here)."""
         return all(vector_dimensions(model.fields[n]) is None for n in columns)
+
+    @staticmethod
+    def _generated_key_met_a_row(model: ModelSpec, columns: tuple[str, ...],
+                                 exc: IntegrityError) -> bool:
+        """``exc`` is a key the identity sequence generated meeting a row already there: the
+        sequence is behind the table (rows written with explicit ids around it -- another
+        program, a restore, or two explicit-id creates racing each other)."""
+        cause = exc.__cause__
+        return ("id" not in columns and model.pk.auto_increment
+                and isinstance(cause, asyncpg.UniqueViolationError)
+                and str(getattr(cause, "detail", None) or "").startswith("Key (id)="))
+
+    def _behind_error(self, conn: Any, model: ModelSpec, columns: tuple[str, ...],
+                      exc: IntegrityError) -> IntegrityError:
+        """``exc``, or for a generated key that met a row: the same error saying so, with
+        the sequence's move past the rows due when the connection is released (after the
+        rollback: nothing runs in an aborted transaction)."""
+        if not self._generated_key_met_a_row(model, columns, exc):
+            return exc
+        self._behind[id(model)] = model
+        return IntegrityError(
+            f"{exc.message} The key DataFlow generated for {model.name} was already taken: the "
+            f"table's id sequence was behind its rows (rows written with explicit ids around "
+            f"it). Nothing was written; the sequence is moved past the rows now.",
+            model=model.name, field="id", constraint=getattr(exc, "constraint", None),
+            fix="run the operation again: its next generated key is past every row.")
+
+    async def _caught_up(self, conn: Any, model: ModelSpec, columns: tuple[str, ...],
+                         exc: IntegrityError) -> bool:
+        """Outside a transaction: when ``exc`` is a generated key meeting a row, move the
+        sequence past the table's rows; True when it moved (running the write again can
+        then succeed)."""
+        if not self._generated_key_met_a_row(model, columns, exc):
+            return False
+        return await self._catch_up_identity(conn, model)
+
+    async def _catch_up_identity(self, conn: Any, model: ModelSpec) -> bool:
+        """Move ``model``'s key sequence to its table's highest id when it is behind it."""
+        table = self.compiler.table(model)
+        rows = await self.fetch(
+            conn,
+            f"SELECT setval(s.seq, t.top) FROM (SELECT pg_get_serial_sequence($1, 'id') AS seq) s, "
+            f"(SELECT max({self.compiler.quote('id')}) AS top FROM {table}) t "
+            "WHERE s.seq IS NOT NULL AND t.top IS NOT NULL "
+            "AND t.top > COALESCE(pg_sequence_last_value(s.seq::regclass), 0)",
+            (table,))
+        return bool(rows)
+
+    async def _catch_up_behind(self, conn: Any) -> None:
+        """The sequence moves that waited for a rollback (see :meth:`_behind_error`)."""
+        while self._behind:
+            _, model = self._behind.popitem()
+            with contextlib.suppress(DatabaseError):  # e.g. the table was dropped meanwhile
+                await uninterrupted(self._catch_up_identity(conn, model))
 
     async def _advance_identity(self, conn: Any, model: ModelSpec, columns: tuple[str, ...],
                                 rows: list[dict[str, Any]],

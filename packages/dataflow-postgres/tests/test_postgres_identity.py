@@ -1,0 +1,84 @@
+"""Rows written with explicit ids around the key's identity sequence (another program, a
+restore, two explicit-id creates racing) leave the sequence behind the table: the next
+generated key meets a row already there. DataFlow moves the sequence past the rows then; a
+create on its own is sent again and succeeds, a write inside a transaction fails DF-902 with
+the reason (nothing written) and succeeds when run again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pg_support import run_sql
+
+from dataflow.errors import IntegrityError
+
+
+async def _write_around(pg_url: str, ids: range) -> None:
+    """Rows with explicit ids, written as another program would: the sequence stays put."""
+    await run_sql(pg_url, "INSERT INTO pg_ticket (id, name, created_at, updated_at) "
+                          "SELECT g, 'outside', now(), now() FROM generate_series($1::int, $2::int) g",
+                  ids.start, ids.stop - 1)
+
+
+async def _sequence(pg_url: str) -> int:
+    rows = await run_sql(pg_url, "SELECT last_value FROM pg_sequences WHERE format('%I.%I', "
+                                 "schemaname, sequencename) = pg_get_serial_sequence('pg_ticket', 'id')")
+    return int(rows[0][0] or 0)
+
+
+def _declare(db: Any) -> None:
+    @db.model
+    class PgTicket:
+        name: str
+
+
+async def test_a_create_on_its_own_moves_a_sequence_left_behind_and_succeeds(
+        make_db: Any, pg_url: str) -> None:
+    db = make_db()
+    _declare(db)
+    await db.initialize()
+    assert (await db.express.create("PgTicket", {"name": "first"}))["id"] == 1
+    await _write_around(pg_url, range(2, 41))
+    made = await db.express.create("PgTicket", {"name": "next"})
+    assert made["id"] == 41 and await _sequence(pg_url) == 41
+    assert await db.express.count("PgTicket") == 41
+    # a duplicate that is not the sequence's doing still fails, and nothing moves
+    with pytest.raises(IntegrityError, match="already exists"):
+        await db.express.create("PgTicket", {"id": 5, "name": "dup"})
+    assert await _sequence(pg_url) == 41
+
+
+async def test_a_bulk_create_fails_once_names_the_reason_and_succeeds_when_run_again(
+        make_db: Any, pg_url: str) -> None:
+    db = make_db()
+    _declare(db)
+    await db.initialize()
+    # more rows around it than the failed COPY draws from the sequence before it fails
+    await _write_around(pg_url, range(1, 3001))
+    rows = [{"name": f"b{i}"} for i in range(500)]
+    with pytest.raises(IntegrityError, match="sequence was behind") as info:
+        await db.express.bulk_create("PgTicket", rows)
+    assert info.value.code == "DF-902" and info.value.field == "id"
+    assert "run the operation again" in str(info.value)
+    assert await db.express.count("PgTicket") == 3000  # nothing of the failed write
+    assert await _sequence(pg_url) == 3000
+    assert (await db.express.bulk_create("PgTicket", rows))["inserted"] == 500
+    ids = [r["id"] for r in await db.express.list("PgTicket", {"name": {"$like": "b%"}},
+                                                  limit=1000)]
+    assert len(ids) == 500 and min(ids) == 3001
+
+
+async def test_a_create_inside_a_transaction_fails_and_the_next_one_succeeds(
+        make_db: Any, pg_url: str) -> None:
+    db = make_db()
+    _declare(db)
+    await db.initialize()
+    await _write_around(pg_url, range(1, 11))
+    with pytest.raises(IntegrityError, match="sequence was behind"):
+        async with db.transaction():
+            await db.express.create("PgTicket", {"name": "in a transaction"})
+    assert await db.express.count("PgTicket") == 10
+    async with db.transaction():
+        made = await db.express.create("PgTicket", {"name": "again"})
+    assert made["id"] == 11
