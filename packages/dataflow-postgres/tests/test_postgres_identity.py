@@ -17,7 +17,7 @@ from dataflow.errors import IntegrityError
 async def _write_around(pg_url: str, ids: range) -> None:
     """Rows with explicit ids, written as another program would: the sequence stays put."""
     await run_sql(pg_url, "INSERT INTO pg_ticket (id, name, created_at, updated_at) "
-                          "SELECT g, 'outside', now(), now() FROM generate_series($1::int, $2::int) g",
+                          "SELECT g, 'outside-' || g, now(), now() FROM generate_series($1::int, $2::int) g",
                   ids.start, ids.stop - 1)
 
 
@@ -82,3 +82,21 @@ async def test_a_create_inside_a_transaction_fails_and_the_next_one_succeeds(
     async with db.transaction():
         made = await db.express.create("PgTicket", {"name": "again"})
     assert made["id"] == 11
+
+
+async def test_an_upsert_by_another_key_fails_once_and_succeeds_when_run_again(
+        make_db: Any, pg_url: str) -> None:
+    db = make_db()
+
+    @db.model
+    class PgTicket:
+        name: str
+        __dataflow__ = {"unique": [("name",)]}
+
+    await db.initialize()
+    await _write_around(pg_url, range(1, 11))
+    rows = [{"name": "new-a"}, {"name": "new-b"}]
+    with pytest.raises(IntegrityError, match="sequence was behind"):
+        await db.express.bulk_upsert("PgTicket", rows, conflict_on="name")
+    out = await db.express.bulk_upsert("PgTicket", rows, conflict_on="name")
+    assert out["inserted"] == 2 and await db.express.count("PgTicket") == 12

@@ -865,6 +865,12 @@ class PostgresAdapter(SQLAdapter):
             (self.compiler.table(model), top))
 
     async def upsert(self, conn: Any, stmt: Upsert) -> UpsertOutcome:
+        try:
+            return await self._upsert(conn, stmt)
+        except IntegrityError as exc:  # a generated key may have met a row written around it
+            raise self._behind_error(conn, stmt.model, stmt.columns, exc) from exc.__cause__
+
+    async def _upsert(self, conn: Any, stmt: Upsert) -> UpsertOutcome:
         model, c = stmt.model, self.compiler
         enc = c.row_encoder(model, stmt.columns)
         rows: list[Any] = stmt.rows
