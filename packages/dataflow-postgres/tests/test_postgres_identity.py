@@ -1,8 +1,9 @@
 """Rows written with explicit ids around the key's identity sequence (another program, a
 restore, two explicit-id creates racing) leave the sequence behind the table: the next
 generated key meets a row already there. DataFlow moves the sequence past the rows then; a
-create on its own is sent again and succeeds, a write inside a transaction fails DF-902 with
-the reason (nothing written) and succeeds when run again."""
+create on its own is sent again, a bulk write in DataFlow's own transaction is run again (both
+succeed), a write inside the caller's transaction fails DF-902 with the reason (nothing
+written) and succeeds when the caller runs it again."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ async def test_a_create_on_its_own_moves_a_sequence_left_behind_and_succeeds(
     assert await _sequence(pg_url) == 41
 
 
-async def test_a_bulk_create_fails_once_names_the_reason_and_succeeds_when_run_again(
+async def test_a_bulk_create_is_run_again_once_the_sequence_is_past_the_rows(
         make_db: Any, pg_url: str) -> None:
     db = make_db()
     _declare(db)
@@ -57,16 +58,32 @@ async def test_a_bulk_create_fails_once_names_the_reason_and_succeeds_when_run_a
     # more rows around it than the failed COPY draws from the sequence before it fails
     await _write_around(pg_url, range(1, 3001))
     rows = [{"name": f"b{i}"} for i in range(500)]
-    with pytest.raises(IntegrityError, match="sequence was behind") as info:
-        await db.express.bulk_create("PgTicket", rows)
-    assert info.value.code == "DF-902" and info.value.field == "id"
-    assert "run the operation again" in str(info.value)
-    assert await db.express.count("PgTicket") == 3000  # nothing of the failed write
-    assert await _sequence(pg_url) == 3000
     assert (await db.express.bulk_create("PgTicket", rows))["inserted"] == 500
     ids = [r["id"] for r in await db.express.list("PgTicket", {"name": {"$like": "b%"}},
                                                   limit=1000)]
     assert len(ids) == 500 and min(ids) == 3001
+    # the general path (rows from an iterable other than a list) too
+    await _write_around(pg_url, range(3501, 6001))
+    assert (await db.express.bulk_create("PgTicket", ({"name": f"m{i}"} for i in range(300)))
+            )["inserted"] == 300
+    assert await db.express.count("PgTicket") == 3000 + 500 + 2500 + 300
+
+
+async def test_partial_bulk_create_lists_the_rows_the_sequence_refused_then_recovers(
+        make_db: Any, pg_url: str) -> None:
+    """partial=True is not run again (its failures are its answer): rows whose generated key
+    met a row are listed as failed, DF-902 with the reason, and the sequence is past the
+    rows afterwards."""
+    db = make_db()
+    _declare(db)
+    await db.initialize()
+    await _write_around(pg_url, range(1, 4))
+    out = await db.express.bulk_create("PgTicket", [{"name": f"p{i}"} for i in range(5)],
+                                       partial=True)
+    assert out["inserted"] + len(out["failed"]) == 5 and out["failed"]
+    assert all(f["code"] == "DF-902" for f in out["failed"])
+    again = await db.express.bulk_create("PgTicket", [{"name": f"q{i}"} for i in range(5)])
+    assert again["inserted"] == 5
 
 
 async def test_a_create_inside_a_transaction_fails_and_the_next_one_succeeds(
@@ -84,7 +101,7 @@ async def test_a_create_inside_a_transaction_fails_and_the_next_one_succeeds(
     assert made["id"] == 11
 
 
-async def test_an_upsert_by_another_key_fails_once_and_succeeds_when_run_again(
+async def test_an_upsert_by_another_key_is_run_again_once_the_sequence_is_past_the_rows(
         make_db: Any, pg_url: str) -> None:
     db = make_db()
 
@@ -95,8 +112,7 @@ async def test_an_upsert_by_another_key_fails_once_and_succeeds_when_run_again(
 
     await db.initialize()
     await _write_around(pg_url, range(1, 11))
-    rows = [{"name": "new-a"}, {"name": "new-b"}]
-    with pytest.raises(IntegrityError, match="sequence was behind"):
-        await db.express.bulk_upsert("PgTicket", rows, conflict_on="name")
-    out = await db.express.bulk_upsert("PgTicket", rows, conflict_on="name")
+    out = await db.express.bulk_upsert("PgTicket", [{"name": "new-a"}, {"name": "new-b"}],
+                                       conflict_on="name")
     assert out["inserted"] == 2 and await db.express.count("PgTicket") == 12
+    assert await _sequence(pg_url) == 12

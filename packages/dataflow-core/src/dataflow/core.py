@@ -19,6 +19,7 @@ from . import plugins
 from .errors import (
     ClosedError,
     ConnectionLostError,
+    IntegrityError,
     MigrationFailedError,
     MigrationRefusedError,
     TransactionConflictError,
@@ -683,8 +684,11 @@ class DataFlow:
 
         ``restartable``: ``fn`` keeps no state across calls, so when DataFlow owns the
         transaction and the database aborts it to break a deadlock (DF-904: everything
-        rolled back), it is run again, up to ``CONFLICT_RETRIES`` times. Inside the
-        caller's transaction the error propagates: the caller's block is the unit to retry.
+        rolled back), it is run again, up to ``CONFLICT_RETRIES`` times; and once more after
+        a DF-902 the adapter marked ``rerun_safe`` (it repaired the cause once the
+        transaction had rolled back, e.g. PostgreSQL's key sequence left behind its rows).
+        Inside the caller's transaction the error propagates: the caller's block is the unit
+        to retry.
         """
         adapter = self.adapter
         scope = self._tx_var.get()
@@ -706,9 +710,14 @@ class DataFlow:
         if not restartable:
             return await adapter.run(atomic)
         attempts = max(CONFLICT_RETRIES, adapter.conflict_retries)
+        repaired = False
         for attempt in range(attempts):
             try:
                 return await adapter.run(atomic)
+            except IntegrityError as exc:
+                if repaired or not exc.details.get("rerun_safe") or attempt == attempts - 1:
+                    raise
+                repaired = True  # nothing was written and the cause is gone: once more
             except TransactionConflictError:
                 if attempt == attempts - 1:
                     raise

@@ -321,7 +321,7 @@ class Express:
                 await self._check_tenant_refs(conn, spec, [row], tenant)
                 return await adapter.insert(conn, stmt)
 
-            return (await self._db._run_atomic(checked_insert))[0]
+            return (await self._db._run_atomic(checked_insert, restartable=True))[0]
         rows = await self._db._run(adapter.insert, stmt)
         return rows[0]
 
@@ -697,7 +697,8 @@ class Express:
         if partial and good and not adapter.capabilities.savepoints:
             inserted = await self._insert_committing(spec, good, batch_size, failed, on_progress)
         else:
-            inserted = await self._db._run_atomic(write) if good else 0
+            # restartable unless partial: then ``failed`` collects across the attempt
+            inserted = await self._db._run_atomic(write, restartable=not partial) if good else 0
         failed.sort(key=lambda f: f["index"])
         return {"inserted": inserted, "failed": failed, "ok": not failed}
 
@@ -848,7 +849,7 @@ class Express:
             return total
 
         try:
-            inserted = await self._db._run_atomic(write)
+            inserted = await self._db._run_atomic(write, restartable=True)  # a fresh pass per call
         except _InvalidBatch:
             return None  # rolled back; the general path names the invalid rows
         return {"inserted": inserted, "failed": [], "ok": True}

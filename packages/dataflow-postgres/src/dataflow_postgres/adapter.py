@@ -809,7 +809,8 @@ class PostgresAdapter(SQLAdapter):
             f"{exc.message} The key DataFlow generated for {model.name} was already taken: the "
             f"table's id sequence was behind its rows (rows written with explicit ids around "
             f"it). Nothing was written; the sequence is moved past the rows now.",
-            model=model.name, field="id", constraint=getattr(exc, "constraint", None),
+            model=model.name, field="id", constraint=exc.details.get("constraint"),
+            rerun_safe=True,  # DataFlow's own restartable transactions run it once more
             fix="run the operation again: its next generated key is past every row.")
 
     async def _caught_up(self, conn: Any, model: ModelSpec, columns: tuple[str, ...],
