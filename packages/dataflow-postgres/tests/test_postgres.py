@@ -16,7 +16,12 @@ import pytest
 from pg_support import run_sql
 
 from dataflow import DataFlow, field
-from dataflow.errors import IntegrityError, MigrationRefusedError, UnsupportedError
+from dataflow.errors import (
+    BulkValidationError,
+    IntegrityError,
+    MigrationRefusedError,
+    UnsupportedError,
+)
 from dataflow.pool import ServerInfo
 from dataflow_postgres.adapter import UPSERT_COPY_THRESHOLD, PostgresAdapter
 from dataflow_postgres.dialect import PostgresCompiler
@@ -317,6 +322,59 @@ async def test_bulk_upsert_counts_are_exact(make_db: Any, size: int) -> None:
     # again: everything exists now
     again = await db.express.bulk_upsert("PgUp", rows, conflict_on="email")
     assert (again["inserted"], again["updated"]) == (0, size)
+
+
+async def test_bulk_upsert_streams_its_batches_into_one_staging_copy(
+        make_db: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many rows: encoded 2,000 at a time and streamed into one staging COPY (one staging
+    table, one INSERT ... SELECT), whatever batch_size; explicit ids move the identity; an
+    invalid row or a repeated key in a later batch writes nothing and is named."""
+    db = make_db()
+
+    @db.model
+    class PgUpStream:
+        email: str = field(unique=True)
+        score: int = 0
+
+    await db.initialize()
+    adapter: Any = db.adapter
+    batches: list[int] = []
+    staged: list[str] = []
+    real_copy = adapter._copy_temp
+
+    async def copy_spy(conn: Any, tmp: str, columns: Any, records: Any) -> None:
+        staged.append(tmp)
+        await real_copy(conn, tmp, columns, records)
+
+    real_upsert = adapter.upsert_encoded
+
+    async def upsert_spy(conn: Any, stmt: Any, stream: Any) -> Any:
+        def counted() -> Any:
+            for batch in stream:
+                batches.append(len(batch))
+                yield batch
+        return await real_upsert(conn, stmt, counted())
+
+    monkeypatch.setattr(adapter, "_copy_temp", copy_spy)
+    monkeypatch.setattr(adapter, "upsert_encoded", upsert_spy)
+    await db.express.bulk_create("PgUpStream", [{"email": f"u{i}@x"} for i in range(0, 9000, 3)])
+    rows = [{"id": 20_000 + i, "email": f"e{i}@x", "score": i} for i in range(9000)]
+    for i in range(0, 9000, 3):
+        rows[i] = {"id": i // 3 + 1, "email": f"u{i}@x", "score": i}
+    out = await db.express.bulk_upsert("PgUpStream", rows, conflict_on="email")
+    assert (out["inserted"], out["updated"]) == (6000, 3000)
+    assert batches == [2000, 2000, 2000, 2000, 1000] and len(staged) == 1
+    assert (await db.express.create("PgUpStream", {"email": "next@x"}))["id"] > 28_999
+    before = await db.express.count("PgUpStream")
+    bad = [dict(r, id=40_000 + n) for n, r in enumerate(rows)]
+    bad[8500] = {"id": 50_000, "email": "bad@x", "score": "high"}
+    with pytest.raises(BulkValidationError, match="row 8500"):
+        await db.express.bulk_upsert("PgUpStream", bad, conflict_on="email", batch_size=5000)
+    bad[8500] = {"id": 50_000, "email": "e1@x", "score": 1}  # e1@x is row 1's key too
+    with pytest.raises(BulkValidationError, match="repeats"):
+        await db.express.bulk_upsert("PgUpStream", bad, conflict_on="email")
+    assert await db.express.count("PgUpStream") == before
+    assert await db.express.count("PgUpStream", {"id": {"$gte": 40_000}}) == 0
 
 
 async def test_single_upsert_returns_record_and_counts(make_db: Any) -> None:

@@ -13,7 +13,7 @@ import contextlib
 import functools
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -216,6 +216,19 @@ class Adapter(ABC):
     @abstractmethod
     async def upsert(self, conn: Any, stmt: Upsert) -> UpsertOutcome:
         """Insert or update; counts must be exact. Called inside a transaction."""
+
+    async def upsert_encoded(self, conn: Any, stmt: Upsert,
+                             batches: Iterable[list[tuple[Any, ...]]]) -> UpsertOutcome:
+        """Upsert batches of encoded rows as they come, in the caller's transaction: ``stmt``
+        names the model, columns, conflict and update columns (its rows are not read). One
+        :meth:`upsert` per batch here; an adapter that streams every batch into one statement
+        (PostgreSQL's staging COPY) overrides it, holding one batch in memory at a time."""
+        inserted = updated = 0
+        for batch in batches:
+            out = await self.upsert(conn, replace(stmt, rows=[], returning=False, encoded=batch))
+            inserted += out.inserted
+            updated += out.updated
+        return UpsertOutcome([], inserted, updated)
 
     async def stream(self, stmt: Select, batch_size: int, *, conn: Any = None,
                      lock: Any = None) -> AsyncIterator[list[dict[str, Any]]]:

@@ -884,30 +884,73 @@ class Express:
         if any(c not in columns for c in conflict):
             return None
         fused, now_value = self._row_encoder(spec, v, columns, now)
-        encoded = self._encode_chunk(fused, rows, now_value, tenant)
-        if encoded is None:
-            return None
+        total = len(rows)
+        size = max(1, batch_size)
+        most = getattr(adapter, "encoded_batch_rows", None)  # streamed: see SQLAdapter
+        if most is not None:
+            size = min(size, most)
+        head = self._encode_chunk(fused, rows[:size], now_value, tenant)
+        if head is None:
+            return None  # nothing sent: the general path reports the row
         at = [columns.index(c) for c in conflict]
-        if len(at) == 1:
-            i = at[0]
-            distinct = len({t[i] for t in encoded})
-        else:
-            distinct = len({tuple([t[i] for i in at]) for t in encoded})
-        if distinct != len(encoded):
-            return None  # a key repeats: the general path reports which rows
-        given = tuple(k for k in first if k not in conflict and k != "id" and k != TENANT_FIELD)
-        cols = update_cols if update_cols is not None else given
-        if "updated_at" in spec.fields and cols:  # update_fields=[]: existing rows untouched
-            cols = tuple(dict.fromkeys((*cols, "updated_at")))
 
-        # the keys as canonical values, for the checks that read them back (only then)
+        def key_values(chunk: List[tuple[Any, ...]]) -> List[Any]:
+            if len(at) == 1:
+                i = at[0]
+                return [t[i] for t in chunk]
+            return [tuple([t[i] for i in at]) for t in chunk]
+
+        head_keys = set(key_values(head))
+        if len(head_keys) != len(head):
+            return None  # a key repeats: the general path reports which rows
+
+        def encode_batches() -> Iterator[List[tuple[Any, ...]] | None]:
+            """The rows encoded ``size`` at a time; None (and the end) at a batch the general
+            path must see: a row it cannot encode, or a key met in an earlier row."""
+            yield head
+            seen = set(head_keys)
+            for start in range(size, total, size):
+                chunk = self._encode_chunk(fused, rows[start:start + size], now_value, tenant)
+                if chunk is None:
+                    yield None
+                    return
+                seen.update(key_values(chunk))
+                if len(seen) != start + len(chunk):
+                    yield None
+                    return
+                yield chunk
+
+        # the keys as canonical values, for the checks that read them back (only then; those
+        # checks need every row valid first, so such models encode every batch up front, as
+        # do adapters that could not undo batches sent before an invalid one)
         checked: List[tuple[Any, ...]] = []
-        if spec.soft_delete or (tenant is not None and "id" in conflict):
+        encoded: List[List[tuple[Any, ...]] | None] | None = None
+        checks = spec.soft_delete or (tenant is not None and "id" in conflict)
+        if checks or (self._db.in_transaction() and not adapter.capabilities.savepoints):
+            encoded = list(encode_batches())
+            if None in encoded:
+                return None
+        if checks:
             columns_values = [
                 [tenant] * len(rows) if c == TENANT_FIELD and tenant is not None
                 else self._canonical(spec, v, c, [d[c] for d in rows])
                 for c in conflict]
             checked = list(zip(*columns_values, strict=True))
+        given = tuple(k for k in first if k not in conflict and k != "id" and k != TENANT_FIELD)
+        cols = update_cols if update_cols is not None else given
+        if "updated_at" in spec.fields and cols:  # update_fields=[]: existing rows untouched
+            cols = tuple(dict.fromkeys((*cols, "updated_at")))
+        invalid = False
+
+        def batches() -> Iterator[List[tuple[Any, ...]]]:
+            nonlocal invalid
+            invalid = False
+            # a fresh pass per call: the write may run again on a new connection
+            for chunk in encode_batches() if encoded is None else encoded:
+                if chunk is None:
+                    invalid = True  # ends the stream; write() rolls back what was sent
+                    return
+                yield chunk
 
         async def write(conn: Any) -> tuple[int, int]:
             if tenant is not None and "id" in conflict:
@@ -915,16 +958,24 @@ class Express:
                 await self._refuse_foreign_ids(conn, spec, [k[at_id] for k in checked], tenant)
             if spec.soft_delete:  # a key that reaches a tombstoned row is refused
                 await self._refuse_tombstoned(conn, spec, conflict, checked, "upsert")
-            inserted = updated = 0
-            for start in range(0, len(encoded), batch_size):
-                out = await adapter.upsert(conn, Upsert(
-                    spec, columns, [], conflict, cols, returning=False,
-                    encoded=encoded[start:start + batch_size]))
-                inserted += out.inserted
-                updated += out.updated
-            return inserted, updated
+            stream = batches()
+            try:
+                out = await adapter.upsert_encoded(
+                    conn, Upsert(spec, columns, [], conflict, cols, returning=False), stream)
+            except DataFlowError:
+                for _ in stream:  # a row the general path refuses outranks a database error
+                    pass
+                if invalid:
+                    raise _InvalidBatch from None
+                raise
+            if invalid:
+                raise _InvalidBatch
+            return out.inserted, out.updated
 
-        inserted, updated = await self._db._run_atomic(write, restartable=True)
+        try:
+            inserted, updated = await self._db._run_atomic(write, restartable=True)
+        except _InvalidBatch:
+            return None  # rolled back; the general path names the invalid rows
         return {"inserted": inserted, "updated": updated, "failed": [], "ok": True}
 
     @staticmethod

@@ -289,6 +289,31 @@ class TestBulkStreamed:
                 await db.express.bulk_create("KitRow", rows, batch_size=100)
         assert names(await db.express.list("KitRow")) == {"kept"}
 
+    async def test_upsert_rows_a_later_batch_refuses_write_nothing(self, make_db: MakeDB) -> None:
+        """An upsert of many batches (however the adapter groups them: one statement each,
+        or all streamed into one) writes nothing when a later batch holds an invalid row or
+        repeats a key of an earlier batch, and the error names the row; with every row valid
+        the counts are exact."""
+        db = make_db()
+        _model(db)
+        await db.express.bulk_create("KitRow", [{"name": f"o{i}", "qty": 0, "code": f"c{i}"}
+                                                for i in range(0, 300, 2)])
+        rows: list[dict[str, Any]] = [{"name": f"n{i}", "qty": i, "code": f"c{i}"}
+                                      for i in range(300)]
+        bad = [dict(r) for r in rows]
+        bad[250] = {"name": "bad", "qty": "many", "code": "c250"}
+        with raises_df(BulkValidationError, "DF-305", "row 250"):
+            await db.express.bulk_upsert("KitRow", bad, conflict_on="code", batch_size=60)
+        repeated = [dict(r) for r in rows]
+        repeated[250] = {"name": "again", "qty": 1, "code": "c3"}
+        with raises_df(BulkValidationError, "DF-305", "repeats"):
+            await db.express.bulk_upsert("KitRow", repeated, conflict_on="code", batch_size=60)
+        assert await db.express.count("KitRow") == 150
+        assert await db.express.count("KitRow", {"qty": {"$gt": 0}}) == 0
+        out = await db.express.bulk_upsert("KitRow", rows, conflict_on="code", batch_size=60)
+        assert (out["inserted"], out["updated"]) == (150, 150)
+        assert await db.express.count("KitRow", {"qty": {"$gt": 0}}) == 299
+
     async def test_rich_values_round_trip_and_bad_json_is_named(self, make_db: MakeDB) -> None:
         db = make_db()
         _rich_model(db)
