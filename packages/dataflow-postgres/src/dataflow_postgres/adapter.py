@@ -839,7 +839,9 @@ class PostgresAdapter(SQLAdapter):
         """The sequence moves that waited for a rollback (see :meth:`_behind_error`)."""
         while self._behind:
             _, model = self._behind.popitem()
-            with contextlib.suppress(DatabaseError):  # e.g. the table was dropped meanwhile
+            # best effort: a table dropped meanwhile, a connection that cannot take a
+            # statement now (the next collision asks again); the release goes on regardless
+            with contextlib.suppress(Exception):
                 await uninterrupted(self._catch_up_identity(conn, model))
 
     async def _advance_identity(self, conn: Any, model: ModelSpec, columns: tuple[str, ...],
