@@ -79,9 +79,9 @@ class TestCancellation:
                           work: Callable[[], Awaitable[Any]],
                           state: Callable[[], Awaitable[Any]],
                           allowed: Callable[[Any, Any], bool],
-                          timeout: bool = False) -> None:
+                          timeout: bool = False, turns_each: tuple[int, ...] = TURNS) -> None:
         ex = db.express
-        for turns in TURNS:
+        for turns in turns_each:
             before = await state()
             outcome = await _cancel_after(turns, work, timeout=timeout)
             assert outcome in ("cancelled", "timed out", "completed"), (op, turns, outcome)
@@ -109,6 +109,32 @@ class TestCancellation:
                 db, f"bulk_create-{timeout}",
                 lambda: ex.bulk_create("KitCancelRow", [{"label": "bulk"}] * BULK),
                 state, lambda b, a: a - b in (0, BULK), timeout=timeout)
+
+    async def test_cancelled_bulk_upsert_writes_all_or_nothing(self, make_db: MakeDB) -> None:
+        """Enough rows that an adapter streaming its batches (PostgreSQL's staging COPY) is
+        cut off mid-stream by some of the cancellations."""
+        db = make_db()
+        _model(db)
+        ex = db.express
+        size = 2_100
+        attempt = {"n": 0}
+
+        async def state() -> tuple[int, int]:
+            return (int(await ex.count("KitCancelRow", {"label": "up"})),
+                    int(await ex.count("KitCancelRow", {"label": "up", "n": attempt["n"]})))
+
+        async def upsert() -> Any:
+            attempt["n"] += 1
+            return await ex.bulk_upsert("KitCancelRow", [
+                {"id": 10_000 + i, "label": "up", "n": attempt["n"]} for i in range(size)])
+
+        def whole(before: tuple[int, int], after: tuple[int, int]) -> bool:
+            # either nothing of this attempt is there, or every row carries it
+            return (after[1] == 0 and after[0] == before[0]) or after == (size, size)
+
+        # from the first statements to well inside the write
+        await self._check_each(db, "bulk_upsert", upsert, state, whole,
+                               turns_each=(0, 3, 10, 40, 100, 250, 500, 1000, 2000, 4000))
 
     async def test_cancelled_update_and_upsert_leave_the_row_whole(self, make_db: MakeDB) -> None:
         db = make_db()
