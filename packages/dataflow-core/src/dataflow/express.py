@@ -11,8 +11,8 @@ import contextvars
 import functools
 import gc
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import (
     BulkValidationError,
@@ -62,6 +62,58 @@ _EXACT: dict[LogicalType, type] = {LogicalType.INT: int, LogicalType.STR: str,
 
 class _InvalidBatch(Exception):
     """Internal: a streamed bulk write met a row the fast path declines (rolled back)."""
+
+
+_T = TypeVar("_T")
+_Batch = List[tuple[Any, ...]]
+
+
+def _encoded_batch_rows(adapter: Any, batch_size: int) -> int:
+    """Rows per encoded batch: ``batch_size``, capped by the adapter's ``encoded_batch_rows``
+    (an adapter streaming every batch into one statement asks for small ones)."""
+    most = getattr(adapter, "encoded_batch_rows", None)
+    size = max(1, batch_size)
+    return size if most is None else min(size, most)
+
+
+class _EncodedStream:
+    """The encoded batches of one fast-path bulk write, produced while the adapter consumes
+    them. ``source()`` starts a fresh pass (a write may run again on a new connection); a
+    None in it is a batch the general path must see (a row the fast path declines), which
+    ends the pass. ``send`` hands one pass to the adapter and raises ``_InvalidBatch`` when
+    the pass ended that way: the caller's transaction then rolls back what was sent."""
+
+    def __init__(self, source: Callable[[], Iterable[_Batch | None]],
+                 on_batch: Callable[[int], None] | None = None) -> None:
+        self.source = source
+        self.on_batch = on_batch  # rows sent so far in this pass, after each batch
+        self.invalid = False
+
+    def _one_pass(self) -> Iterator[_Batch]:
+        self.invalid = False
+        done = 0
+        for chunk in self.source():
+            if chunk is None:
+                self.invalid = True
+                return
+            yield chunk
+            done += len(chunk)
+            if self.on_batch is not None:
+                self.on_batch(done)
+
+    async def send(self, consume: Callable[[Iterator[_Batch]], Awaitable[_T]]) -> _T:
+        stream = self._one_pass()
+        try:
+            result = await consume(stream)
+        except DataFlowError:
+            for _ in stream:  # a row the general path refuses outranks a database error
+                pass
+            if self.invalid:
+                raise _InvalidBatch from None
+            raise
+        if self.invalid:
+            raise _InvalidBatch
+        return result
 
 
 def _no_op_updates(result: dict[str, Any], update_cols: tuple[str, ...] | None) -> dict[str, Any]:
@@ -799,14 +851,10 @@ class Express:
         total = len(rows)
         if not total:
             return {"inserted": 0, "failed": [], "ok": True}
-        size = max(1, batch_size)
-        most = getattr(adapter, "encoded_batch_rows", None)  # streamed: see SQLAdapter
-        if most is not None:
-            size = min(size, most)
+        size = _encoded_batch_rows(adapter, batch_size)
         head = self._encode_chunk(fused, rows[:size], now_value, tenant)
         if head is None:
             return None  # nothing sent: the general path reports the row
-        invalid = False
 
         def encode_batches() -> Iterator[List[tuple[Any, ...]] | None]:
             yield head
@@ -819,33 +867,12 @@ class Express:
             encoded = list(encode_batches())
             if None in encoded:
                 return None
-
-        def batches() -> Iterator[List[tuple[Any, ...]]]:
-            nonlocal invalid
-            invalid = False
-            done = 0
-            # a fresh pass per call: the adapter may run write() again on a new connection
-            for chunk in encode_batches() if encoded is None else encoded:
-                if chunk is None:
-                    invalid = True  # ends the stream; write() rolls back what was sent
-                    return
-                yield chunk
-                done += len(chunk)
-                if on_progress is not None:
-                    on_progress(done, total)
+        stream = _EncodedStream(lambda: encode_batches() if encoded is None else encoded,
+                                None if on_progress is None else lambda done: on_progress(done, total))
 
         async def write(conn: Any) -> int:
-            stream = batches()
-            try:
-                await adapter.insert_encoded(conn, spec, columns, stream)  # type: ignore[attr-defined]
-            except DataFlowError:
-                for _ in stream:  # a row the general path refuses outranks a database error
-                    pass
-                if invalid:
-                    raise _InvalidBatch from None
-                raise
-            if invalid:
-                raise _InvalidBatch
+            await stream.send(lambda batches: adapter.insert_encoded(  # type: ignore[attr-defined]
+                conn, spec, columns, batches))
             return total
 
         try:
@@ -885,10 +912,7 @@ class Express:
             return None
         fused, now_value = self._row_encoder(spec, v, columns, now)
         total = len(rows)
-        size = max(1, batch_size)
-        most = getattr(adapter, "encoded_batch_rows", None)  # streamed: see SQLAdapter
-        if most is not None:
-            size = min(size, most)
+        size = _encoded_batch_rows(adapter, batch_size)
         head = self._encode_chunk(fused, rows[:size], now_value, tenant)
         if head is None:
             return None  # nothing sent: the general path reports the row
@@ -940,17 +964,8 @@ class Express:
         cols = update_cols if update_cols is not None else given
         if "updated_at" in spec.fields and cols:  # update_fields=[]: existing rows untouched
             cols = tuple(dict.fromkeys((*cols, "updated_at")))
-        invalid = False
-
-        def batches() -> Iterator[List[tuple[Any, ...]]]:
-            nonlocal invalid
-            invalid = False
-            # a fresh pass per call: the write may run again on a new connection
-            for chunk in encode_batches() if encoded is None else encoded:
-                if chunk is None:
-                    invalid = True  # ends the stream; write() rolls back what was sent
-                    return
-                yield chunk
+        stream = _EncodedStream(lambda: encode_batches() if encoded is None else encoded)
+        statement = Upsert(spec, columns, [], conflict, cols, returning=False)
 
         async def write(conn: Any) -> tuple[int, int]:
             if tenant is not None and "id" in conflict:
@@ -958,18 +973,8 @@ class Express:
                 await self._refuse_foreign_ids(conn, spec, [k[at_id] for k in checked], tenant)
             if spec.soft_delete:  # a key that reaches a tombstoned row is refused
                 await self._refuse_tombstoned(conn, spec, conflict, checked, "upsert")
-            stream = batches()
-            try:
-                out = await adapter.upsert_encoded(
-                    conn, Upsert(spec, columns, [], conflict, cols, returning=False), stream)
-            except DataFlowError:
-                for _ in stream:  # a row the general path refuses outranks a database error
-                    pass
-                if invalid:
-                    raise _InvalidBatch from None
-                raise
-            if invalid:
-                raise _InvalidBatch
+            out = await stream.send(
+                lambda batches: adapter.upsert_encoded(conn, statement, batches))
             return out.inserted, out.updated
 
         try:
