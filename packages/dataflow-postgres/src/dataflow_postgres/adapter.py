@@ -157,6 +157,26 @@ _InsertPlan = tuple[ModelSpec, str, Callable[[dict[str, Any]], tuple[Any, ...]],
                     Callable[[Any], dict[str, Any]], bool]
 
 
+class _Tally:
+    """Counts the rows of a stream of encoded batches as they pass, and the highest explicit
+    id among them (for the identity sequence's move after the write)."""
+
+    def __init__(self, model: ModelSpec, columns: tuple[str, ...]) -> None:
+        self.at = columns.index("id") if "id" in columns and model.pk.auto_increment else None
+        self.rows = 0
+        self.top: Any = None
+
+    def passing(self, batches: Iterable[list[tuple[Any, ...]]]) -> Iterator[list[tuple[Any, ...]]]:
+        at = self.at
+        for batch in batches:
+            self.rows += len(batch)
+            if at is not None and batch:
+                high = max([t[at] for t in batch])
+                if self.top is None or high > self.top:
+                    self.top = high
+            yield batch
+
+
 class PostgresAdapter(SQLAdapter):
     capabilities = PostgresCapabilities
     accepts_encoded_rows = True
@@ -645,28 +665,17 @@ class PostgresAdapter(SQLAdapter):
                 await self.insert(conn, Insert(model, columns, [], returning=False, encoded=batch))
                 total += len(batch)
             return total
-        at = columns.index("id") if "id" in columns and model.pk.auto_increment else None
-        top: Any = None
-        count = 0
-
-        def chunks() -> Iterator[list[tuple[Any, ...]]]:
-            nonlocal top, count
-            for batch in itertools.chain((head,), () if second is None else (second,), stream):
-                count += len(batch)
-                if at is not None and batch:
-                    high = max([t[at] for t in batch])
-                    top = high if top is None or high > top else top
-                yield batch
-
+        tally = _Tally(model, columns)
         # the records flattened in C (a generator's ``yield from`` resumes once per record)
+        records = itertools.chain.from_iterable(tally.passing(
+            itertools.chain((head,), () if second is None else (second,), stream)))
         try:
-            await self.copy_records(conn, model.table, columns,
-                                    itertools.chain.from_iterable(chunks()))
+            await self.copy_records(conn, model.table, columns, records)
         except IntegrityError as exc:
             raise self._behind_error(conn, model, columns, exc) from exc.__cause__
-        if top is not None:
-            await self._move_identity(conn, model, top)
-        return count
+        if tally.top is not None:
+            await self._move_identity(conn, model, tally.top)
+        return tally.rows
 
     async def copy_frame(self, conn: Any, model: ModelSpec, frame: Any) -> bool:
         """Binary COPY straight from a Polars frame's columns (``db.frames``): the wire
@@ -885,27 +894,16 @@ class PostgresAdapter(SQLAdapter):
         if total < UPSERT_COPY_THRESHOLD or not self._copyable(model, stmt.columns):
             rows = [t for batch in itertools.chain(head, stream) for t in batch]
             return await self.upsert(conn, replace(stmt, rows=[], returning=False, encoded=rows))
-        at = stmt.columns.index("id") if "id" in stmt.columns and model.pk.auto_increment else None
-        top: Any = None
-        total = 0
-
-        def counted() -> Iterator[list[tuple[Any, ...]]]:
-            nonlocal top, total
-            for batch in itertools.chain(head, stream):
-                total += len(batch)
-                if at is not None and batch:
-                    high = max([t[at] for t in batch])
-                    top = high if top is None or high > top else top
-                yield batch
-
+        tally = _Tally(model, stmt.columns)
         try:
             inserted, affected = await self._upsert_via_copy(
-                conn, stmt, itertools.chain.from_iterable(counted()))
+                conn, stmt, itertools.chain.from_iterable(tally.passing(itertools.chain(head, stream))))
         except IntegrityError as exc:  # a generated key may have met a row written around it
             raise self._behind_error(conn, model, stmt.columns, exc) from exc.__cause__
-        if top is not None:
-            await self._move_identity(conn, model, top)
-        return UpsertOutcome([], inserted, affected - inserted if stmt.update else total - inserted)
+        if tally.top is not None:
+            await self._move_identity(conn, model, tally.top)
+        return UpsertOutcome([], inserted,
+                             affected - inserted if stmt.update else tally.rows - inserted)
 
     async def upsert(self, conn: Any, stmt: Upsert) -> UpsertOutcome:
         try:
