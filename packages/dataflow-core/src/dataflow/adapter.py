@@ -315,10 +315,10 @@ class SQLAdapter(Adapter):
     compiler: SQLCompiler
     #: ``insert`` takes ``Insert.encoded`` (rows encoded by :meth:`value_encoders`)
     accepts_encoded_rows: ClassVar[bool] = False
-    #: rows per batch handed to :meth:`insert_encoded` at most, whatever the caller's
-    #: ``batch_size``: an adapter that streams the batches into one statement while the
-    #: server works (PostgreSQL's COPY) sets it, so encoding the next batch overlaps the
-    #: server's work on the last; None = batches of the caller's ``batch_size``
+    #: rows per batch handed to :meth:`insert_encoded` / :meth:`upsert_encoded` at most,
+    #: whatever the caller's ``batch_size``: an adapter that streams the batches into one
+    #: statement while the server works (PostgreSQL's COPY) sets it, so encoding the next
+    #: batch overlaps the server's work on the last; None = batches of ``batch_size``
     encoded_batch_rows: ClassVar[int | None] = None
 
     def value_encoders(self, model: ModelSpec, columns: tuple[str, ...]) -> list[Any]:

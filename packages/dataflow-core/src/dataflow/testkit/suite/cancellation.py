@@ -111,8 +111,8 @@ class TestCancellation:
                 state, lambda b, a: a - b in (0, BULK), timeout=timeout)
 
     async def test_cancelled_bulk_upsert_writes_all_or_nothing(self, make_db: MakeDB) -> None:
-        """Enough rows that an adapter streaming its batches (PostgreSQL's staging COPY) is
-        cut off mid-stream by some of the cancellations."""
+        """Three batches of 700 rows (one statement each, or all streamed into one staging
+        COPY), enough that some cancellations land between batches or mid-stream."""
         db = make_db()
         _model(db)
         ex = db.express
@@ -126,7 +126,8 @@ class TestCancellation:
         async def upsert() -> Any:
             attempt["n"] += 1
             return await ex.bulk_upsert("KitCancelRow", [
-                {"id": 10_000 + i, "label": "up", "n": attempt["n"]} for i in range(size)])
+                {"id": 10_000 + i, "label": "up", "n": attempt["n"]} for i in range(size)],
+                batch_size=700)
 
         def whole(before: tuple[int, int], after: tuple[int, int]) -> bool:
             # either nothing of this attempt is there, or every row carries it
